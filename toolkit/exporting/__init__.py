@@ -1,0 +1,1 @@
+"""`export-prefix` / `veil export`: checkpoint -> prefix -> backend artifacts + manifest."""

@@ -1,0 +1,215 @@
+"""Veil's ASR model: PCM -> log-mel -> conv subsampling -> conformer blocks -> CTC, plus speaker heads.
+
+Blocks 1..split_layer form the on-device *prefix* and are chunk-local: the utterance is cut into fixed
+``chunk_samples`` chunks (last one zero-padded) and each chunk runs alone, in training exactly as on the
+phone. Blocks split_layer+1..L (the cloud *suffix*) see the whole utterance. Speaker heads sit behind a GRL
+after each block index in ``grl_layers`` (see ``toolkit/model/grl.py``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from toolkit.model.conformer import ConformerBlock, ConvSubsampling
+from toolkit.model.frontend import FrontendConfig, LogMelFrontend
+from toolkit.model.grl import SpeakerHead, grad_reverse
+
+SUBSAMPLING = 4
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 29
+    d_model: int = 144
+    n_heads: int = 4
+    ff_mult: int = 4
+    conv_kernel: int = 15
+    n_blocks: int = 6
+    subsampling_channels: int = 64
+    dropout: float = 0.1
+    chunk_samples: int = 32000          # 2.0 s at 16 kHz -> 50 embedding frames
+    split_layer: int = 3                # blocks 1..split_layer run on the phone, chunk-local
+    grl_layers: list[int] = field(default_factory=list)  # 1-based block indices with a speaker head
+    grl_lambda_max: float = 1.0
+    grl_gamma: float = 10.0
+    n_speakers: int = 0
+    speaker_hidden: int = 256
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+
+    def __post_init__(self):
+        if isinstance(self.frontend, dict):
+            self.frontend = FrontendConfig(**self.frontend)
+        self.grl_layers = sorted({int(k) for k in self.grl_layers})
+
+    @property
+    def frame_samples(self) -> int:
+        """PCM samples per embedding frame (40 ms)."""
+        return self.frontend.hop_length * SUBSAMPLING
+
+    @property
+    def chunk_frames(self) -> int:
+        return self.chunk_samples // self.frame_samples
+
+    def validate(self) -> None:
+        if self.chunk_samples % self.frame_samples:
+            raise ValueError(f"chunk_samples={self.chunk_samples} is not a multiple of {self.frame_samples}")
+        if not 1 <= self.split_layer <= self.n_blocks:
+            raise ValueError(f"split_layer={self.split_layer} is outside 1..{self.n_blocks}")
+        for k in self.grl_layers:
+            if not 1 <= k <= self.n_blocks:
+                raise ValueError(f"GRL layer {k} is outside 1..{self.n_blocks}")
+        if self.grl_layers and self.n_speakers < 2:
+            raise ValueError("a speaker head needs n_speakers >= 2")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def frames_for(num_samples: torch.Tensor | int, frame_samples: int):
+    """Valid embedding frames for an utterance of ``num_samples``: ceil(num_samples / frame_samples)."""
+    if isinstance(num_samples, torch.Tensor):
+        return torch.div(num_samples + frame_samples - 1, frame_samples, rounding_mode="floor")
+    return -(-num_samples // frame_samples)
+
+
+def spec_augment(feats: torch.Tensor, generator: torch.Generator | None = None, freq_masks: int = 2,
+                 freq_width: int = 15, time_masks: int = 2, time_width: int = 20) -> torch.Tensor:
+    """Zero random frequency bands and time spans of (N, T, F) standardized features (per chunk)."""
+    n, t, f = feats.shape
+    mask = torch.ones_like(feats)
+    dev = feats.device
+    for _ in range(freq_masks):
+        w = torch.randint(0, freq_width + 1, (n, 1), generator=generator).to(dev)
+        s = (torch.rand(n, 1, generator=generator).to(dev) * (f - w)).long()
+        idx = torch.arange(f, device=dev)[None, :]
+        mask = mask * (~((idx >= s) & (idx < s + w))).unsqueeze(1).to(feats.dtype)
+    for _ in range(time_masks):
+        w = torch.randint(0, time_width + 1, (n, 1), generator=generator).to(dev)
+        s = (torch.rand(n, 1, generator=generator).to(dev) * (t - w)).long()
+        idx = torch.arange(t, device=dev)[None, :]
+        mask = mask * (~((idx >= s) & (idx < s + w))).unsqueeze(2).to(feats.dtype)
+    return feats * mask
+
+
+class VeilModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.frontend = LogMelFrontend(cfg.frontend)
+        self.subsampling = ConvSubsampling(cfg.frontend.n_mels, cfg.d_model, cfg.subsampling_channels)
+        self.blocks = nn.ModuleList(
+            ConformerBlock(cfg.d_model, cfg.n_heads, cfg.ff_mult, cfg.conv_kernel, cfg.dropout)
+            for _ in range(cfg.n_blocks))
+        self.ctc_head = nn.Linear(cfg.d_model, cfg.vocab_size)
+        self.speaker_heads = nn.ModuleDict(
+            {str(k): SpeakerHead(cfg.d_model, cfg.n_speakers, cfg.speaker_hidden) for k in cfg.grl_layers})
+
+    # ---- the on-device part -------------------------------------------------------------------------
+    def encode_chunks(self, chunks: torch.Tensor, upto: int, augment: bool = False,
+                      generator: torch.Generator | None = None, keep: tuple[int, ...] = ()):
+        """(N, chunk_samples) -> (N, chunk_frames, d) after block ``upto``; also block outputs in ``keep``."""
+        feats = self.frontend(chunks)
+        if augment:
+            feats = spec_augment(feats, generator)
+        x = self.subsampling(feats)
+        kept = {}
+        for i in range(upto):
+            x = self.blocks[i](x)
+            if i + 1 in keep:
+                kept[i + 1] = x
+        return x, kept
+
+    # ---- the whole model, batched -------------------------------------------------------------------
+    def forward(self, pcm: torch.Tensor, lengths: torch.Tensor, augment: bool = False,
+                grl_lambda: float = 0.0, generator: torch.Generator | None = None,
+                return_layers: bool = False) -> dict:
+        """pcm (B, S) zero-padded, lengths (B,) in samples. Returns CTC log-probs (B, T, V), frame lengths,
+        speaker logits per GRL layer, and (optionally) every block's output (B, T, d)."""
+        cfg = self.cfg
+        b, s = pcm.shape
+        cs, cf = cfg.chunk_samples, cfg.chunk_frames
+        n_chunks = max(1, math.ceil(s / cs))
+        pcm = nn.functional.pad(pcm, (0, n_chunks * cs - s)).reshape(b * n_chunks, cs)
+        chunk_valid = (torch.arange(n_chunks, device=pcm.device)[None, :] * cs < lengths[:, None]).reshape(-1)
+        idx = chunk_valid.nonzero().squeeze(1)
+        keep = tuple(range(1, cfg.split_layer + 1)) if return_layers else tuple(
+            k for k in cfg.grl_layers if k <= cfg.split_layer)
+        x_chunks, kept = self.encode_chunks(pcm[idx], cfg.split_layer, augment, generator, keep)
+
+        def unchunk(y):
+            full = y.new_zeros(b * n_chunks, cf, y.shape[-1])
+            full[idx] = y
+            return full.reshape(b, n_chunks * cf, y.shape[-1])
+
+        frame_lengths = frames_for(lengths, cfg.frame_samples)
+        mask = torch.arange(n_chunks * cf, device=pcm.device)[None, :] < frame_lengths[:, None]
+        layers = {k: unchunk(v) for k, v in kept.items()}
+        x = unchunk(x_chunks)
+        for i in range(cfg.split_layer, cfg.n_blocks):
+            x = self.blocks[i](x, mask)
+            if return_layers or (i + 1) in cfg.grl_layers:
+                layers[i + 1] = x
+        out = {"log_probs": torch.log_softmax(self.ctc_head(x), dim=-1), "frame_lengths": frame_lengths,
+               "mask": mask, "speaker_logits": {}}
+        for k in cfg.grl_layers:
+            out["speaker_logits"][k] = self.speaker_heads[str(k)](grad_reverse(layers[k], grl_lambda), mask)
+        if return_layers:
+            out["layers"] = layers
+        return out
+
+
+class Prefix(nn.Module):
+    """What the phone runs: one PCM chunk (1, chunk_samples) -> embeddings (1, chunk_frames, d)."""
+
+    def __init__(self, model: VeilModel, split_layer: int):
+        super().__init__()
+        self.frontend = model.frontend
+        self.subsampling = model.subsampling
+        self.blocks = nn.ModuleList(model.blocks[:split_layer])
+        self.chunk_samples = model.cfg.chunk_samples
+
+    def forward(self, pcm: torch.Tensor) -> torch.Tensor:
+        x = self.subsampling(self.frontend(pcm))
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class Suffix(nn.Module):
+    """What the cloud runs: embeddings (B, T, d) + valid-frame mask (B, T) -> CTC log-probs (B, T, V)."""
+
+    def __init__(self, model: VeilModel, split_layer: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(model.blocks[split_layer:])
+        self.ctc_head = model.ctc_head
+
+    def forward(self, emb: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = emb
+        for block in self.blocks:
+            x = block(x, mask)
+        return torch.log_softmax(self.ctc_head(x), dim=-1)
+
+
+def split(model: VeilModel, k: int | None = None) -> tuple[Prefix, Suffix]:
+    """Cut after block ``k`` (default: the config's split layer). Shares weights with ``model``."""
+    k = model.cfg.split_layer if k is None else k
+    if not 1 <= k <= model.cfg.n_blocks:
+        raise ValueError(f"split layer {k} is outside 1..{model.cfg.n_blocks}")
+    return Prefix(model, k), Suffix(model, k)
+
+
+def run_prefix_chunked(prefix: Prefix, pcm: torch.Tensor) -> torch.Tensor:
+    """Run a whole utterance (S,) through ``prefix`` one chunk at a time, as a phone does: zero-pad the
+    last chunk, concatenate the chunks' frames, trim to ceil(S / frame_samples). Returns (T, d)."""
+    cs = prefix.chunk_samples
+    n = max(1, math.ceil(pcm.shape[-1] / cs))
+    padded = nn.functional.pad(pcm, (0, n * cs - pcm.shape[-1]))
+    frames = [prefix(padded[i * cs:(i + 1) * cs].unsqueeze(0))[0] for i in range(n)]
+    frame_samples = prefix.frontend.cfg.hop_length * SUBSAMPLING
+    return torch.cat(frames, 0)[: frames_for(pcm.shape[-1], frame_samples)]

@@ -1,0 +1,120 @@
+"""Checkpoints: ``<name>.safetensors`` (weights) beside ``<name>.json`` (config + tokenizer + provenance).
+
+Nothing is unpickled on load. The JSON holds everything needed to rebuild the model: architecture,
+frontend, chunking, GRL layers and lambda, split layer, tokenizer, speaker list, and provenance (corpus
+seed/size, command, steps, metrics). Writes go to temporary files renamed into place.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from toolkit.errors import VeilError
+from toolkit.model.asr import ModelConfig, VeilModel
+from toolkit.text.tokenizer import CharTokenizer
+
+FORMAT = "veil-checkpoint/1"
+
+
+def config_path(weights: Path) -> Path:
+    return Path(weights).with_suffix(".json")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_tensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, model: VeilModel, tokenizer: CharTokenizer, speakers: list[str],
+                    provenance: dict) -> Path:
+    """Write weights then config (each atomically). Returns the weights path."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save_tensors(model.state_dict(), path, metadata={"format": FORMAT})
+    config = {"format": FORMAT, "model": model.cfg.to_dict(), "tokenizer": tokenizer.to_config(),
+              "speakers": list(speakers), "provenance": provenance,
+              "weights_sha256": file_sha256(path)}
+    atomic_write_bytes(config_path(path), (json.dumps(config, indent=1) + "\n").encode())
+    return path
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_config(path: str | Path) -> dict:
+    path = Path(path)
+    cpath = config_path(path)
+    if not path.is_file():
+        raise VeilError(f"{path}: checkpoint not found")
+    if not cpath.is_file():
+        raise VeilError(f"{path}: checkpoint config {cpath.name} is missing")
+    try:
+        config = json.loads(cpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise VeilError(f"{cpath}: corrupt checkpoint config ({exc})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT or "model" not in config:
+        raise VeilError(f"{cpath}: not a Veil checkpoint config (expected format {FORMAT})")
+    return config
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[VeilModel, dict]:
+    """Rebuild the model from its JSON config and load the safetensors weights (strict)."""
+    path = Path(path)
+    config = read_config(path)
+    try:
+        cfg = ModelConfig(**config["model"])
+        model = VeilModel(cfg)
+    except (TypeError, ValueError) as exc:
+        raise VeilError(f"{config_path(path)}: invalid model config ({exc})") from None
+    try:
+        state = load_file(str(path), device=map_location)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise VeilError(f"{path}: corrupt or unreadable safetensors file ({str(exc).splitlines()[0]})") from None
+    missing = set(model.state_dict()) - set(state)
+    unexpected = set(state) - set(model.state_dict())
+    if missing or unexpected:
+        raise VeilError(f"{path}: weights do not match the config "
+                        f"({len(missing)} missing, {len(unexpected)} unexpected tensors)")
+    for k, v in model.state_dict().items():
+        if v.shape != state[k].shape:
+            raise VeilError(f"{path}: tensor {k} has shape {tuple(state[k].shape)}, config expects {tuple(v.shape)}")
+    model.load_state_dict(state)
+    model.eval()
+    return model, config
+
+
+def tokenizer_from(config: dict) -> CharTokenizer:
+    return CharTokenizer.from_config(config["tokenizer"])

@@ -1,0 +1,238 @@
+"""`veil train`: CTC + speaker-adversarial training, resumable, single process or torchrun (DDP).
+
+One plain loop. Each step: chunked prefix + suffix forward, CTC loss, plus for every GRL layer the speaker
+cross-entropy through the gradient reversal layer with Ganin's lambda at the current progress. Checkpoints
+(``last``, ``best`` by dev CER) and the optimizer state go to ``--out`` every ``--eval-every`` steps; a rerun
+with the same ``--out`` resumes from ``last``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from toolkit.data.corpus_build import read_manifest
+from toolkit.data.dataset import AudioSet, collate, length_batches
+from toolkit.data.librispeech import read_librispeech
+from toolkit.decoding.evaluate import evaluate_set
+from toolkit.errors import VeilError
+from toolkit.model.asr import ModelConfig, VeilModel
+from toolkit.model.checkpoint import atomic_save_tensors, atomic_write_bytes, load_checkpoint, save_checkpoint
+from toolkit.model.grl import ganin_lambda
+from toolkit.text.tokenizer import CharTokenizer
+
+
+@dataclass
+class TrainConfig:
+    corpus: str = "data/corpus"
+    out: str = "runs/baseline"
+    steps: int = 20000
+    lr: float = 1.5e-3
+    warmup: int = 800
+    weight_decay: float = 1e-2
+    max_batch_seconds: float = 60.0
+    eval_every: int = 500
+    dev_utts: int = 256
+    speaker_weight: float = 1.0
+    seed: int = 0
+    time_limit_min: float = 0.0   # stop (after a checkpoint) when this much wall time has passed; 0 = none
+    init_from: str = ""           # start from these weights (e.g. the baseline) instead of random
+    threads: int = 0              # CPU threads (0 = all cores); small models train as fast on 1
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the peak at ``cfg.steps``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world)
+
+
+def feature_stats(model: VeilModel, data: AudioSet, n: int = 300, seed: int = 0) -> None:
+    """Set the frontend's per-bin standardization from ``n`` training utterances."""
+    idx = random.Random(seed).sample(range(len(data)), min(n, len(data)))
+    with torch.no_grad():
+        feats = torch.cat([model.frontend.log_mel(collate([data.pcm[i]])[0])[0] for i in idx])
+    model.frontend.feat_mean.copy_(feats.mean(0))
+    model.frontend.feat_std.copy_(feats.std(0).clamp_min(1e-3))
+
+
+def _save_state(out: Path, step: int, model, opt, tokenizer, speakers, provenance) -> None:
+    save_checkpoint(out / "last.safetensors", model, tokenizer, speakers, {**provenance, "steps": step})
+    tensors, meta = {}, {}
+    for i, (p, st) in enumerate(zip(model.parameters(), [opt.state.get(p, {}) for p in model.parameters()])):
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{i}.{k}"] = v
+    meta["step"] = str(step)
+    atomic_save_tensors(tensors, out / "train_state.safetensors", metadata=meta)
+
+
+def _load_state(out: Path, model, opt) -> int:
+    state = load_file(str(out / "train_state.safetensors"))
+    params = list(model.parameters())
+    for key, v in state.items():
+        i, k = key.split(".", 1)
+        opt.state[params[int(i)]][k] = v
+    with open(out / "last.json") as f:
+        return int(json.load(f)["provenance"]["steps"])
+
+
+def train(cfg: TrainConfig, command: str = "") -> dict:
+    rank, world = _dist_info()
+    if world > 1:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
+    torch.manual_seed(cfg.seed + rank)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    main = rank == 0
+    out = Path(cfg.out)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    corpus = Path(cfg.corpus)
+    manifest = read_manifest(corpus) if (corpus / "manifest.json").exists() else {}
+    train_utts = read_librispeech(corpus / "train")
+    dev_utts = read_librispeech(corpus / "dev")[: cfg.dev_utts]
+    speakers = sorted({u.speaker for u in train_utts})
+    spk_index = {s: i for i, s in enumerate(speakers)}
+    tokenizer = CharTokenizer()
+
+    resume = (out / "last.safetensors").exists()
+    if resume:
+        model, ckpt = load_checkpoint(out / "last.safetensors")
+        if ckpt["speakers"] != speakers:
+            raise VeilError(f"{out}: checkpoint speakers differ from {corpus / 'train'}; use a new --out")
+    else:
+        mcfg = ModelConfig(**{**cfg.model.to_dict(), "vocab_size": tokenizer.vocab_size,
+                              "n_speakers": len(speakers)})
+        model = VeilModel(mcfg)
+        if cfg.init_from:
+            init, _ = load_checkpoint(cfg.init_from)
+            own = model.state_dict()
+            own.update({k: v for k, v in init.state_dict().items() if k in own and not k.startswith("speaker_heads")})
+            model.load_state_dict(own)
+    model.to(device)
+    train_set = AudioSet.load(train_utts, "loading train", progress=main)
+    dev_set = AudioSet.load(dev_utts, "loading dev", progress=main)
+    if not resume and not cfg.init_from:
+        feature_stats(model, train_set, seed=cfg.seed)
+    targets = [torch.tensor(tokenizer.encode(u.text), dtype=torch.long) for u in train_utts]
+    spk_labels = torch.tensor([spk_index[u.speaker] for u in train_utts])
+
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    step = 0
+    if resume:
+        if (out / "train_state.safetensors").exists():
+            step = _load_state(out, model, opt)
+        else:  # weights only (e.g. a committed checkpoint): continue the schedule with fresh Adam moments
+            step = int(json.loads((out / "last.json").read_text())["provenance"]["steps"])
+            tqdm.write(f"{out}: no optimizer state, resuming weights at step {step} with a fresh optimizer",
+                       file=sys.stderr)
+
+    provenance = {
+        "command": command, "corpus": str(corpus), "corpus_seed": manifest.get("seed"),
+        "corpus_size": manifest.get("size"), "train_utterances": len(train_utts), "world_size": world,
+        "device": device, "train_config": {k: v for k, v in cfg.__dict__.items() if k != "model"},
+    }
+    log_path = out / "log.jsonl"
+    best_cer = math.inf
+    if resume:
+        prev = json.loads((out / "last.json").read_text())["provenance"]
+        best_cer = prev.get("best_dev_cer", math.inf)
+        provenance["train_seconds"] = prev.get("train_seconds", 0.0)
+    provenance.setdefault("train_seconds", 0.0)
+    max_samples = int(cfg.max_batch_seconds * 16000)
+    lengths = [len(x) for x in train_set.pcm]
+    start = time.time()
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not main, mininterval=5.0)
+    per_epoch = max(1, len(length_batches(lengths, max_samples, 0)) // world)
+    epoch, skip = divmod(step, per_epoch)  # resume: continue mid-epoch where the last run stopped
+    result = {}
+    stop = False
+    while step < cfg.steps and not stop:
+        batches = length_batches(lengths, max_samples, seed=cfg.seed + epoch)
+        batches = batches[rank::world][: len(batches) // world]
+        for batch in batches[skip:]:
+            ddp_model.train()
+            pcm, lens = collate([train_set.pcm[i] for i in batch])
+            lam = ganin_lambda(step / cfg.steps, model.cfg.grl_lambda_max, model.cfg.grl_gamma)
+            o = ddp_model(pcm.to(device), lens.to(device), augment=True, grl_lambda=lam, generator=gen)
+            tgt = [targets[i] for i in batch]
+            ctc = F.ctc_loss(o["log_probs"].transpose(0, 1), torch.cat(tgt).to(device), o["frame_lengths"],
+                             torch.tensor([len(t) for t in tgt], device=device), blank=0, zero_infinity=True)
+            loss = ctc
+            spk_losses = {}
+            for k, logits in o["speaker_logits"].items():
+                spk_losses[k] = F.cross_entropy(logits, spk_labels[batch].to(device))
+                loss = loss + cfg.speaker_weight * spk_losses[k]
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            if main:
+                bar.update(1)
+                bar.set_postfix(ctc=f"{ctc.item():.3f}", **{f"spk{k}": f"{v.item():.2f}" for k, v in spk_losses.items()},
+                                lam=f"{lam:.2f}")
+                if step % 50 == 0:
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps({"step": step, "ctc": round(ctc.item(), 4), "lr": lr_at(step, cfg),
+                                            "lambda": round(lam, 4),
+                                            **{f"speaker_ce_{k}": round(v.item(), 4) for k, v in spk_losses.items()}})
+                                + "\n")
+            timeout = cfg.time_limit_min and (time.time() - start) > cfg.time_limit_min * 60
+            if step % cfg.eval_every == 0 or step >= cfg.steps or timeout:
+                if main:
+                    dev = evaluate_set(model, tokenizer, dev_set, device)
+                    provenance["train_seconds"] = provenance["train_seconds"] + (time.time() - start)
+                    start = time.time()
+                    provenance.update({"dev_cer": round(dev["cer"], 3), "dev_wer": round(dev["wer"], 3)})
+                    if dev["cer"] < best_cer:
+                        best_cer = dev["cer"]
+                        provenance["best_dev_cer"] = round(best_cer, 3)
+                        save_checkpoint(out / "best.safetensors", model, tokenizer, speakers,
+                                        {**provenance, "steps": step})
+                    _save_state(out, step, model, opt, tokenizer, speakers, provenance)
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps({"step": step, "dev_cer": dev["cer"], "dev_wer": dev["wer"]}) + "\n")
+                    tqdm.write(f"step {step}: dev CER {dev['cer']:.2f} % WER {dev['wer']:.2f} %", file=sys.stderr)
+                    result = {"step": step, **dev}
+                if timeout:
+                    stop = True
+            if step >= cfg.steps or stop:
+                break
+        epoch, skip = epoch + 1, 0
+    bar.close()
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
