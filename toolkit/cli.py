@@ -36,7 +36,8 @@ def _cmd_train(args) -> int:
         raise VeilError("--no-grl and --grl-layer contradict each other")
     mcfg = ModelConfig(n_blocks=args.blocks, d_model=args.d_model, split_layer=args.split_layer,
                        chunk_samples=args.chunk_samples, grl_layers=[] if args.no_grl else (args.grl_layer or [args.split_layer]),
-                       grl_lambda_max=args.lambda_max, n_heads=args.heads)
+                       grl_lambda_max=args.lambda_max, n_heads=args.heads,
+                       subsampling_channels=args.subsampling_channels)
     try:
         ModelConfig(**{**mcfg.to_dict(), "n_speakers": 2}).validate()  # speakers are counted from the corpus later
     except ValueError as exc:
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--blocks", type=int, default=6)
     t.add_argument("--d-model", type=int, default=144)
     t.add_argument("--heads", type=int, default=4)
+    t.add_argument("--subsampling-channels", type=int, default=64)
     t.add_argument("--chunk-samples", type=int, default=32000)
     t.add_argument("--steps", type=int, default=20000)
     t.add_argument("--warmup", type=int, default=800)

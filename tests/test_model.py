@@ -1,0 +1,79 @@
+"""Split equivalence, chunked prefix == training-time prefix, batching independence."""
+import pytest
+import torch
+
+from toolkit.model.asr import ModelConfig, VeilModel, frames_for, run_prefix_chunked, split
+from tests.conftest import small_config
+
+
+def _utterances():
+    g = torch.Generator().manual_seed(3)
+    lengths = [40000, 16000, 9001, 31999]
+    return [torch.randn(n, generator=g) * 0.1 for n in lengths]
+
+
+def _batch(utts):
+    lengths = torch.tensor([len(u) for u in utts])
+    pcm = torch.zeros(len(utts), int(lengths.max()))
+    for i, u in enumerate(utts):
+        pcm[i, : len(u)] = u
+    return pcm, lengths
+
+
+@torch.no_grad()
+def test_suffix_of_prefix_equals_full_model(small_model):
+    prefix, suffix = split(small_model)
+    for u in _utterances():
+        out = small_model(u[None], torch.tensor([len(u)]))
+        full = out["log_probs"][0, : int(out["frame_lengths"][0])]
+        emb = run_prefix_chunked(prefix, u)
+        assert emb.shape == (frames_for(len(u), 640), 64)
+        assert torch.allclose(suffix(emb[None])[0], full, atol=1e-5)
+
+
+@torch.no_grad()
+def test_chunked_prefix_equals_training_time_prefix(small_model):
+    """The phone's chunk-by-chunk prefix gives the same frames as the batched training forward."""
+    utts = _utterances()
+    pcm, lengths = _batch(utts)
+    layers = small_model(pcm, lengths, return_layers=True)["layers"]
+    prefix, _ = split(small_model)
+    for i, u in enumerate(utts):
+        emb = run_prefix_chunked(prefix, u)
+        assert torch.allclose(layers[1][i, : emb.shape[0]], emb, atol=1e-5)
+
+
+@torch.no_grad()
+def test_batch_equals_single(small_model):
+    utts = _utterances()
+    pcm, lengths = _batch(utts)
+    out = small_model(pcm, lengths)
+    for i, u in enumerate(utts):
+        single = small_model(u[None], torch.tensor([len(u)]))
+        n = int(out["frame_lengths"][i])
+        assert n == int(single["frame_lengths"][0])
+        assert torch.allclose(out["log_probs"][i, :n], single["log_probs"][0, :n], atol=1e-4)
+
+
+@torch.no_grad()
+def test_split_at_other_layers_and_bounds():
+    torch.manual_seed(0)
+    model = VeilModel(small_config(n_blocks=3, split_layer=2, grl_layers=[])).eval()
+    u = _utterances()[0]
+    out = model(u[None], torch.tensor([len(u)]))
+    full = out["log_probs"][0, : int(out["frame_lengths"][0])]
+    prefix, suffix = split(model, 2)
+    assert torch.allclose(suffix(run_prefix_chunked(prefix, u)[None])[0], full, atol=1e-5)
+    assert len(split(model, 3)[1].blocks) == 0
+    for bad in (0, 4):
+        with pytest.raises(ValueError, match="outside 1..3"):
+            split(model, bad)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="multiple of 640"):
+        VeilModel(small_config(chunk_samples=16001))
+    with pytest.raises(ValueError, match="GRL layer 5"):
+        VeilModel(small_config(grl_layers=[5]))
+    cfg = ModelConfig(**small_config().to_dict())  # round-trips through a plain dict (frontend nested)
+    assert cfg == small_config()
