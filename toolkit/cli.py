@@ -87,6 +87,17 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_privacy(args) -> int:
+    from toolkit.privacy.evaluate import run_privacy
+    if args.artifact:
+        raise VeilError("--artifact: attacking exported artifacts needs the export package (not built yet)")
+    run_privacy(Path(args.checkpoint), Path(args.baseline) if args.baseline else None, Path(args.corpus),
+                args.layers, Path(args.out), train_utts_per_speaker=args.attacker_utts,
+                xvector_epochs=args.xvector_epochs, seed=args.seed, eval_limit=args.limit)
+    print(f"wrote {args.out}/privacy.json, privacy.md, privacy.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="veil", description="Private split speech recognition toolkit.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -136,6 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=0)
     ev.add_argument("--json")
     ev.set_defaults(func=_cmd_evaluate)
+
+    pv = sub.add_parser("privacy", help="speaker leakage of a model's embeddings per layer (attackers)")
+    pv.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED))
+    pv.add_argument("--baseline", default=None, help="also attack this baseline (and run the ignorant attacker)")
+    pv.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    pv.add_argument("--layers", default="all", help="'all' or comma-separated block indices (0 = log-mel)")
+    pv.add_argument("--artifact", default=None, help="attack what an exported prefix emits (EXPORT_DIR)")
+    pv.add_argument("--out", default="privacy")
+    pv.add_argument("--attacker-utts", type=int, default=10, help="training-split utterances per speaker for the x-vector")
+    pv.add_argument("--xvector-epochs", type=int, default=30)
+    pv.add_argument("--limit", type=int, default=0, help="use only the first N eval-speakers utterances")
+    pv.add_argument("--seed", type=int, default=0)
+    pv.set_defaults(func=_cmd_privacy)
 
     from toolkit.exporting.cli import add_export_parser
     add_export_parser(sub)
