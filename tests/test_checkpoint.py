@@ -69,3 +69,13 @@ def test_weights_from_other_architecture(ckpt, tmp_path):
     config_path(other).write_text(config_path(ckpt).read_text())
     with pytest.raises(VeilError, match="do not match the config"):
         load_checkpoint(other)
+
+
+def test_publish_float16(ckpt, tmp_path, small_model):
+    from toolkit.model.checkpoint import publish_checkpoint
+    dst = publish_checkpoint(ckpt, tmp_path / "pub.safetensors")
+    model, config = load_checkpoint(dst)
+    assert config["storage_dtype"] == "float16" and config["provenance"]["source_sha256"] == file_sha256(ckpt)
+    assert dst.stat().st_size < 0.6 * ckpt.stat().st_size
+    for (k, v), v2 in zip(small_model.state_dict().items(), model.state_dict().values()):
+        assert v2.dtype == v.dtype and torch.allclose(v, v2, rtol=1e-3, atol=1e-4), k

@@ -87,6 +87,13 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_publish(args) -> int:
+    from toolkit.model.checkpoint import publish_checkpoint
+    dst = publish_checkpoint(args.src, args.dst, args.storage)
+    print(f"wrote {dst} ({dst.stat().st_size / 1e6:.1f} MB, {args.storage}) and {dst.with_suffix('.json').name}")
+    return 0
+
+
 def _cmd_privacy(args) -> int:
     from toolkit.privacy.evaluate import run_privacy
     if args.artifact:
@@ -147,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=0)
     ev.add_argument("--json")
     ev.set_defaults(func=_cmd_evaluate)
+
+    pb = sub.add_parser("publish", help="copy a training checkpoint into a compact shipped checkpoint")
+    pb.add_argument("src")
+    pb.add_argument("dst")
+    pb.add_argument("--storage", choices=["float16", "float32"], default="float16")
+    pb.set_defaults(func=_cmd_publish)
 
     pv = sub.add_parser("privacy", help="speaker leakage of a model's embeddings per layer (attackers)")
     pv.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED))

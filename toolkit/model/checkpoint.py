@@ -21,6 +21,7 @@ from toolkit.model.asr import ModelConfig, VeilModel
 from toolkit.text.tokenizer import CharTokenizer
 
 FORMAT = "veil-checkpoint/1"
+DERIVED_BUFFERS = ("frontend.dft", "frontend.mel")
 
 
 def config_path(weights: Path) -> Path:
@@ -51,16 +52,24 @@ def atomic_save_tensors(tensors: dict, path: Path, metadata: dict | None = None)
         raise
 
 
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
 def save_checkpoint(path: str | Path, model: VeilModel, tokenizer: CharTokenizer, speakers: list[str],
-                    provenance: dict) -> Path:
-    """Write weights then config (each atomically). Returns the weights path."""
+                    provenance: dict, storage_dtype: str = "float32") -> Path:
+    """Write weights then config (each atomically). Returns the weights path.
+
+    ``storage_dtype="float16"`` halves the file (used for the models committed to the repo); loading always
+    upcasts to float32, so the float model *is* the stored weights computed in float32."""
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save_tensors(model.state_dict(), path, metadata={"format": FORMAT})
+    dtype = STORAGE_DTYPES[storage_dtype]
+    atomic_save_tensors({k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()},
+                        path, metadata={"format": FORMAT})
     config = {"format": FORMAT, "model": model.cfg.to_dict(), "tokenizer": tokenizer.to_config(),
-              "speakers": list(speakers), "provenance": provenance,
+              "speakers": list(speakers), "provenance": provenance, "storage_dtype": storage_dtype,
               "weights_sha256": file_sha256(path)}
     atomic_write_bytes(config_path(path), (json.dumps(config, indent=1) + "\n").encode())
     return path
@@ -103,6 +112,12 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[VeilMo
         state = load_file(str(path), device=map_location)
     except (SafetensorError, OSError, ValueError) as exc:
         raise VeilError(f"{path}: corrupt or unreadable safetensors file ({str(exc).splitlines()[0]})") from None
+    for name in DERIVED_BUFFERS:  # older checkpoints stored these; they must equal what the config derives
+        if name in state:
+            stored = state.pop(name)
+            derived = dict(model.named_buffers())[name]
+            if stored.shape != derived.shape or not torch.allclose(stored, derived, atol=1e-6):
+                raise VeilError(f"{path}: stored {name} does not match the frontend config")
     missing = set(model.state_dict()) - set(state)
     unexpected = set(state) - set(model.state_dict())
     if missing or unexpected:
@@ -111,9 +126,16 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[VeilMo
     for k, v in model.state_dict().items():
         if v.shape != state[k].shape:
             raise VeilError(f"{path}: tensor {k} has shape {tuple(state[k].shape)}, config expects {tuple(v.shape)}")
-    model.load_state_dict(state)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.eval()
     return model, config
+
+
+def publish_checkpoint(src: str | Path, dst: str | Path, storage_dtype: str = "float16") -> Path:
+    """Copy a training checkpoint to a shipped one (``models/``): same config, weights stored compactly."""
+    model, config = load_checkpoint(src)
+    prov = {**config["provenance"], "published_from": str(src), "source_sha256": file_sha256(src)}
+    return save_checkpoint(dst, model, tokenizer_from(config), config["speakers"], prov, storage_dtype)
 
 
 def tokenizer_from(config: dict) -> CharTokenizer:

@@ -63,8 +63,9 @@ class LogMelFrontend(nn.Module):
     def __init__(self, cfg: FrontendConfig):
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("dft", torch.tensor(dft_basis(cfg), dtype=torch.float32))
-        self.register_buffer("mel", torch.tensor(mel_filterbank(cfg), dtype=torch.float32))
+        # Derived from the config, so not stored in checkpoints (persistent=False); only the statistics are.
+        self.register_buffer("dft", torch.tensor(dft_basis(cfg), dtype=torch.float32), persistent=False)
+        self.register_buffer("mel", torch.tensor(mel_filterbank(cfg), dtype=torch.float32), persistent=False)
         self.register_buffer("feat_mean", torch.zeros(cfg.n_mels))
         self.register_buffer("feat_std", torch.ones(cfg.n_mels))
 
