@@ -32,6 +32,7 @@ def test_resample_and_mix(tmp_path):
     ("short.wav", lambda p: _wav(p, np.full(100, 0.1, np.float32)), "shorter than one output frame"),
     ("text.wav", lambda p: p.write_text("this is not audio"), "not a readable audio file"),
     ("missing.wav", lambda p: None, "no such audio file"),
+    ("lowrate.wav", lambda p: _wav(p, np.full(4000, 0.1, np.float32), sr=4000), "below 8000 Hz"),
 ])
 def test_bad_audio(tmp_path, name, make, message):
     path = tmp_path / name

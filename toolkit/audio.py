@@ -15,6 +15,7 @@ from scipy.signal import resample_poly
 from toolkit.errors import VeilError
 
 SAMPLE_RATE = 16000
+MIN_SOURCE_RATE = 8000  # below this the 20-7600 Hz mel range is mostly empty; refuse rather than guess
 
 
 def validate_pcm(pcm: np.ndarray, source: str, min_samples: int = 400) -> np.ndarray:
@@ -55,8 +56,8 @@ def load_audio(path: str | Path, min_samples: int = 400) -> np.ndarray:
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError with a long message
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise VeilError(f"{path}: not a readable audio file ({reason})") from None
-    if sr <= 0:
-        raise VeilError(f"{path}: invalid sample rate {sr}")
+    if sr < MIN_SOURCE_RATE:
+        raise VeilError(f"{path}: sample rate {sr} Hz is below {MIN_SOURCE_RATE} Hz; Veil needs 16 kHz speech")
     if data.size and not np.all(np.isfinite(data)):
         bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise VeilError(f"{path}: audio contains {bad} NaN/Inf samples")
