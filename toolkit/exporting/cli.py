@@ -1,5 +1,70 @@
-"""Placeholder: the export command is being built (issue: export-prefix)."""
+"""`export-prefix` and `veil export`: export a checkpoint's on-device prefix for Android and/or iOS.
+
+    export-prefix [--checkpoint PATH] [--target android|ios|all] [--recipe NAME | BACKEND=NAME]...
+                  [--split-layer K] [--out DIR] [--calibration-utts N] [--corpus DIR] [--verbose]
+
+android -> ExecuTorch .pte + LiteRT .tflite, ios -> Core ML .mlpackage, all -> the three. Mistakes print one
+line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from toolkit.errors import VeilError
+
+RECIPE_HELP = ("recipe for every backend of the target, or BACKEND=NAME for one (repeatable). Defaults: "
+               "executorch int8-static, litert int8-static, coreml int8-weights. Recipes: executorch fp32, "
+               "int8-dynamic, int8-static, 8da4w; litert fp32, fp16, int8-dynamic, int8-static; coreml fp16, "
+               "fp32, int8-weights, palettized-4bit")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from toolkit.cli import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
+    p.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED), help="model checkpoint (.safetensors)")
+    p.add_argument("--target", default="all", metavar="android|ios|all",
+                   help="android: .pte + .tflite; ios: .mlpackage; all: the three (default)")
+    p.add_argument("--recipe", action="append", default=[], metavar="NAME", help=RECIPE_HELP)
+    p.add_argument("--split-layer", type=int, default=None, metavar="K",
+                   help="export frontend + blocks 1..K (default: the checkpoint's split layer)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output directory (default: exports/<checkpoint>-k<K>); replaced atomically")
+    p.add_argument("--calibration-utts", type=int, default=32, metavar="N",
+                   help="corpus utterances for calibrated recipes, spread over speakers (default 32)")
+    p.add_argument("--calibration-split", default="train", help="corpus split for calibration (default train)")
+    p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="LibriSpeech-layout corpus root")
+    p.add_argument("--verbose", action="store_true", help="show converter output and full tracebacks")
+
+
+def run(args) -> int:
+    from toolkit.exporting.prefix_export import ExportRequest, export_prefix
+    export_prefix(ExportRequest(checkpoint=Path(args.checkpoint), target=args.target, recipes=args.recipe,
+                                split_layer=args.split_layer, out=Path(args.out) if args.out else None,
+                                corpus=Path(args.corpus), calibration_split=args.calibration_split,
+                                calibration_utts=args.calibration_utts, verbose=args.verbose))
+    return 0
 
 
 def add_export_parser(sub) -> None:
-    pass
+    p = sub.add_parser("export", help="export the on-device prefix (ExecuTorch, LiteRT, Core ML) + manifest")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="export-prefix", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except VeilError as exc:
+        print(f"export-prefix: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("export-prefix: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Errors raised by the export backends. Every message is one line and names the backend and recipe, so a
+command line can print it as it is; the cause (a converter's traceback) stays attached as ``__cause__``."""
+from __future__ import annotations
+
+
+class ExportError(Exception):
+    """Base class: something about an export request or its conversion went wrong."""
+
+
+class UnknownBackend(ExportError):
+    def __init__(self, name: str, known: list[str]):
+        super().__init__(f"unknown export backend '{name}' (backends: {', '.join(known)})")
+        self.name = name
+
+
+class UnknownRecipe(ExportError):
+    def __init__(self, backend: str, recipe: str, known: list[str]):
+        super().__init__(f"{backend} has no recipe '{recipe}' ({backend} recipes: {', '.join(known)})")
+        self.backend, self.recipe = backend, recipe
+
+
+class MissingCalibration(ExportError):
+    def __init__(self, backend: str, recipe: str):
+        super().__init__(f"{backend} {recipe}: this recipe is calibrated and needs calibration chunks; none were given")
+        self.backend, self.recipe = backend, recipe
+
+
+class ConversionFailed(ExportError):
+    """A converter raised, or produced something we refuse to ship (e.g. nothing delegated)."""
+
+    def __init__(self, backend: str, recipe: str, reason: str):
+        super().__init__(f"{backend} {recipe}: conversion failed: {reason}")
+        self.backend, self.recipe, self.reason = backend, recipe, reason
+
+    @classmethod
+    def wrap(cls, backend: str, recipe: str, exc: BaseException) -> "ConversionFailed":
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = lines[0] if lines else ""
+        if len(first) > 300:
+            first = first[:297] + "..."
+        return cls(backend, recipe, f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+
+
+class NeedsMacOS(ExportError):
+    """Core ML models execute only through Apple's Core ML framework; on other systems nothing ran."""
+
+    def __init__(self, what: str):
+        super().__init__(f"needs-macos: {what} runs only on macOS (Core ML framework); nothing was executed here")
+        self.status = "needs-macos"

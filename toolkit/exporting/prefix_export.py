@@ -1,0 +1,318 @@
+"""The export recipe: checkpoint -> on-device prefix -> one artifact per backend -> ``manifest.json``.
+
+A linear story: check the request (targets, recipes, split layer, output folder) before any slow work,
+load the checkpoint, cut the prefix, gather calibration audio when a recipe needs it, export each backend
+into a temporary folder beside ``--out``, run each artifact once in its real runtime as a smoke check, write
+the manifest, and only then move the folder into place. A failure anywhere removes the temporary folder,
+so no partial artifact or manifest is ever left in ``--out``; converter output and tracebacks go to a log
+file (kept only when something failed) unless ``--verbose`` shows them on the terminal.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import tempfile
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+import export as backends
+from toolkit.errors import VeilError
+from toolkit.exporting.console import captured_output, human_bytes, say
+
+TARGETS = {"android": ("executorch", "litert"), "ios": ("coreml",), "all": ("executorch", "litert", "coreml")}
+FLOAT_MODULES = ("frontend",)  # the in-graph log-mel frontend: never quantized, never compressed
+INPUT_NAME, OUTPUT_NAME = "pcm", "embeddings"
+MANIFEST_FORMAT = "veil-export/1"
+CHECK_SPLIT, CHECK_UTTS = "dev", 2
+MIN_CHECK_SNR_DB = 10.0  # below this an artifact computes something else than the float prefix
+
+
+@dataclass
+class ExportRequest:
+    checkpoint: Path
+    target: str = "all"
+    recipes: list[str] = field(default_factory=list)  # "NAME" for every backend, or "BACKEND=NAME"
+    split_layer: int | None = None
+    out: Path | None = None
+    corpus: Path | None = None  # default: toolkit.cli.DEFAULT_CORPUS
+    calibration_split: str = "train"
+    calibration_utts: int = 32
+    verbose: bool = False
+
+
+@dataclass
+class Plan:
+    backends: list[str]
+    recipes: dict[str, str]  # backend -> recipe name
+
+
+def plan_backends(target: str, recipe_args: list[str]) -> Plan:
+    """Which backends and recipes a request means; every mistake is a one-line VeilError."""
+    if target not in TARGETS:
+        raise VeilError(f"unknown target '{target}' (targets: {', '.join(TARGETS)})")
+    names = list(TARGETS[target])
+    recipes = {b: backends.get_backend(b).DEFAULT_RECIPE for b in names}
+    for arg in recipe_args:
+        backend, sep, recipe = arg.partition("=")
+        if not sep:
+            recipes = {b: arg for b in names}
+            continue
+        if backend not in backends.BACKENDS:
+            raise VeilError(f"--recipe {arg}: unknown backend '{backend}' (backends: {', '.join(backends.BACKENDS)})")
+        if backend not in names:
+            raise VeilError(f"--recipe {arg}: backend {backend} is not part of target '{target}' ({', '.join(names)})")
+        recipes[backend] = recipe
+    for b in names:
+        try:
+            backends.get_backend(b).RECIPES.get(recipes[b])
+        except backends.UnknownRecipe as exc:
+            raise VeilError(str(exc)) from None
+    return Plan(names, recipes)
+
+
+def check_split_layer(k: int | None, cfg) -> int:
+    k = cfg.split_layer if k is None else k
+    if not 1 <= k <= cfg.n_blocks:
+        raise VeilError(f"split layer {k} is outside 1..{cfg.n_blocks} (the checkpoint has {cfg.n_blocks} blocks)")
+    return k
+
+
+def prepare_out_dir(out: Path) -> Path:
+    """Check ``out`` can receive an export and make the temporary folder beside it. ``out`` may be new,
+    empty, or a previous export (it has a manifest.json); anything else is refused rather than replaced."""
+    if out.exists() and not out.is_dir():
+        raise VeilError(f"{out}: output path exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise VeilError(f"{out}: output directory is not empty and holds no previous export (manifest.json); "
+                        f"choose a new or empty directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
+    except OSError as exc:
+        raise VeilError(f"{out}: output directory is not writable ({exc.strerror or exc})") from None
+    return tmp
+
+
+def move_into_place(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by ``tmp`` with renames only; a previous export is removed after the swap."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.rename(out, old)
+    os.rename(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def check_chunks(corpus: Path, chunk_samples: int) -> tuple[list[np.ndarray], str]:
+    """A few real chunks for the smoke check (corpus ``dev`` split, disjoint from calibration); a fixed
+    synthetic signal (tones + noise) when no corpus is there."""
+    from toolkit.exporting.calibration import calibration_chunks
+    split_dir = corpus / CHECK_SPLIT
+    if split_dir.is_dir():
+        chunks, info = calibration_chunks(split_dir, CHECK_UTTS, chunk_samples)
+        return chunks, f"{info['utterances']} utterances ({info['chunks']} chunks) of {split_dir}"
+    rng = np.random.default_rng(0)
+    t = np.arange(chunk_samples) / 16000
+    pcm = 0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t) + 0.02 * rng.standard_normal(chunk_samples)
+    return [pcm.astype(np.float32).reshape(1, -1)], "synthetic: 220 Hz tone with 3 Hz envelope + noise, seed 0"
+
+
+def smoke_check(artifact, prefix, chunks: list[np.ndarray], check_audio: str) -> dict:
+    """Run the artifact once per chunk in its real runtime and compare with the float torch prefix."""
+    import torch
+    try:
+        runner = backends.load(artifact)
+    except backends.NeedsMacOS as exc:
+        return {"status": exc.status, "detail": str(exc),
+                "checked_instead": "spec inputs/outputs match this manifest; frontend ops are float32 and "
+                                   "uncompressed in the MIL program"}
+    outs = np.concatenate([runner(c) for c in chunks])
+    with torch.no_grad():
+        refs = np.concatenate([prefix(torch.from_numpy(c)).numpy() for c in chunks])
+    if not np.all(np.isfinite(outs)):
+        raise backends.ConversionFailed(artifact.backend, artifact.recipe, "the artifact produces non-finite embeddings")
+    snr = backends.snr_db(refs, outs)
+    if snr < MIN_CHECK_SNR_DB:
+        raise backends.ConversionFailed(artifact.backend, artifact.recipe,
+                                        f"the artifact's embeddings differ from torch (SNR {snr:.1f} dB "
+                                        f"< {MIN_CHECK_SNR_DB:.0f} dB)")
+    return {"status": "ran", "runtime": type(runner).__name__, "audio": check_audio, "chunks": len(chunks),
+            "snr_db": round(snr, 2), "max_abs_error": float(np.max(np.abs(outs - refs)))}
+
+
+def check_coreml_spec(artifact, manifest_io: dict) -> None:
+    """On any OS: the .mlpackage spec must declare exactly the manifest's input and output."""
+    spec = artifact.details["spec"]
+    want_in = [{"name": manifest_io["input"]["name"], "shape": manifest_io["input"]["shape"], "dtype": "float32"}]
+    want_out = [{"name": manifest_io["output"]["name"], "shape": manifest_io["output"]["shape"], "dtype": "float32"}]
+    if spec["inputs"] != want_in or spec["outputs"] != want_out:
+        raise backends.ConversionFailed(artifact.backend, artifact.recipe,
+                                        f"spec I/O {spec['inputs']} -> {spec['outputs']} does not match the "
+                                        f"manifest {want_in} -> {want_out}")
+
+
+def io_description(cfg, split_layer: int) -> dict:
+    frames = cfg.chunk_frames
+    sample_rate = cfg.frontend.sample_rate
+    return {
+        "input": {"name": INPUT_NAME, "shape": [1, cfg.chunk_samples], "dtype": "float32",
+                  "sample_rate": sample_rate, "chunk_samples": cfg.chunk_samples,
+                  "chunk_seconds": cfg.chunk_samples / sample_rate, "range": [-1.0, 1.0],
+                  "layout": "mono PCM; an utterance is cut into chunks, the last one zero-padded"},
+        "output": {"name": OUTPUT_NAME, "shape": [1, frames, cfg.d_model], "dtype": "float32",
+                   "frames_per_chunk": frames, "frame_samples": cfg.frame_samples,
+                   "frame_rate_hz": sample_rate / cfg.frame_samples, "embedding_dim": cfg.d_model,
+                   "layer": split_layer,
+                   "valid_frames": "ceil(utterance_samples / frame_samples) over the concatenated chunks"},
+    }
+
+
+def all_library_versions(names: list[str]) -> dict:
+    versions = {}
+    for b in names:
+        versions.update(backends.get_backend(b).library_info())
+    versions["numpy"] = np.__version__
+    return dict(sorted(versions.items()))
+
+
+def export_prefix(req: ExportRequest) -> dict:
+    """Run the whole export; returns the manifest. Raises VeilError for anything a user can fix."""
+    from toolkit.cli import DEFAULT_CORPUS, REPO_ROOT
+    from toolkit.model.checkpoint import load_checkpoint
+
+    plan = plan_backends(req.target, req.recipes)
+    req = replace(req, corpus=Path(req.corpus or DEFAULT_CORPUS))
+    checkpoint = Path(req.checkpoint)
+    if not checkpoint.is_file():
+        raise VeilError(f"{checkpoint}: checkpoint not found (train one with `veil train`, or pass --checkpoint)")
+    model, config = load_checkpoint(checkpoint)
+    cfg = model.cfg
+    k = check_split_layer(req.split_layer, cfg)
+    out = Path(req.out) if req.out else REPO_ROOT / "exports" / f"{checkpoint.stem}-k{k}"
+    tmp = prepare_out_dir(out)
+    say(f"checkpoint {checkpoint}: {cfg.n_blocks} blocks, d={cfg.d_model}, trained chunked through block "
+        f"{cfg.split_layer}; exporting frontend + blocks 1..{k}")
+    if k > cfg.split_layer:
+        say(f"  note: blocks {cfg.split_layer + 1}..{k} were trained on whole utterances and will run on "
+            f"{cfg.chunk_samples / cfg.frontend.sample_rate:.2f} s chunks on the phone "
+            f"(manifest: trained_chunked_through={cfg.split_layer})")
+    log_path, keep_log, manifest = None, False, None
+    try:
+        log_fd, log_name = tempfile.mkstemp(prefix=f"veil-export-{out.name}-", suffix=".log")
+        log_path = Path(log_name)
+        with os.fdopen(log_fd, "w") as log:
+            try:
+                manifest = _export_into(tmp, out, plan, req, model, config, k, log)
+            except backends.ExportError as exc:
+                traceback.print_exc(file=log)
+                if req.verbose:
+                    traceback.print_exc()
+                keep_log = True
+                raise VeilError(f"{exc} (full log: {log_path})") from None
+    finally:
+        if manifest is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if log_path is not None and not keep_log:
+            log_path.unlink(missing_ok=True)
+    return manifest
+
+
+def _export_into(tmp: Path, out: Path, plan: Plan, req: ExportRequest, model, config, k: int, log) -> dict:
+    from toolkit import __version__
+    from toolkit.exporting.calibration import calibration_chunks
+    from toolkit.model.asr import split
+    from toolkit.model.checkpoint import config_path, file_sha256
+
+    cfg = model.cfg
+    prefix, _ = split(model, k)
+    prefix.eval()
+    corpus = Path(req.corpus)
+    calibration, calibration_info = [], None
+    if any(backends.get_backend(b).RECIPES.get(plan.recipes[b]).needs_calibration for b in plan.backends):
+        calibration, calibration_info = calibration_chunks(corpus / req.calibration_split, req.calibration_utts,
+                                                           cfg.chunk_samples)
+        say(f"calibration: {calibration_info['utterances']} utterances ({calibration_info['speakers']} speakers), "
+            f"{len(calibration)} chunks from {calibration_info['corpus_split']}")
+    chunks, check_audio = check_chunks(corpus, cfg.chunk_samples)
+    io = io_description(cfg, k)
+    artifacts = []
+    for i, name in enumerate(plan.backends, 1):
+        backend = backends.get_backend(name)
+        recipe = plan.recipes[name]
+        filename = f"prefix-k{k}-{recipe}{backend.SUFFIX}"
+        say(f"[{i}/{len(plan.backends)}] {name} {recipe} -> {filename} ...", end=" ")
+        print(f"\n===== {name} {recipe} =====", file=log, flush=True)
+        try:
+            with captured_output(log, enabled=not req.verbose):
+                artifact = backend.export(prefix, (chunks[0],), recipe, tmp / filename, calibration=calibration,
+                                          float_modules=FLOAT_MODULES, input_name=INPUT_NAME,
+                                          output_name=OUTPUT_NAME)
+                if name == "coreml":
+                    check_coreml_spec(artifact, io)
+                check = smoke_check(artifact, prefix, chunks, check_audio)
+        except backends.ExportError:
+            say("failed")
+            raise
+        entry = artifact.to_json(relative_to=tmp)
+        entry["check"] = check
+        artifacts.append(entry)
+        say(f"{artifact.export_seconds:.1f} s, {human_bytes(artifact.size_bytes)}, {_check_text(check, entry)}")
+
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "created_by": f"veil {__version__} export-prefix",
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint": {"path": str(req.checkpoint), "sha256": file_sha256(req.checkpoint),
+                       "config_sha256": file_sha256(config_path(req.checkpoint)), "config": config["model"]},
+        "split_layer": k,
+        "trained_chunked_through": cfg.split_layer,
+        "chunked_beyond_training": k > cfg.split_layer,
+        "float_modules": list(FLOAT_MODULES),
+        "recipe": dict(plan.recipes),
+        **io,
+        "calibration": calibration_info,
+        "libraries": all_library_versions(plan.backends),
+        "artifacts": artifacts,
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    move_into_place(tmp, out)
+    print_summary(out, manifest)
+    return manifest
+
+
+def _check_text(check: dict, entry: dict) -> str:
+    parts = []
+    if "delegation" in entry:
+        d = entry["delegation"]
+        parts.append(f"{d['ops_delegated']}/{d['ops_total']} ops on XNNPACK")
+    if check["status"] == "ran":
+        parts.append(f"SNR {check['snr_db']:.1f} dB vs torch")
+    else:
+        parts.append(f"{check['status']} (spec checked)")
+    return ", ".join(parts)
+
+
+def print_summary(out: Path, manifest: dict) -> None:
+    rows = [("artifact", "backend", "recipe", "size", "export", "check")]
+    for a in manifest["artifacts"]:
+        check = a["check"]
+        rows.append((a["file"], a["backend"], a["recipe"], human_bytes(a["size_bytes"]), f"{a['export_seconds']:.1f} s",
+                     f"SNR {check['snr_db']:.1f} dB" if check["status"] == "ran" else check["status"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print()
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    inp, outp = manifest["input"], manifest["output"]
+    print(f"\ninput  {inp['name']} {inp['shape']} float32 PCM, {inp['chunk_seconds']:.2f} s at {inp['sample_rate']} Hz")
+    print(f"output {outp['name']} {outp['shape']} float32, {outp['frame_rate_hz']:.0f} frames/s after block "
+          f"{manifest['split_layer']}")
+    print(f"wrote {out}/ (manifest.json)")
