@@ -14,3 +14,5 @@ for m in baseline anonymized; do
   echo "-- $m"
   $VEIL evaluate --checkpoint models/$m.safetensors --split test --split eval-speakers --limit 200
 done
+echo "== exporting the anonymized prefix for Android and iOS"
+.venv/bin/export-prefix --checkpoint models/anonymized.safetensors --target all --out exports/anonymized
