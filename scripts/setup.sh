@@ -28,4 +28,7 @@ fi
 # torch first, pinned: it is the CPU wheel; an unpinned resolve would fetch a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[dev]"
-echo "setup: done ($(.venv/bin/python -c 'import torch, executorch; print("torch", torch.__version__, "executorch", executorch.__version__)'))"
+.venv/bin/python - <<'PY'
+from importlib.metadata import version
+print("setup: done (" + ", ".join(f"{p} {version(p)}" for p in ("torch", "executorch", "litert-torch", "coremltools")) + ")")
+PY
