@@ -176,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from toolkit.exporting.cli import add_export_parser
     add_export_parser(sub)
+    from toolkit.parity.cli import add_parity_parser
+    add_parity_parser(sub)
     return p
 
 

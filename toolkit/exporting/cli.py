@@ -2,6 +2,10 @@
 
     export-prefix [--checkpoint PATH] [--target android|ios|all] [--recipe NAME | BACKEND=NAME]...
                   [--split-layer K] [--out DIR] [--calibration-utts N] [--corpus DIR] [--verbose]
+                  [--no-parity] [--parity-utts N] [--gate RECIPE:METRIC=VALUE]... [--gates-file JSON]
+
+After exporting, parity runs every artifact in its real runtime on eval-speakers audio against the float
+model (toolkit/parity); a failed gate exits 1 with the artifact kept and the verdict in the manifest.
 
 android -> ExecuTorch .pte + LiteRT .tflite, ios -> Core ML .mlpackage, all -> the three. Mistakes print one
 line and exit 2.
@@ -35,15 +39,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-split", default="train", help="corpus split for calibration (default train)")
     p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="LibriSpeech-layout corpus root")
     p.add_argument("--verbose", action="store_true", help="show converter output and full tracebacks")
+    p.add_argument("--no-parity", action="store_true",
+                   help="skip the parity check that runs after every export (see `veil parity`)")
+    from toolkit.parity.cli import add_parity_options
+    add_parity_options(p)
 
 
 def run(args) -> int:
     from toolkit.exporting.prefix_export import ExportRequest, export_prefix
-    export_prefix(ExportRequest(checkpoint=Path(args.checkpoint), target=args.target, recipes=args.recipe,
+    manifest = export_prefix(ExportRequest(checkpoint=Path(args.checkpoint), target=args.target, recipes=args.recipe,
                                 split_layer=args.split_layer, out=Path(args.out) if args.out else None,
                                 corpus=Path(args.corpus), calibration_split=args.calibration_split,
                                 calibration_utts=args.calibration_utts, verbose=args.verbose))
-    return 0
+    if args.no_parity:
+        return 0
+    from toolkit.cli import REPO_ROOT
+    from toolkit.parity.cli import request_from, run_and_report
+    out = Path(args.out) if args.out else REPO_ROOT / "exports" / f"{Path(args.checkpoint).stem}-k{manifest['split_layer']}"
+    return run_and_report(request_from(args, out, Path(args.checkpoint)))
 
 
 def add_export_parser(sub) -> None:

@@ -1,0 +1,191 @@
+"""parity.json first; parity.md and a self-contained parity.html (plots as base64 PNG) are rendered from it."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+from toolkit.parity.gates import describe_failure
+
+
+def _clean(x):
+    """JSON has no inf/NaN: write them as strings so the file stays standard JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return "nan" if x != x else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def _num(x, fmt="{:.2f}"):
+    if x is None:
+        return "—"
+    if isinstance(x, str):
+        return x
+    return fmt.format(x)
+
+
+def rows(report: dict) -> list[dict]:
+    out = []
+    for a in report["artifacts"]:
+        if a["verdict"] == "needs-macos":
+            est = a["checked_on_linux"]["fp16_estimate"]
+            w = a["checked_on_linux"]["weights_vs_torch"]
+            out.append({"artifact": a["file"], "backend": a["backend"], "recipe": a["recipe"],
+                        "snr": None, "cos_mean": None, "cos_min": None, "dwer": None, "kl": None, "identical": None,
+                        "gate": a["gate"], "verdict": "needs-macos",
+                        "note": f"not executed; estimate SNR {_num(est['numeric']['snr_db'], '{:.1f}')} dB, "
+                                f"dWER {_num(est['cloud']['dwer'], '{:+.2f}')}; weights max rel. error "
+                                f"{_num(w['max_rel_error'], '{:.2e}')} ({w['matched']} tensors); spec "
+                                f"{a['checked_on_linux']['spec_vs_manifest']['status']}"})
+            continue
+        n, c = a["numeric"], a["cloud"]
+        note = "; ".join(describe_failure(f) for f in a["failures"])
+        loc = a.get("localization")
+        if loc and "stages" in loc:
+            note = (note + "; " if note else "") + f"gap opens at {loc['first_gap_stage']}"
+        out.append({"artifact": a["file"], "backend": a["backend"], "recipe": a["recipe"], "snr": n["snr_db"],
+                    "cos_mean": n["cosine_mean"], "cos_min": n["cosine_min"], "dwer": c["dwer"], "kl": c["kl_mean"],
+                    "identical": 100 * c["identical_share"], "gate": a["gate"], "verdict": a["verdict"] +
+                    (" (borderline)" if a.get("borderline") else ""), "note": note})
+    return out
+
+
+def _gate_text(g: dict) -> str:
+    return ", ".join(f"{k} {'≥' if k in ('snr', 'cos') else '≤'} {v:g}" for k, v in sorted(g.items()))
+
+
+def render_markdown(report: dict) -> str:
+    au = report["audio"]
+    lines = [f"# Parity — {report['verdict']}", "",
+             f"{au['utterances']} utterances ({au['speakers']} speakers, {au['seconds']} s, {au['chunks']} chunks of "
+             f"{au['chunk_samples']} samples) of `{au['split']}`, each artifact in its real runtime, chunked as on "
+             f"the phone, against the float torch prefix (split after block {report['split_layer']}). Float model: "
+             f"WER {_num(report['float']['wer'])} %, CER {_num(report['float']['cer'])} %. Platform: {report['platform']}.",
+             "", "| artifact | backend | recipe | SNR dB | cos mean | cos min | ΔWER pp | KL nats/frame | identical % "
+             "| gate | verdict | notes |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows(report):
+        lines.append(f"| {r['artifact']} | {r['backend']} | {r['recipe']} | {_num(r['snr'], '{:.1f}')} | "
+                     f"{_num(r['cos_mean'], '{:.5f}')} | {_num(r['cos_min'], '{:.4f}')} | {_num(r['dwer'], '{:+.2f}')} | "
+                     f"{_num(r['kl'], '{:.2e}')} | {_num(r['identical'], '{:.0f}')} | {_gate_text(r['gate'])} | "
+                     f"**{r['verdict']}** | {r['note']} |")
+    lines += ["", "ΔWER: WER(artifact) − WER(float), percentage points against the references; a gain never fails. "
+              "`needs-macos`: Core ML runs only on macOS; nothing was executed and nothing is reported as passed."]
+    for a in report["artifacts"]:
+        loc = a.get("localization")
+        if loc and "stages" in loc:
+            lines += ["", f"## Where the gap opens: {a['file']}", "", f"{loc['method']}, {loc['chunks']} chunks; "
+                      f"threshold {loc['threshold_db']:.1f} dB. First gap: **{loc['first_gap_stage']}** "
+                      f"({loc['first_gap_rule']}).", "", "| stage | SNR dB | drop dB |", "|---|---|---|"]
+            lines += [f"| {s['stage']} | {_num(s['snr_db'], '{:.1f}')} | {_num(s['drop_db'], '{:.1f}')} |"
+                      for s in loc["stages"]]
+            if loc.get("note"):
+                lines += ["", loc["note"]]
+        if a.get("bundled_program"):
+            b = a["bundled_program"]
+            v = b["verified_here"]
+            lines += ["", f"Bundled program `{b['file']}`: {b['test_cases']} test cases (atol {b['atol']:.2e}); "
+                      f"reloaded and run here: {v['cases_passed']}/{v['test_cases_held']} passed ({v['status']})."]
+    return "\n".join(lines) + "\n"
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def plots(report: dict) -> list[tuple[str, str]]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out = []
+    ran = [a for a in report["artifacts"] if "numeric" in a]
+    if ran:
+        pu = report["plot_utterance"]
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        for a in ran:
+            ax.plot(a["cosine_over_time"], label=f"{a['backend']} {a['recipe']}", lw=1)
+        for edge in range(pu["chunk_frames"], pu["frames"], pu["chunk_frames"]):
+            ax.axvline(edge, color="grey", ls="--", lw=0.8)
+        ax.set_xlabel("frame (40 ms); dashed: chunk edges")
+        ax.set_ylabel("cosine vs float")
+        ax.set_title(f"per-frame cosine, utterance {pu['id']}")
+        ax.legend(fontsize=7)
+        out.append(("Per-frame cosine over time", _png(fig)))
+        plt.close(fig)
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+        names = [f"{a['backend']}\n{a['recipe']}" for a in ran]
+        snr = [min(float(a["numeric"]["snr_db"]), 150.0) for a in ran]
+        colors = ["tab:green" if a["verdict"] == "pass" else "tab:red" for a in ran]
+        axes[0].bar(names, snr, color=colors)
+        axes[0].scatter(names, [a["gate"].get("snr", float("nan")) for a in ran], marker="_", s=400, color="k",
+                        label="gate", zorder=3)
+        axes[0].set_ylabel("SNR dB (capped at 150)")
+        axes[0].legend(fontsize=7)
+        axes[1].bar(names, [a["cloud"]["dwer"] for a in ran], color=colors)
+        axes[1].scatter(names, [a["gate"].get("dwer", float("nan")) for a in ran], marker="_", s=400, color="k",
+                        zorder=3)
+        axes[1].axhline(0, color="grey", lw=0.8)
+        axes[1].set_ylabel("ΔWER pp (artifact − float)")
+        for ax in axes:
+            ax.tick_params(axis="x", labelsize=7)
+        out.append(("SNR and ΔWER per artifact", _png(fig)))
+        plt.close(fig)
+    return out
+
+
+def render_html(report: dict) -> str:
+    md = render_markdown(report)
+    body = []
+    for line in md.splitlines():
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("|---"):
+            continue
+        elif line.startswith("|"):
+            cells = [html.escape(c.strip()).replace("**", "") for c in line.strip("|").split("|")]
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    out, in_table = [], False
+    for b in body:
+        if b.startswith("<tr>") and not in_table:
+            out.append("<table>")
+            in_table = True
+        if not b.startswith("<tr>") and in_table:
+            out.append("</table>")
+            in_table = False
+        out.append(b)
+    if in_table:
+        out.append("</table>")
+    for title, png in plots(report):
+        out.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
+             "font-size:13px}td{border:1px solid #ccc;padding:3px 6px}tr:first-child td{font-weight:bold}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Veil parity</title><style>{style}</style>"
+            f"</head><body>{''.join(out)}</body></html>\n")
+
+
+def write_public(path: Path, data: bytes) -> None:
+    """Atomic write, then the ordinary file mode (the temporary file behind the atomic write is private)."""
+    import os
+    from toolkit.model.checkpoint import atomic_write_bytes
+    atomic_write_bytes(path, data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def write_reports(export_dir: Path, report: dict) -> None:
+    clean = _clean(report)
+    write_public(export_dir / "parity.json", (json.dumps(clean, indent=1) + "\n").encode())
+    write_public(export_dir / "parity.md", render_markdown(clean).encode())
+    write_public(export_dir / "parity.html", render_html(clean).encode())
