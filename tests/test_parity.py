@@ -154,18 +154,20 @@ def test_artifact_from_perturbed_weights_fails_its_gate(work, android_fp32, chec
     report = parity_json(d)
     bad = next(a for a in report["artifacts"] if a["backend"] == "executorch")
     assert report["verdict"] == "fail" and bad["verdict"] == "fail"
-    assert [f["metric"] for f in bad["failures"]][:1] == ["snr"] and float(bad["numeric"]["snr_db"]) < 60
+    assert "snr" in [f["metric"] for f in bad["failures"]] and float(bad["numeric"]["snr_db"]) < 60
     loc = bad["localization"]  # re-exported from the checkpoint, the gap is gone: not the recipe's fault
     assert [s["stage"] for s in loc["stages"]] == ["frontend+subsampling", "block 1"]
-    assert loc["reproduced"] is False and "does not compute this checkpoint" in loc["note"]
+    assert loc["reproduced"] is False and loc["first_gap_stage"] is None
+    assert "does not compute this checkpoint" in loc["note"]
     m = json.loads((d / "manifest.json").read_text())
     assert m["parity"]["verdict"] == "fail"
-    assert m["parity"]["artifacts"][entry["file"]]["failures"][0]["metric"] == "snr"
+    assert "snr" in [f["metric"] for f in m["parity"]["artifacts"][entry["file"]]["failures"]]
 
 
 def test_chunk_length_mismatch_is_caught(work, android_fp32, corpus, capsys):
     d = work / "mismatch"
     shutil.copytree(android_fp32, d)
+    (d / "parity.json").unlink()
     manifest = json.loads((d / "manifest.json").read_text())
     manifest["input"]["chunk_samples"] = 32000
     manifest["input"]["shape"] = [1, 32000]

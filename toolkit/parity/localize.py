@@ -64,10 +64,14 @@ def localize(prefix, backend: str, recipe: str, chunks: list[np.ndarray], calibr
     largest = max(drops, key=lambda s: s["drop_db"]) if drops else stages[0]
     first = below[0] if below else largest
     reproduced = stages[-1]["snr_db"] < artifact_snr_db + 3.0
+    if not reproduced:  # no stage of a faithful re-export shows the gap: there is no layer to name
+        first, rule = None, "not reproduced by re-export"
+    else:
+        rule = "first stage below threshold" if below else "largest SNR drop (no stage below threshold)"
     return {"method": "sub-prefix re-export with the same recipe and calibration, real runtime",
             "chunks": len(chunks), "threshold_db": threshold_db, "stages": stages,
-            "first_gap_stage": first["stage"], "first_gap_rule": "first stage below threshold" if below
-            else "largest SNR drop (no stage below threshold)", "largest_drop_stage": largest["stage"],
+            "first_gap_stage": first["stage"] if first else None, "first_gap_rule": rule,
+            "largest_drop_stage": largest["stage"],
             "full_depth_snr_db": stages[-1]["snr_db"], "reproduced": bool(reproduced),
             "note": None if reproduced else
             (f"re-exporting from the checkpoint gives {stages[-1]['snr_db']:.1f} dB at full depth, the artifact "

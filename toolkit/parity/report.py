@@ -48,7 +48,9 @@ def rows(report: dict) -> list[dict]:
         note = "; ".join(describe_failure(f) for f in a["failures"])
         loc = a.get("localization")
         if loc and "stages" in loc:
-            note = (note + "; " if note else "") + f"gap opens at {loc['first_gap_stage']}"
+            where = (f"gap opens at {loc['first_gap_stage']}" if loc["first_gap_stage"]
+                     else "gap not reproduced by re-export from the checkpoint")
+            note = (note + "; " if note else "") + where
         out.append({"artifact": a["file"], "backend": a["backend"], "recipe": a["recipe"], "snr": n["snr_db"],
                     "cos_mean": n["cosine_mean"], "cos_min": n["cosine_min"], "dwer": c["dwer"], "kl": c["kl_mean"],
                     "identical": 100 * c["identical_share"], "gate": a["gate"], "verdict": a["verdict"] +
@@ -80,7 +82,7 @@ def render_markdown(report: dict) -> str:
         loc = a.get("localization")
         if loc and "stages" in loc:
             lines += ["", f"## Where the gap opens: {a['file']}", "", f"{loc['method']}, {loc['chunks']} chunks; "
-                      f"threshold {loc['threshold_db']:.1f} dB. First gap: **{loc['first_gap_stage']}** "
+                      f"threshold {loc['threshold_db']:.1f} dB. First gap: **{loc['first_gap_stage'] or 'none'}** "
                       f"({loc['first_gap_rule']}).", "", "| stage | SNR dB | drop dB |", "|---|---|---|"]
             lines += [f"| {s['stage']} | {_num(s['snr_db'], '{:.1f}')} | {_num(s['drop_db'], '{:.1f}')} |"
                       for s in loc["stages"]]
