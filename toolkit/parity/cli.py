@@ -12,7 +12,7 @@ from pathlib import Path
 from toolkit.errors import VeilError
 
 GATE_HELP = ("override a gate: RECIPE:METRIC=VALUE[,...], RECIPE a recipe, BACKEND/RECIPE or '*'; metrics snr "
-             "(dB, min), dwer (pp, max), cos (min), kl (nats, max), wer_vs_float (%, max). Defaults: snr ≥ 60 fp32, "
+             "(dB, min), dwer (pp, max), cos (min), kl (nats, max), wer_vs_float (%%, max). Defaults: snr ≥ 60 fp32, "
              "≥ 35 fp16, ≥ 15 int8-*/8da4w/int8-weights/palettized-4bit; dwer ≤ 1.0 everywhere (repeatable)")
 
 
