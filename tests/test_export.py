@@ -241,7 +241,8 @@ def cli_command() -> list[str]:
 def cli_export(work, checkpoint, corpus):
     out = work / "cli-out"
     proc = subprocess.run([*cli_command(), "--checkpoint", str(checkpoint), "--target", "all", "--out", str(out),
-                           "--corpus", str(corpus), "--calibration-utts", str(CALIBRATION_UTTS)],
+                           "--corpus", str(corpus), "--calibration-utts", str(CALIBRATION_UTTS),
+                           "--no-parity"],  # parity has its own tests (tests/test_parity.py)
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, json.loads((out / "manifest.json").read_text()), proc
@@ -311,7 +312,7 @@ def test_split_layer_beyond_training_is_recorded_and_out_dir_replaced(work, corp
     out = work / "beyond"
     for _ in range(2):  # the second run replaces the first export in place
         rc = export_main(["--checkpoint", str(ckpt), "--target", "ios", "--recipe", "fp32", "--split-layer", "2",
-                          "--out", str(out), "--corpus", str(corpus)])
+                          "--out", str(out), "--corpus", str(corpus), "--no-parity"])
         assert rc == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["split_layer"] == 2 and manifest["trained_chunked_through"] == 1
