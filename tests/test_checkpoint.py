@@ -27,8 +27,9 @@ def test_round_trip(ckpt, small_model):
     assert config["weights_sha256"] == file_sha256(ckpt)
     pcm = torch.randn(1, 20000) * 0.1
     with torch.no_grad():
-        assert torch.equal(model(pcm, torch.tensor([20000]))["log_probs"],
-                           small_model(pcm, torch.tensor([20000]))["log_probs"])
+        # identical weights; allclose, not equal: threaded CPU kernels may split sums differently run to run
+        assert torch.allclose(model(pcm, torch.tensor([20000]))["log_probs"],
+                              small_model(pcm, torch.tensor([20000]))["log_probs"], atol=1e-5)
     assert not list(ckpt.parent.glob(".*"))  # no temp files left
 
 
