@@ -29,3 +29,12 @@ def small_config(**overrides) -> ModelConfig:
 def small_model():
     torch.manual_seed(0)
     return VeilModel(small_config()).eval()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Converters and runtimes are timed and checked for determinism on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

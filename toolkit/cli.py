@@ -181,19 +181,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def run_guarded(prog: str, func, args) -> int:
+    """Run a command; a VeilError becomes one line on stderr and exit 2 (no traceback)."""
+    try:
+        return func(args)
+    except VeilError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "split", "x") is None:
         args.split = ["test", "eval-speakers"]
-    try:
-        return args.func(args)
-    except VeilError as exc:
-        print(f"veil {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("veil: interrupted", file=sys.stderr)
-        return 130
+    return run_guarded(f"veil {args.command}", args.func, args)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from toolkit.errors import VeilError
 
 RECIPE_HELP = ("recipe for every backend of the target, or BACKEND=NAME for one (repeatable). Defaults: "
                "executorch int8-static, litert int8-static, coreml int8-weights. Recipes: executorch fp32, "
@@ -69,14 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="export-prefix", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except VeilError as exc:
-        print(f"export-prefix: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("export-prefix: interrupted", file=sys.stderr)
-        return 130
+    from toolkit.cli import run_guarded
+    return run_guarded("export-prefix", run, args)
 
 
 if __name__ == "__main__":
