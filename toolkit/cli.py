@@ -37,7 +37,7 @@ def _cmd_train(args) -> int:
     mcfg = ModelConfig(n_blocks=args.blocks, d_model=args.d_model, split_layer=args.split_layer,
                        chunk_samples=args.chunk_samples, grl_layers=[] if args.no_grl else (args.grl_layer or [args.split_layer]),
                        grl_lambda_max=args.lambda_max, n_heads=args.heads,
-                       subsampling_channels=args.subsampling_channels)
+                       subsampling_channels=args.subsampling_channels, speaker_head=args.speaker_head)
     try:
         ModelConfig(**{**mcfg.to_dict(), "n_speakers": 2}).validate()  # speakers are counted from the corpus later
     except ValueError as exc:
@@ -45,7 +45,9 @@ def _cmd_train(args) -> int:
     cfg = TrainConfig(corpus=args.corpus, out=args.out, steps=args.steps, lr=args.lr, eval_every=args.eval_every,
                       max_batch_seconds=args.batch_seconds, seed=args.seed, time_limit_min=args.time_limit,
                       init_from=args.init_from or "", dev_utts=args.dev_utts, warmup=args.warmup,
-                      threads=args.threads, model=mcfg)
+                      threads=args.threads, model=mcfg, max_batch_utts=args.batch_utts,
+                      time_budget_min=args.time_budget, load_workers=args.load_workers,
+                      speaker_weight=args.speaker_weight)
     res = train(cfg, command="veil " + shlex.join(sys.argv[1:]))
     if res:
         print(json.dumps(res))
@@ -96,11 +98,10 @@ def _cmd_publish(args) -> int:
 
 def _cmd_privacy(args) -> int:
     from toolkit.privacy.evaluate import run_privacy
-    if args.artifact:
-        raise VeilError("--artifact: attacking exported artifacts needs the export package (not built yet)")
     run_privacy(Path(args.checkpoint), Path(args.baseline) if args.baseline else None, Path(args.corpus),
                 args.layers, Path(args.out), train_utts_per_speaker=args.attacker_utts,
-                xvector_epochs=args.xvector_epochs, seed=args.seed, eval_limit=args.limit)
+                xvector_epochs=args.xvector_epochs, seed=args.seed, eval_limit=args.limit,
+                artifact=Path(args.artifact) if args.artifact else None, backends=args.backend)
     print(f"wrote {args.out}/privacy.json, privacy.md, privacy.png")
     return 0
 
@@ -124,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--grl-layer", type=int, action="append", help="attach GRL + speaker head after block K (repeatable)")
     t.add_argument("--no-grl", action="store_true", help="baseline: no speaker-adversarial head")
     t.add_argument("--lambda-max", type=float, default=1.0)
+    t.add_argument("--speaker-head", choices=["mlp", "tdnn"], default="mlp",
+                   help="adversary behind the GRL: pooled-stats MLP, or an x-vector-style TDNN")
+    t.add_argument("--speaker-weight", type=float, default=1.0, help="weight of each speaker loss")
     t.add_argument("--split-layer", type=int, default=3, help="blocks 1..K run chunked on the phone")
     t.add_argument("--blocks", type=int, default=6)
     t.add_argument("--d-model", type=int, default=144)
@@ -134,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup", type=int, default=800)
     t.add_argument("--lr", type=float, default=1.5e-3)
     t.add_argument("--batch-seconds", type=float, default=60.0, help="audio seconds per batch (padded)")
+    t.add_argument("--batch-utts", type=int, default=64, help="at most this many utterances per batch")
+    t.add_argument("--time-budget", type=float, default=0.0,
+                   help="minutes: measure the step rate, then fit --steps (and the LR schedule) to this budget")
+    t.add_argument("--load-workers", type=int, default=1, help="processes decoding the corpus")
     t.add_argument("--eval-every", type=int, default=500)
     t.add_argument("--dev-utts", type=int, default=256)
     t.add_argument("--seed", type=int, default=0)
@@ -165,8 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED))
     pv.add_argument("--baseline", default=None, help="also attack this baseline (and run the ignorant attacker)")
     pv.add_argument("--corpus", default=str(DEFAULT_CORPUS))
-    pv.add_argument("--layers", default="all", help="'all' or comma-separated block indices (0 = log-mel)")
-    pv.add_argument("--artifact", default=None, help="attack what an exported prefix emits (EXPORT_DIR)")
+    pv.add_argument("--layers", default=None, help="'all' (default) or comma-separated block indices (0 = log-mel)")
+    pv.add_argument("--artifact", default=None, metavar="EXPORT_DIR",
+                    help="attack what the exported prefix emits, run chunk by chunk in its runtime (its split layer)")
+    pv.add_argument("--backend", action="append", default=[], help="with --artifact: only this backend (repeatable)")
     pv.add_argument("--out", default="privacy")
     pv.add_argument("--attacker-utts", type=int, default=10, help="training-split utterances per speaker for the x-vector")
     pv.add_argument("--xvector-epochs", type=int, default=30)
@@ -178,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub)
     from toolkit.parity.cli import add_parity_parser
     add_parity_parser(sub)
+    from toolkit.privacy.sweep import add_sweep_parser
+    add_sweep_parser(sub)
+    from toolkit.privacy.attempts import add_attempts_parser
+    add_attempts_parser(sub)
     return p
 
 

@@ -5,8 +5,14 @@ RAM instead of re-reading FLAC every step on a 2-core machine.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import random
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,15 +28,56 @@ class AudioSet:
     pcm: list[np.ndarray]  # int16 at 16 kHz
 
     @classmethod
-    def load(cls, utts: list[Utterance], desc: str = "loading audio", progress: bool = True) -> "AudioSet":
-        pcm = []
-        for u in tqdm(utts, desc=desc, unit="utt", disable=not progress, mininterval=2.0):
-            x = load_audio(u.path)
-            pcm.append(np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16))
+    def load(cls, utts: list[Utterance], desc: str = "loading audio", progress: bool = True, workers: int = 1,
+             cache: bool = False) -> "AudioSet":
+        """Decode every utterance (``workers`` processes). With ``cache``, the decoded int16 audio is kept
+        in ``<split>/.veil-cache/`` (one .npy, memory-mapped by later runs and by parallel trainers),
+        keyed by the utterance ids and file sizes, so a changed corpus is decoded afresh."""
+        path = _cache_path(utts) if cache and utts else None
+        if path is not None and path.exists():
+            offs = json.loads(path.with_suffix(".json").read_text())["offsets"]
+            flat = np.load(path, mmap_mode="r")
+            if len(offs) == len(utts) + 1 and offs[-1] == flat.shape[0]:
+                return cls(utts, [flat[offs[i]:offs[i + 1]] for i in range(len(utts))])
+        paths = [str(u.path) for u in utts]
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                pcm = list(tqdm(pool.map(_decode, paths, chunksize=64), total=len(paths), desc=desc, unit="utt",
+                                disable=not progress, mininterval=2.0))
+        else:
+            pcm = [_decode(p) for p in tqdm(paths, desc=desc, unit="utt", disable=not progress, mininterval=2.0)]
+        if path is not None:
+            _write_cache(path, pcm)
         return cls(utts, pcm)
 
     def __len__(self):
         return len(self.utts)
+
+
+def _decode(path: str) -> np.ndarray:
+    x = load_audio(path)
+    return np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def _cache_path(utts: list[Utterance]) -> Path:
+    h = hashlib.sha256()
+    for u in utts:
+        h.update(f"{u.utt_id}:{u.path.name}:{u.path.stat().st_size}\n".encode())
+    root = Path(utts[0].path).parents[2]  # <split>/<spk>/<chapter>/<file>
+    return root / ".veil-cache" / f"pcm-{h.hexdigest()[:16]}.npy"
+
+
+def _write_cache(path: Path, pcm: list[np.ndarray]) -> None:
+    """Atomically: the .json (offsets) first, then the .npy that marks the cache complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in pcm])]).tolist()
+    meta_tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
+    meta_tmp.write_text(json.dumps({"offsets": offsets}))
+    os.replace(meta_tmp, path.with_suffix(".json"))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
+    with os.fdopen(fd, "wb") as f:
+        np.save(f, np.concatenate(pcm) if pcm else np.zeros(0, np.int16))
+    os.replace(tmp, path)
 
 
 def collate(pcm: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

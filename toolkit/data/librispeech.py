@@ -1,4 +1,4 @@
-"""Reader for the LibriSpeech layout: ``<root>/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac`` plus
+"""Reader for the LibriSpeech layout: ``<root>/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac`` (or .wav/.ogg/.opus) plus
 ``<spk>-<chapter>.trans.txt`` (one ``<utt-id> <TRANSCRIPT>`` per line). Real LibriSpeech reads as it is."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import soundfile as sf
 from toolkit.errors import VeilError
 from toolkit.text.tokenizer import normalize_text
 
-AUDIO_EXTENSIONS = (".flac", ".wav")
+AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".opus")
 
 
 @dataclass(frozen=True)

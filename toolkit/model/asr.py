@@ -15,7 +15,7 @@ from torch import nn
 
 from toolkit.model.conformer import ConformerBlock, ConvSubsampling
 from toolkit.model.frontend import FrontendConfig, LogMelFrontend
-from toolkit.model.grl import SpeakerHead, grad_reverse
+from toolkit.model.grl import SPEAKER_HEADS, grad_reverse
 
 SUBSAMPLING = 4
 
@@ -37,6 +37,7 @@ class ModelConfig:
     grl_gamma: float = 10.0
     n_speakers: int = 0
     speaker_hidden: int = 256
+    speaker_head: str = "mlp"           # adversary behind each GRL: "mlp" (pooled stats) or "tdnn" (x-vector)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
 
     def __post_init__(self):
@@ -63,6 +64,8 @@ class ModelConfig:
                 raise ValueError(f"GRL layer {k} is outside 1..{self.n_blocks}")
         if self.grl_layers and self.n_speakers < 2:
             raise ValueError("a speaker head needs n_speakers >= 2")
+        if self.speaker_head not in SPEAKER_HEADS:
+            raise ValueError(f"speaker_head={self.speaker_head!r} is not one of {sorted(SPEAKER_HEADS)}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
 
@@ -108,7 +111,8 @@ class VeilModel(nn.Module):
             for _ in range(cfg.n_blocks))
         self.ctc_head = nn.Linear(cfg.d_model, cfg.vocab_size)
         self.speaker_heads = nn.ModuleDict(
-            {str(k): SpeakerHead(cfg.d_model, cfg.n_speakers, cfg.speaker_hidden) for k in cfg.grl_layers})
+            {str(k): SPEAKER_HEADS[cfg.speaker_head](cfg.d_model, cfg.n_speakers, cfg.speaker_hidden)
+             for k in cfg.grl_layers})
 
     # ---- the on-device part -------------------------------------------------------------------------
     def encode_chunks(self, chunks: torch.Tensor, upto: int, augment: bool = False,

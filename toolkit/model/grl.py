@@ -54,3 +54,27 @@ class SpeakerHead(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.mlp(masked_stats_pool(x, mask))
+
+
+class TDNNSpeakerHead(nn.Module):
+    """x-vector-style adversary: dilated 1-D convolutions over frames (context of 15 frames), then masked
+    statistics pooling + MLP. As strong as the x-vector attacker in ``toolkit/privacy``, so the encoder is
+    pushed to remove what a frame-level attacker can use, not only what pooled means and stds carry."""
+
+    def __init__(self, d: int, n_speakers: int, hidden: int = 256):
+        super().__init__()
+        self.frames = nn.Sequential(
+            nn.Conv1d(d, hidden, 5, padding=2), nn.ReLU(),
+            nn.Conv1d(hidden, hidden, 3, padding=2, dilation=2), nn.ReLU(),
+            nn.Conv1d(hidden, hidden, 3, padding=3, dilation=3), nn.ReLU(),
+            nn.Conv1d(hidden, hidden, 1), nn.ReLU())
+        self.mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, n_speakers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is not None:
+            x = x * mask.unsqueeze(-1).to(x.dtype)
+        h = self.frames(x.transpose(1, 2)).transpose(1, 2)
+        return self.mlp(masked_stats_pool(h, mask))
+
+
+SPEAKER_HEADS = {"mlp": SpeakerHead, "tdnn": TDNNSpeakerHead}

@@ -50,6 +50,9 @@ class TrainConfig:
     time_limit_min: float = 0.0   # stop (after a checkpoint) when this much wall time has passed; 0 = none
     init_from: str = ""           # start from these weights (e.g. the baseline) instead of random
     threads: int = 0              # CPU threads (0 = all cores); small models train as fast on 1
+    max_batch_utts: int = 64      # cap on utterances per batch (raise it with --batch-seconds on a GPU)
+    time_budget_min: float = 0.0  # >0: after 200 steps (100 timed), set ``steps`` so that training fills this budget
+    load_workers: int = 1         # processes decoding the corpus (decoded audio is cached in the corpus dir)
     model: ModelConfig = field(default_factory=ModelConfig)
 
 
@@ -116,6 +119,9 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg.seed + rank)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -147,8 +153,8 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
             own.update({k: v for k, v in init.state_dict().items() if k in own and not k.startswith("speaker_heads")})
             model.load_state_dict(own)
     model.to(device)
-    train_set = AudioSet.load(train_utts, "loading train", progress=main)
-    dev_set = AudioSet.load(dev_utts, "loading dev", progress=main)
+    train_set = AudioSet.load(train_utts, "loading train", progress=main, workers=cfg.load_workers, cache=True)
+    dev_set = AudioSet.load(dev_utts, "loading dev", progress=main, workers=cfg.load_workers)
     if not resume and not cfg.init_from:
         feature_stats(model, train_set, seed=cfg.seed)
     targets = [torch.tensor(tokenizer.encode(u.text), dtype=torch.long) for u in train_utts]
@@ -181,15 +187,16 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     provenance.setdefault("train_seconds", 0.0)
     max_samples = int(cfg.max_batch_seconds * 16000)
     lengths = [len(x) for x in train_set.pcm]
-    start = time.time()
+    start = wall_start = time.time()
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not main, mininterval=5.0)
-    per_epoch = max(1, len(length_batches(lengths, max_samples, 0)) // world)
+    per_epoch = max(1, len(length_batches(lengths, max_samples, 0, cfg.max_batch_utts)) // world)
+    budget_start, budget_from = time.time(), step
     epoch, skip = divmod(step, per_epoch)  # resume: continue mid-epoch where the last run stopped
     result = {}
     stop = False
     while step < cfg.steps and not stop:
-        batches = length_batches(lengths, max_samples, seed=cfg.seed + epoch)
+        batches = length_batches(lengths, max_samples, seed=cfg.seed + epoch, max_batch=cfg.max_batch_utts)
         batches = batches[rank::world][: len(batches) // world]
         for batch in batches[skip:]:
             ddp_model.train()
@@ -206,6 +213,17 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             step += 1
+            if cfg.time_budget_min and step == budget_from + 100:
+                rate_start = time.time()  # the first 100 steps include start-up; time the next 100
+            if cfg.time_budget_min and step == budget_from + 200:
+                # fix the schedule's length from the measured rate, so the cosine ends with the budget
+                rate = 100 / (time.time() - rate_start)
+                left = cfg.time_budget_min * 60 - (time.time() - budget_start)
+                cfg.steps = max(step + 1, step + int(rate * left))
+                provenance["train_config"]["steps"] = cfg.steps
+                bar.total = cfg.steps
+                tqdm.write(f"{out}: {rate:.2f} steps/s -> {cfg.steps} steps in {cfg.time_budget_min} min",
+                           file=sys.stderr)
             if main:
                 bar.update(1)
                 bar.set_postfix(ctc=f"{ctc.item():.3f}", **{f"spk{k}": f"{v.item():.2f}" for k, v in spk_losses.items()},
@@ -216,7 +234,7 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
                                             "lambda": round(lam, 4),
                                             **{f"speaker_ce_{k}": round(v.item(), 4) for k, v in spk_losses.items()}})
                                 + "\n")
-            timeout = cfg.time_limit_min and (time.time() - start) > cfg.time_limit_min * 60
+            timeout = cfg.time_limit_min and (time.time() - wall_start) > cfg.time_limit_min * 60
             if step % cfg.eval_every == 0 or step >= cfg.steps or timeout:
                 if main:
                     dev = evaluate_set(model, tokenizer, dev_set, device)

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Train the baseline, the GRL sweep (k = 1..6) and two stronger-adversary variants side by side on one
+# lent GPU, from an Opus copy of the corpus (scripts/pack_corpus_opus.py), all warm-started from the
+# shipped baseline and given the same wall-clock budget. Results: fp16 checkpoints + logs under $OUT.
+#
+#   bash scripts/train_gpu.sh              # env: VEIL_DATA (/tmp/veil), BUDGET_MIN (6.5), LIMIT_MIN (7.3)
+#
+# The device machine has torch but not soundfile/jiwer: their wheels are installed from .whl/ if present.
+set -u
+export PYTHONUNBUFFERED=1
+DATA=${VEIL_DATA:-/tmp/veil}
+RUNS=${VEIL_RUNS:-/tmp/veil-runs}
+OUT=${OUT:-/tmp/veil-out}
+BUDGET=${BUDGET_MIN:-6.5}
+LIMIT=${LIMIT_MIN:-7.3}
+INIT=${INIT:-models/baseline.safetensors}
+PY=${PY:-python3}
+EXTRA=${EXTRA:-}
+mkdir -p "$DATA" "$RUNS" "$OUT"
+if [ -d .whl ] && ! $PY -c "import soundfile, jiwer" 2>/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-}
+for t in .gpu/part*.tar; do [ -f "$t" ] && tar -xf "$t" -C "$DATA"; done
+echo "train speakers: $(ls "$DATA/corpus/train" | wc -l), utterances: $(find "$DATA/corpus/train" -name '*.ogg' | wc -l)"
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader 2>/dev/null
+# decode the corpus once (all cores), cached as one int16 .npy that every trainer memory-maps
+$PY - "$DATA/corpus" <<'EOF' || exit 1
+import os, sys, time
+from toolkit.data.librispeech import read_librispeech
+from toolkit.data.dataset import AudioSet
+t = time.time()
+utts = read_librispeech(os.path.join(sys.argv[1], "train"))
+AudioSet.load(utts, progress=False, workers=os.cpu_count(), cache=True)
+print(f"decoded {len(utts)} utterances in {time.time() - t:.1f} s", flush=True)
+EOF
+common="--corpus $DATA/corpus --init-from $INIT --steps 4000 --time-budget $BUDGET --time-limit $LIMIT \
+ --batch-seconds 320 --batch-utts 160 --lr 1.5e-3 --warmup 300 --eval-every 1000 --load-workers 4 $EXTRA"
+declare -A RUN=(
+  [baseline]="--no-grl"
+  [grl-1]="--grl-layer 1" [grl-2]="--grl-layer 2" [grl-3]="--grl-layer 3"
+  [grl-4]="--grl-layer 4" [grl-5]="--grl-layer 5" [grl-6]="--grl-layer 6"
+  [tdnn-3]="--grl-layer 3 --speaker-head tdnn"
+  [tdnn-123-l2]="--grl-layer 1 --grl-layer 2 --grl-layer 3 --speaker-head tdnn --lambda-max 2"
+)
+export OMP_NUM_THREADS=1
+for name in "${!RUN[@]}"; do
+  $PY -m toolkit.cli train --out "$RUNS/$name" ${RUN[$name]} $common > "$RUNS/$name.log" 2>&1 &
+done
+wait
+grep -h "steps/s\|dev CER" "$RUNS"/*.log | tail -40
+# fp16 copies, speaker heads kept only where a later fine-tune continues the adversarial training
+$PY - "$RUNS" "$OUT" <<'EOF'
+import sys, tarfile, json
+from pathlib import Path
+from toolkit.model.checkpoint import load_checkpoint, save_checkpoint, tokenizer_from
+runs, out = Path(sys.argv[1]), Path(sys.argv[2])
+groups = [["baseline", "grl-1"], ["grl-2", "grl-4"], ["grl-5", "grl-6"], ["grl-3", "tdnn-3"], ["tdnn-123-l2"]]
+for gi, names in enumerate(groups):
+    with tarfile.open(out / f"models{gi}.tar", "w") as tar:
+        for n in names:
+            src = runs / n / "last.safetensors"
+            if not src.exists():
+                print("missing", src); continue
+            model, cfg = load_checkpoint(src)
+            dst = runs / "fp16" / f"{n}.safetensors"
+            save_checkpoint(dst, model, tokenizer_from(cfg), cfg["speakers"], cfg["provenance"], "float16")
+            tar.add(dst, arcname=dst.name); tar.add(dst.with_suffix(".json"), arcname=f"{n}.json")
+with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
+    for p in sorted(runs.glob("*.log")) + sorted(runs.glob("*/log.jsonl")):
+        tar.add(p, arcname=str(p.relative_to(runs)))
+for p in sorted(out.iterdir()):
+    print(p.name, p.stat().st_size)
+EOF
