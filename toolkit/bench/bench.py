@@ -1,0 +1,424 @@
+"""The bench recipe: export folder(s) -> every artifact and two baselines measured side by side -> one JSON.
+
+    check the export folders (same checkpoint, split layer, chunk) -> real eval-speakers audio -> prefix MACs
+    -> baselines (torch eager fp32 prefix; ONNX Runtime on an ONNX export of the same prefix)
+    -> per thread count, per artifact: a fresh worker process (load, first inference, warm-up, timed runs, RSS)
+    -> machine ceiling (matmul per dtype, same thread counts) -> achieved/peak
+    -> payload codec: bytes/s and ΔWER through the suffix -> phones (optional) -> targets -> JSON, MD, PNG
+
+Everything is measured in one run because the machine is shared: the numbers to compare are the ratios
+between rows of the same run. Nothing here asserts a speed; the targets are recorded as met or not.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.bench import ceiling as ceil
+from toolkit.bench.runner import REPO_ROOT, run_worker, summarize
+from toolkit.errors import VeilError
+from toolkit.exporting.console import human_bytes, say
+
+BENCH_FORMAT = "veil-bench/1"
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
+DEFAULT_CACHE = REPO_ROOT / "exports" / ".bench-cache"
+INT8_RECIPES = ("int8-static", "int8-dynamic", "8da4w", "int8-weights", "palettized-4bit")
+TARGETS = {"speedup_vs_torch": 5.0, "int8_size_ratio": 0.30, "int8_payload_kBps": 4.0, "int8_payload_dwer_abs": 0.5}
+
+
+@dataclass
+class BenchRequest:
+    export_dirs: list[Path] = field(default_factory=list)
+    threads: list[int] = field(default_factory=lambda: [1, 2])
+    runs: int = 50
+    warmup: int = 5
+    out_dir: Path = DEFAULT_OUT
+    name: str | None = None                 # default <date>-<host>
+    corpus: Path | None = None
+    payload_utts: int = 48
+    checkpoint: Path | None = None
+    baselines: bool = True
+    ceiling: str = "full"                   # full | matmul | none
+    cache_dir: Path = DEFAULT_CACHE
+    command: str = ""
+    sweep: tuple[int, int] | None = None
+    recipe: str | None = None
+    device: str | None = None
+    executor_runner: str | None = None
+    benchmark_model: str | None = None
+    plots: bool = True
+    quick: bool = False                     # smoke runs: fewer than 50 timed runs allowed, marked in the JSON
+
+
+def compute_dtype(recipe: str) -> str:
+    """The matmul dtype an artifact's encoder runs in (its frontend is float in every recipe)."""
+    return "int8" if recipe in INT8_RECIPES else "fp32"
+
+
+def host_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from export.artifact import library_versions
+    return {"hostname": socket.gethostname(), "platform": f"{platform.system()} {platform.machine()}", "cpu": cpu,
+            "cores": os.cpu_count(), "python": platform.python_version(),
+            "libraries": library_versions("torch", "executorch", "ai-edge-litert", "onnxruntime", "onnx", "numpy")}
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def default_name(suffix: str = "") -> str:
+    return f"{datetime.date.today().isoformat()}-{socket.gethostname()}{suffix}"
+
+
+# ---- inputs ------------------------------------------------------------------------------------------------
+
+def read_exports(dirs: list[Path]) -> list[tuple[Path, dict]]:
+    from toolkit.parity.check import read_manifest
+    if not dirs:
+        raise VeilError("give at least one EXPORT_DIR (made by `veil export`), or --sweep-split with --recipe")
+    out = [(Path(d), read_manifest(Path(d))) for d in dirs]
+    first_dir, first = out[0]
+    for d, m in out[1:]:
+        for key, what in ((("checkpoint", "sha256"), "checkpoint"), (("split_layer",), "split layer"),
+                          (("input", "chunk_samples"), "chunk length")):
+            a, b = first, m
+            for k in key:
+                a, b = a[k], b[k]
+            if a != b:
+                raise VeilError(f"{d}: exported with another {what} than {first_dir} ({b} vs {a}); "
+                                f"bench export folders of one checkpoint and split layer together")
+    return out
+
+
+def load_model(checkpoint: Path, want_sha: str | None):
+    from toolkit.model.checkpoint import file_sha256, load_checkpoint
+    if not checkpoint.is_file():
+        raise VeilError(f"{checkpoint}: checkpoint not found (pass --checkpoint)")
+    if want_sha and file_sha256(checkpoint) != want_sha:
+        raise VeilError(f"{checkpoint}: not the checkpoint the exports were made from (sha256 differs from "
+                        f"manifest.json); pass --checkpoint with the original")
+    return load_checkpoint(checkpoint)
+
+
+def bench_audio(corpus: Path, count: int):
+    """Real eval-speakers utterances (spread over speakers) for the payload, and the timed input chunk: the
+    first chunk of the longest of them."""
+    from toolkit.parity.check import pick_audio
+    split = "eval-speakers" if (corpus / "eval-speakers").is_dir() else "test"
+    utts, pcms = pick_audio(corpus, split, max(1, count))
+    return split, utts, pcms
+
+
+def tensor_bytes_fp32(module) -> int:
+    return 4 * (sum(p.numel() for p in module.parameters()) + sum(b.numel() for b in module.buffers()))
+
+
+def onnx_baseline(prefix, chunk: np.ndarray, cache: Path) -> Path:
+    """ONNX export of the float prefix (torch.onnx, dynamo exporter), cached per checkpoint and split layer."""
+    import contextlib
+    import io
+
+    import torch
+    path = cache / "prefix-fp32.onnx"
+    if path.is_file():
+        return path
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f".prefix-fp32.{os.getpid()}.onnx"
+    say("onnx: exporting the float prefix for the ONNX Runtime baseline ...")
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        torch.onnx.export(prefix, (torch.from_numpy(chunk),), str(tmp), input_names=["pcm"],
+                          output_names=["embeddings"], dynamo=True, external_data=False)
+    os.replace(tmp, path)
+    return path
+
+
+# ---- measuring ---------------------------------------------------------------------------------------------
+
+def measure_targets(targets: list[dict], req: BenchRequest, work: Path, chunk_seconds: float, macs: int) -> None:
+    for t in req.threads:
+        for i, tgt in enumerate(targets):
+            if tgt.get("status") == "needs-macos":
+                continue
+            say(f"  [{t} thread{'s' if t > 1 else ''}] {tgt['name']} ...", end=" ")
+            spec = {**tgt["spec"], "threads": t, "runs": req.runs, "warmup": req.warmup}
+            m = summarize(run_worker(spec, work, f"t{t}-{i}"), chunk_seconds, macs)
+            tgt["measurements"].append(m)
+            say(f"p50 {m['p50_ms']:.2f} ms, RTF {m['rtf']:.4f}" if m["status"] == "ok" else f"failed: {m['error']}")
+
+
+def measure_ceiling(req: BenchRequest, work: Path) -> dict:
+    if req.ceiling == "none":
+        return {"status": "skipped"}
+    say(f"ceiling: matmul {ceil.CEILING_SHAPE} per dtype ...")
+    kernels = ceil.prepare_kernels(req.cache_dir / "ceiling", runtime_kernels=req.ceiling == "full")
+    results = []
+    for t in req.threads:
+        for i, k in enumerate(kernels):
+            spec = {**k["spec"], "threads": t, "runs": 10, "warmup": 3, "min_seconds": 0.3}
+            m = summarize(run_worker(spec, work, f"ceiling-t{t}-{i}"), None, k["macs"])
+            row = {"name": k["name"], "runtime": k["runtime"], "dtype": k["dtype"], "threads": t,
+                   "shape": k["shape"], "macs": k["macs"], "status": m["status"]}
+            if m["status"] == "ok":
+                row.update(p50_ms=m["p50_ms"], min_ms=m["min_ms"], gmacs=m["gmacs"],
+                           gmacs_best=k["macs"] / (m["min_ms"] / 1e3) / 1e9)
+            else:
+                row["error"] = m["error"]
+            results.append(row)
+            say(f"  [{t}] {k['name']}: " + (f"{row['gmacs']:.1f} GMAC/s" if m["status"] == "ok" else row["error"]))
+    return {"status": "ok", "shape_mkn": list(ceil.CEILING_SHAPE), "statistic": "MACs / p50 latency",
+            "kernels": results, "peak": ceil.peaks(results)}
+
+
+def add_efficiency(targets: list[dict], ceiling: dict) -> None:
+    peak = ceiling.get("peak", {})
+    for tgt in targets:
+        for m in tgt["measurements"]:
+            p = peak.get(tgt["dtype"], {}).get(str(m.get("threads")))
+            if m.get("status") == "ok" and p and m.get("gmacs"):
+                m["achieved_over_peak"] = m["gmacs"] / p["gmacs"]
+                m["peak_kernel"] = p["kernel"]
+
+
+# ---- targets -----------------------------------------------------------------------------------------------
+
+def _p50(tgt: dict, threads: int):
+    for m in tgt["measurements"]:
+        if m.get("threads") == threads and m.get("status") == "ok":
+            return m["p50_ms"]
+    return None
+
+
+def evaluate_targets(targets: list[dict], payload_result: dict | None, threads: list[int]) -> dict:
+    out = {}
+    torch_t = next((t for t in targets if t["role"] == "baseline" and t["backend"] == "torch"), None)
+    int8 = [t for t in targets if t["role"] == "artifact" and t["dtype"] == "int8" and t.get("status") != "needs-macos"]
+    speed = {"target": f">= {TARGETS['speedup_vs_torch']:g}x faster than the torch eager fp32 prefix (p50)",
+             "per_threads": {}}
+    for th in threads:
+        base = _p50(torch_t, th) if torch_t else None
+        cands = [(base / _p50(t, th), t["name"]) for t in int8 if base and _p50(t, th)]
+        if cands:
+            best = max(cands)
+            speed["per_threads"][str(th)] = {"best_int8": best[1], "speedup": best[0],
+                                             "met": best[0] >= TARGETS["speedup_vs_torch"]}
+    vals = [v["met"] for v in speed["per_threads"].values()]
+    speed["status"] = "not measured" if not vals else ("met" if all(vals) else ("not met" if not any(vals) else "partly met"))
+    out["speed"] = speed
+
+    size = {"target": f"int8 artifact <= {TARGETS['int8_size_ratio']:.0%} of the fp32 size", "artifacts": []}
+    torch_bytes = torch_t["size_bytes"] if torch_t else None
+    for t in [x for x in targets if x["role"] == "artifact" and x["dtype"] == "int8"]:
+        fp32 = next((x for x in targets if x["role"] == "artifact" and x["backend"] == t["backend"]
+                     and x["recipe"] == "fp32"), None)
+        ref_name, ref = (fp32["name"], fp32["size_bytes"]) if fp32 else ("torch fp32 prefix tensors", torch_bytes)
+        if ref:
+            ratio = t["size_bytes"] / ref
+            size["artifacts"].append({"artifact": t["name"], "size_bytes": t["size_bytes"], "fp32_reference": ref_name,
+                                      "fp32_bytes": ref, "ratio": ratio, "met": ratio <= TARGETS["int8_size_ratio"]})
+    vals = [a["met"] for a in size["artifacts"]]
+    size["status"] = "not measured" if not vals else ("met" if all(vals) else ("not met" if not any(vals) else "partly met"))
+    out["size"] = size
+
+    pay = {"target": f"int8 payload <= {TARGETS['int8_payload_kBps']:g} kB/s of audio with |ΔWER| <= "
+                     f"{TARGETS['int8_payload_dwer_abs']:g} pp"}
+    if payload_result and "int8" in payload_result.get("codecs", {}):
+        c = payload_result["codecs"]["int8"]
+        pay.update(kB_per_second=c["kB_per_second"], dwer=c["dwer"],
+                   met=c["kB_per_second"] <= TARGETS["int8_payload_kBps"] and c["dwer_abs"] <= TARGETS["int8_payload_dwer_abs"])
+        pay["status"] = "met" if pay["met"] else "not met"
+    else:
+        pay["status"] = "not measured"
+    out["payload"] = pay
+    return out
+
+
+# ---- the recipe --------------------------------------------------------------------------------------------
+
+def artifact_targets(exports: list[tuple[Path, dict]]) -> list[dict]:
+    import export as backends
+    seen, targets = set(), []
+    for export_dir, manifest in exports:
+        for entry in manifest["artifacts"]:
+            art = backends.Artifact.from_json(entry, export_dir)
+            if not art.path.exists():
+                raise VeilError(f"{art.path}: artifact listed in manifest.json is missing")
+            if art.sha256() != entry["sha256"]:
+                raise VeilError(f"{art.path}: sha256 differs from manifest.json (the file changed after export)")
+            key = (entry["backend"], entry["recipe"], entry["sha256"])
+            if key in seen:
+                continue
+            seen.add(key)
+            tgt = {"name": f"{entry['backend']} {entry['recipe']}", "role": "artifact", "backend": entry["backend"],
+                   "recipe": entry["recipe"], "runtime": {"executorch": "executorch.runtime (XNNPACK)",
+                                                         "litert": "ai_edge_litert Interpreter",
+                                                         "coreml": "Core ML"}[entry["backend"]],
+                   "dtype": compute_dtype(entry["recipe"]), "file": str(art.path), "size_bytes": art.size_bytes,
+                   "measurements": []}
+            if entry["backend"] == "coreml":
+                tgt["status"] = "needs-macos"
+                tgt["detail"] = "Core ML prediction runs only on macOS/iOS; size measured, latency not"
+            else:
+                tgt["spec"] = {"kind": entry["backend"], "entry": entry, "base_dir": str(export_dir)}
+            targets.append(tgt)
+    return targets
+
+
+def run_bench(req: BenchRequest) -> dict:
+    """Measure; write ``<out_dir>/<name>.json`` (+ .md, .png); return the document."""
+    from toolkit.bench import report
+    from toolkit.bench.payload_eval import evaluate_payload
+    from toolkit.cli import DEFAULT_CORPUS
+    from toolkit.model.asr import split
+    from toolkit.model.checkpoint import file_sha256, tokenizer_from
+
+    check_request(req)
+    if req.sweep:
+        from toolkit.bench.sweep import run_sweep
+        return run_sweep(req)
+    exports = read_exports(req.export_dirs)
+    manifest = exports[0][1]
+    checkpoint = Path(req.checkpoint or manifest["checkpoint"]["path"])
+    model, config = load_model(checkpoint, manifest["checkpoint"]["sha256"])
+    cfg = model.cfg
+    k = int(manifest["split_layer"])
+    prefix, suffix = split(model, k)
+    prefix.eval(), suffix.eval()
+    corpus = Path(req.corpus or DEFAULT_CORPUS)
+    split_name, utts, pcms = bench_audio(corpus, req.payload_utts)
+    chunk_seconds = cfg.chunk_samples / cfg.frontend.sample_rate
+    from toolkit.exporting.calibration import chunk_pcm
+    longest = int(np.argmax([len(p) for p in pcms]))
+    chunk = chunk_pcm(pcms[longest], cfg.chunk_samples)[0]
+    macs = ceil.prefix_macs(prefix, cfg.chunk_samples)
+    started = time.time()
+    load_start = load_average()
+
+    work = Path(tempfile.mkdtemp(prefix="veil-bench-"))
+    try:
+        np.save(work / "input.npy", chunk)
+        targets = []
+        if req.baselines:
+            cache = req.cache_dir / f"{file_sha256(checkpoint)[:16]}-k{k}"
+            targets.append({"name": "torch eager fp32", "role": "baseline", "backend": "torch", "recipe": "fp32",
+                            "runtime": "torch eager (no Veil)", "dtype": "fp32", "file": str(checkpoint),
+                            "size_bytes": tensor_bytes_fp32(prefix),
+                            "size_note": "float32 bytes of the prefix's parameters and buffers",
+                            "spec": {"kind": "torch", "checkpoint": str(checkpoint), "split_layer": k},
+                            "measurements": []})
+            onnx_path = onnx_baseline(prefix, chunk, cache)
+            targets.append({"name": "onnxruntime fp32", "role": "baseline", "backend": "onnx", "recipe": "fp32",
+                            "runtime": "onnxruntime CPUExecutionProvider", "dtype": "fp32", "file": str(onnx_path),
+                            "size_bytes": onnx_path.stat().st_size, "spec": {"kind": "onnxruntime", "path": str(onnx_path)},
+                            "measurements": []})
+        targets += artifact_targets(exports)
+        for t in targets:
+            if "spec" in t:
+                t["spec"]["input"] = str(work / "input.npy")
+        say(f"bench: {len(targets)} targets x threads {req.threads}, {req.runs} timed runs after {req.warmup} "
+            f"warm-up, {macs['macs_per_chunk'] / 1e6:.1f} M MACs per {chunk_seconds:g} s chunk")
+        measure_targets(targets, req, work, chunk_seconds, macs["macs_per_chunk"])
+        ceiling = measure_ceiling(req, work)
+        add_efficiency(targets, ceiling)
+
+        say(f"payload: {len(pcms)} {split_name} utterances through the float suffix ...")
+        payload_result = evaluate_payload(prefix, suffix, pcms, [u.text for u in utts], tokenizer_from(config),
+                                          cfg.chunk_samples, cfg.frame_samples, cfg.frontend.sample_rate)
+        device = None
+        if req.device:
+            device = measure_device(req, exports, chunk, chunk_seconds, macs["macs_per_chunk"], work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    for t in targets:
+        t.pop("spec", None)
+    doc = {
+        "format": BENCH_FORMAT,
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": req.command,
+        "host": {**host_info(), "load_average_start": load_start, "load_average_end": load_average()},
+        "wall_seconds": round(time.time() - started, 1),
+        "export_dirs": [str(d) for d, _ in exports],
+        "checkpoint": {"path": str(checkpoint), "sha256": manifest["checkpoint"]["sha256"]},
+        "split_layer": k,
+        "chunk": {"samples": cfg.chunk_samples, "seconds": chunk_seconds,
+                  "input": f"first chunk of {utts[longest].utt_id} ({split_name})"},
+        "prefix": {**macs, "embedding_dim": cfg.d_model, "frames_per_chunk": cfg.chunk_frames},
+        "settings": {"threads": req.threads, "runs": req.runs, "warmup": req.warmup, "quick": req.quick,
+                     "process": "one fresh worker process per artifact and thread count",
+                     "latency": "wall time of one runner call on one chunk (perf_counter_ns)",
+                     "rtf": "p50 latency / chunk duration", "memory": "peak RSS over the worker's baseline "
+                     "(runtime imported, artifact not loaded), during load and during inference"},
+        "artifacts": targets,
+        "ceiling": ceiling,
+        "payload": payload_result,
+        "device": device,
+    }
+    doc["targets"] = evaluate_targets(targets, payload_result, req.threads)
+    report.validate(doc)
+    name = req.name or default_name()
+    paths = report.write_all(doc, Path(req.out_dir), name, plots=req.plots)
+    say("wrote " + ", ".join(str(p) for p in paths))
+    return doc
+
+
+def measure_device(req: BenchRequest, exports, chunk, chunk_seconds, macs, work: Path) -> dict:
+    from toolkit.bench import phones
+    import export as backends
+    if req.device == "ios":
+        return phones.ios_bench()
+    arts = []
+    for export_dir, manifest in exports:
+        for entry in manifest["artifacts"]:
+            arts.append((entry, backends.Artifact.from_json(entry, export_dir).path))
+    say(f"device: {req.device} ...")
+    return phones.android_bench(req.device, arts, chunk, req.threads, req.runs, req.warmup, req.executor_runner,
+                                req.benchmark_model, chunk_seconds, macs, work)
+
+
+def check_request(req: BenchRequest) -> None:
+    """Fail on bad flags before any slow work (including a device that is not there)."""
+    if not req.threads or any(t < 1 for t in req.threads):
+        raise VeilError(f"--threads must be positive integers, got {req.threads}")
+    if req.runs < (1 if req.quick else 50):
+        raise VeilError(f"--runs {req.runs}: at least 50 timed runs are needed for p99 (--quick allows fewer "
+                        f"for smoke tests and marks the results as such)")
+    if req.warmup < 0:
+        raise VeilError(f"--warmup must be >= 0, got {req.warmup}")
+    if req.ceiling not in ("full", "matmul", "none"):
+        raise VeilError(f"--ceiling {req.ceiling}: expected full, matmul or none")
+    if req.sweep and not req.recipe:
+        raise VeilError("--sweep-split needs --recipe (e.g. --recipe int8-static)")
+    if req.device:
+        from toolkit.bench import phones
+        if req.device == "ios":
+            phones.ios_bench()
+        else:
+            phones.pick_device(req.device)
+    out = Path(req.out_dir)
+    if out.exists() and not out.is_dir():
+        raise VeilError(f"{out}: output path exists and is not a directory")
+
+
+def size_text(n: int) -> str:
+    return human_bytes(n)

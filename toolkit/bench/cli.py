@@ -1,0 +1,84 @@
+"""`veil bench`: latency, memory, size and payload of every exported artifact, beside two baselines.
+
+    veil bench EXPORT_DIR [EXPORT_DIR ...] [--threads 1,2] [--runs 50] [--warmup 5] [--out benchmarks/results]
+    veil bench --sweep-split 1..6 --recipe int8-static [--checkpoint M]
+    veil bench EXPORT_DIR --device android[:SERIAL] --executor-runner PATH --benchmark-model PATH
+    veil bench EXPORT_DIR --device ios
+
+Results: ``<out>/<date>-<host>.json`` (+ ``.md``, ``.png``), the sweep ``<date>-<host>-sweep-<recipe>.*``.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+
+def _threads(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"thread counts must be >= 1, got {text!r}")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("export_dirs", nargs="*", metavar="EXPORT_DIR",
+                   help="export folders (manifest.json) of one checkpoint and split layer; benched together")
+    p.add_argument("--threads", type=_threads, default=[1, 2], help="thread counts (default 1,2)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per artifact and thread count (>= 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs after the first inference (default 5)")
+    p.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    p.add_argument("--name", default=None, help="result file stem (default <date>-<host>)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint (default: the manifest's; sweep: the shipped model)")
+    p.add_argument("--corpus", default=None, help="LibriSpeech-layout corpus (default data/corpus)")
+    p.add_argument("--payload-utts", type=int, default=48, help="eval-speakers utterances for payload ΔWER")
+    p.add_argument("--no-baselines", action="store_true", help="skip torch eager and ONNX Runtime")
+    p.add_argument("--ceiling", choices=["full", "matmul", "none"], default="full",
+                   help="machine ceiling: full (torch, ORT, ExecuTorch, LiteRT matmuls), matmul (torch, ORT), none")
+    p.add_argument("--sweep-split", default=None, metavar="A..B", help="export and bench every split layer A..B")
+    p.add_argument("--recipe", default=None, help="recipe for --sweep-split (NAME or BACKEND=NAME)")
+    p.add_argument("--device", default=None, metavar="android[:SERIAL]|ios", help="measure on a phone")
+    p.add_argument("--executor-runner", default=None, metavar="PATH", help="ExecuTorch executor_runner for Android")
+    p.add_argument("--benchmark-model", default=None, metavar="PATH", help="LiteRT benchmark_model for Android")
+    p.add_argument("--quick", action="store_true", help="smoke run: allows fewer than 50 runs, marked in the JSON")
+    p.add_argument("--no-plots", action="store_true", help="JSON and Markdown only")
+
+
+def command_line(args) -> str:
+    """The canonical command that reproduces this run (recorded in the JSON)."""
+    parts = ["veil", "bench", *args.export_dirs, "--threads", ",".join(map(str, args.threads)),
+             "--runs", str(args.runs), "--warmup", str(args.warmup), "--payload-utts", str(args.payload_utts),
+             "--ceiling", args.ceiling]
+    for flag in ("out", "name", "checkpoint", "corpus", "sweep_split", "recipe", "device", "executor_runner",
+                 "benchmark_model"):
+        if getattr(args, flag):
+            parts += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
+    for flag in ("no_baselines", "quick", "no_plots"):
+        if getattr(args, flag):
+            parts.append("--" + flag.replace("_", "-"))
+    return shlex.join(parts)
+
+
+def run(args) -> int:
+    from toolkit.bench.bench import DEFAULT_OUT, BenchRequest, run_bench
+    from toolkit.bench.sweep import parse_range
+    req = BenchRequest(export_dirs=[Path(d) for d in args.export_dirs], threads=args.threads, runs=args.runs,
+                       warmup=args.warmup, out_dir=Path(args.out) if args.out else DEFAULT_OUT, name=args.name,
+                       corpus=Path(args.corpus) if args.corpus else None, payload_utts=args.payload_utts,
+                       checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+                       baselines=not args.no_baselines, ceiling=args.ceiling,
+                       command=command_line(args),
+                       sweep=parse_range(args.sweep_split) if args.sweep_split else None, recipe=args.recipe,
+                       device=args.device, executor_runner=args.executor_runner, benchmark_model=args.benchmark_model,
+                       plots=not args.no_plots, quick=args.quick)
+    run_bench(req)
+    return 0
+
+
+def add_bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="latency, memory, size and payload of exported artifacts (+ baselines)")
+    add_arguments(p)
+    p.set_defaults(func=run)

@@ -1,0 +1,69 @@
+"""What the payload codec costs: bytes per second of audio and ΔWER through the cloud suffix.
+
+The float prefix runs each real ``eval-speakers`` utterance chunk by chunk, as a phone does; each chunk's
+frames (the last chunk trimmed to the utterance) become one message per codec; the float suffix decodes
+what the cloud would receive. ΔWER is codec minus fp32-unencoded, in percentage points against the
+reference transcripts (the parity issue's cloud metrics).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from toolkit import payload
+from toolkit.parity import metrics
+
+PCM16_BYTES_PER_SECOND = 16000 * 2  # 16 kHz, 16-bit mono PCM
+SPEECH_CODECS = {  # nominal bitrates, for scale (not measured here)
+    "AMR-WB 12.65 kbit/s (3GPP wideband speech codec)": 12650 / 8,
+    "Opus 16 kbit/s wideband speech": 16000 / 8,
+}
+
+
+def chunk_frames(prefix, pcm: np.ndarray, chunk_samples: int, frame_samples: int) -> list[np.ndarray]:
+    """Per-chunk embeddings of one utterance (the last chunk trimmed to the utterance's valid frames)."""
+    from toolkit.exporting.calibration import chunk_pcm
+    valid = -(-len(pcm) // frame_samples)
+    out, seen = [], 0
+    with torch.no_grad():
+        for c in chunk_pcm(pcm, chunk_samples):
+            emb = prefix(torch.from_numpy(c))[0].numpy()
+            emb = emb[: max(0, valid - seen)]
+            seen += len(emb)
+            if len(emb):
+                out.append(emb)
+    return out
+
+
+def evaluate_payload(prefix, suffix, pcms: list[np.ndarray], texts: list[str], tokenizer, chunk_samples: int,
+                     frame_samples: int, sample_rate: int = 16000, codecs=tuple(payload.CODECS)) -> dict:
+    per_utt = [chunk_frames(prefix, p, chunk_samples, frame_samples) for p in pcms]
+    seconds = sum(len(p) for p in pcms) / sample_rate
+    ref = [np.concatenate(chunks) for chunks in per_utt]
+    ref_lp = metrics.decode(suffix, ref)
+    out = {"utterances": len(pcms), "audio_seconds": round(seconds, 2), "message": "one per prefix chunk",
+           "frames_per_second": sample_rate / frame_samples, "embedding_dim": int(ref[0].shape[1]),
+           "float": metrics.transcript_error_rates(ref_lp, texts, tokenizer), "codecs": {},
+           "references": {"pcm16_bytes_per_second": PCM16_BYTES_PER_SECOND,
+                          "speech_codecs_bytes_per_second": SPEECH_CODECS}}
+    for codec in codecs:
+        total, received, errs = 0, [], []
+        for chunks in per_utt:
+            got = []
+            for emb in chunks:
+                dec, n = payload.roundtrip(emb, codec)
+                total += n
+                got.append(dec)
+                errs.append(np.abs(dec - emb).max(axis=1) / np.maximum(np.abs(emb).max(axis=1), 1e-12))
+            received.append(np.concatenate(got))
+        cloud = metrics.cloud_metrics(ref_lp, metrics.decode(suffix, received), texts, tokenizer)
+        emb = metrics.embedding_metrics(ref, received)
+        bps = total / seconds
+        out["codecs"][codec] = {"bytes_total": total, "bytes_per_second": bps, "kB_per_second": bps / 1000,
+                                "vs_pcm16": bps / PCM16_BYTES_PER_SECOND,
+                                "max_rel_frame_error": float(np.concatenate(errs).max()),
+                                "snr_db": emb["snr_db"], "cosine_min": emb["cosine_min"],
+                                "wer": cloud["wer_artifact"], "dwer": cloud["dwer"], "dwer_abs": cloud["dwer_abs"],
+                                "dcer": cloud["dcer"], "identical_share": cloud["identical_share"],
+                                "kl_mean": cloud["kl_mean"]}
+    return out

@@ -1,0 +1,262 @@
+"""Benchmarks on phones, with the runtimes' official command-line runners, parsed into Veil's bench schema.
+
+Android (``veil bench EXPORT_DIR --device android[:SERIAL] --executor-runner PATH --benchmark-model PATH``):
+
+    adb devices                                   pick SERIAL (or the only attached device)
+    adb push <runner> <artifact> input.raw  ->  /data/local/tmp/veil/
+    ExecuTorch  ./executor_runner --model_path=X.pte --inputs=input.raw --num_executions=W+N
+                                  --cpu_threads=T --print_output=none
+                (the first W iterations are warm-up and dropped; ``Iteration i of n: x ms`` lines give the
+                latencies, ``Model loaded in x ms`` the load time)
+    LiteRT      ./benchmark_model --graph=X.tflite --num_threads=T --warmup_runs=W --num_runs=N
+                                  --report_peak_memory_footprint=true
+                (random input: the graph is static, so latency does not depend on the values; the tool prints
+                count/min/max/avg/std, init and first-inference times and its memory footprint, no percentiles)
+
+``executor_runner`` is ExecuTorch's examples/portable/executor_runner built for Android with XNNPACK
+(``-DEXECUTORCH_BUILD_XNNPACK=ON``, Android NDK toolchain); ``benchmark_model`` is LiteRT's
+tflite/tools/benchmark binary for android_arm64. Both are given by path; Veil does not build them.
+
+iOS (``--device ios``): Core ML measurement needs a Mac with Xcode and a provisioned device. The protocol:
+    1. ``xcrun devicectl list devices`` -> the device identifier;
+    2. open the ``.mlpackage`` in Xcode -> Performance tab -> "+" -> pick the device and compute units
+       (CPU only / CPU+GPU / All) -> Run; Xcode reports load, median prediction latency and the compute unit
+       of each op (the "Core ML performance report");
+    3. or build ``ios_demo`` and run it with ``xcrun devicectl device process launch`` to time predictions in
+       the app. Off macOS (or without ``xcrun``) Veil reports ``no-device`` for iOS.
+
+Without ``adb``, or with no device attached, the command fails with a one-line ``no-device`` error.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.errors import VeilError
+
+DEVICE_DIR = "/data/local/tmp/veil"
+
+
+class NoDevice(VeilError):
+    """No phone to measure on; the message starts with ``no-device:``."""
+
+
+# ---- parsers ------------------------------------------------------------------------------------------------
+
+_ET_LOADED = re.compile(r"Model loaded in ([0-9.]+) ms")
+_ET_ITER = re.compile(r"Iteration (\d+) of (\d+): ([0-9.]+) ms")
+_ET_DONE = re.compile(r"Model executed successfully(?: (\d+) time\(s\) in ([0-9.]+) ms)?")
+_ET_FAILED = re.compile(r"(Execution of method \S+ failed[^\n]*|Loading of method \S+ failed[^\n]*)")
+_ET_PLANNED = re.compile(r"Setting up planned buffer \d+, size (\d+)")
+
+
+def parse_executor_runner(text: str) -> dict:
+    """ExecuTorch ``executor_runner`` log -> {ok, load_ms, latencies_ms, executions, total_ms, mean_ms,
+    planned_buffer_bytes}. Older runners print only ``Model executed successfully.`` (no timing)."""
+    out: dict = {"tool": "executor_runner", "ok": False, "load_ms": None, "latencies_ms": [], "executions": None,
+                 "total_ms": None, "mean_ms": None, "planned_buffer_bytes": None, "error": None}
+    if m := _ET_LOADED.search(text):
+        out["load_ms"] = float(m.group(1))
+    out["latencies_ms"] = [float(m.group(3)) for m in _ET_ITER.finditer(text)]
+    planned = [int(m.group(1)) for m in _ET_PLANNED.finditer(text)]
+    if planned:
+        out["planned_buffer_bytes"] = sum(planned)
+    if m := _ET_DONE.search(text):
+        out["ok"] = True
+        if m.group(1):
+            out["executions"], out["total_ms"] = int(m.group(1)), float(m.group(2))
+            out["mean_ms"] = out["total_ms"] / max(1, out["executions"])
+    if out["latencies_ms"] and out["executions"] is None:
+        out["executions"] = len(out["latencies_ms"])
+    if m := _ET_FAILED.search(text):
+        out["ok"], out["error"] = False, m.group(1).strip()
+    return out
+
+
+_TFL_STATS = re.compile(r"count=(\d+) first=([0-9.]+) curr=([0-9.]+) min=([0-9.]+) max=([0-9.]+) "
+                        r"avg=([0-9.e+]+) std=([0-9.]+)")
+_TFL_TIMINGS = re.compile(r"Inference timings in us: Init: ([0-9.]+), First inference: ([0-9.]+), "
+                          r"Warmup \(avg\): ([0-9.e+]+), Inference \(avg\): ([0-9.e+]+)")
+_TFL_MEMORY = re.compile(r"(?:Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\): "
+                         r"init=([0-9.e+-]+) overall=([0-9.e+-]+)")
+_TFL_PEAK = re.compile(r"Overall peak memory footprint \(MB\) via periodic monitoring: ([0-9.e+-]+)")
+_TFL_SIZE = re.compile(r"The input model file size \(MB\): ([0-9.]+)")
+_TFL_THREADS = re.compile(r"(?:Num threads|#threads used for CPU inference): \[(\d+)\]")
+
+
+def parse_benchmark_model(text: str) -> dict:
+    """LiteRT/TFLite ``benchmark_model`` output -> {ok, init_ms, first_inference_ms, warmup_mean_ms, mean_ms,
+    runs, min_ms, max_ms, std_ms, memory_init_mb, memory_overall_mb, peak_memory_mb, model_size_mb, threads}.
+    The last ``count=...`` line is the timed run (the first one is warm-up)."""
+    out: dict = {"tool": "benchmark_model", "ok": False, "init_ms": None, "first_inference_ms": None,
+                 "warmup_mean_ms": None, "mean_ms": None, "runs": None, "min_ms": None, "max_ms": None,
+                 "std_ms": None, "memory_init_mb": None, "memory_overall_mb": None, "peak_memory_mb": None,
+                 "model_size_mb": None, "threads": None, "error": None}
+    stats = _TFL_STATS.findall(text)
+    if stats:
+        count, _first, _curr, lo, hi, avg, std = stats[-1]
+        out.update(runs=int(count), min_ms=float(lo) / 1e3, max_ms=float(hi) / 1e3, mean_ms=float(avg) / 1e3,
+                   std_ms=float(std) / 1e3)
+    if m := _TFL_TIMINGS.search(text):
+        out.update(ok=True, init_ms=float(m.group(1)) / 1e3, first_inference_ms=float(m.group(2)) / 1e3,
+                   warmup_mean_ms=float(m.group(3)) / 1e3, mean_ms=float(m.group(4)) / 1e3)
+    if m := _TFL_MEMORY.search(text):
+        out["memory_init_mb"], out["memory_overall_mb"] = float(m.group(1)), float(m.group(2))
+    if m := _TFL_PEAK.search(text):
+        out["peak_memory_mb"] = float(m.group(1))
+    if m := _TFL_SIZE.search(text):
+        out["model_size_mb"] = float(m.group(1))
+    threads = _TFL_THREADS.findall(text)
+    if threads:
+        out["threads"] = int(threads[-1])
+    if not out["ok"]:
+        failed = [ln for ln in text.splitlines() if "ERROR" in ln or "Failed" in ln or "failed" in ln]
+        out["error"] = failed[-1].strip() if failed else "no 'Inference timings' line in benchmark_model output"
+    return out
+
+
+def measurement_from_tool(parsed: dict, threads: int, warmup: int, chunk_seconds: float, macs: int | None) -> dict:
+    """A parsed tool output in the same schema as host measurements; what a tool does not report is None."""
+    if not parsed["ok"]:
+        return {"status": "failed", "error": parsed.get("error") or f"{parsed['tool']} did not finish"}
+    keys = ("runs", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "std_ms")
+    m = {k: None for k in keys}
+    if parsed["tool"] == "executor_runner":
+        lat = parsed["latencies_ms"]
+        first = lat[0] if lat else None
+        timed = lat[warmup:] if len(lat) > warmup else lat
+        if timed:
+            from toolkit.bench.runner import latency_summary
+            m.update(latency_summary(timed))
+        elif parsed["mean_ms"] is not None:
+            m.update(runs=parsed["executions"], mean_ms=parsed["mean_ms"])
+        m.update(load_ms=parsed["load_ms"], first_inference_ms=first, peak_rss_load_bytes=None,
+                 peak_rss_inference_bytes=None)
+    else:
+        m.update({k: parsed[k] for k in ("runs", "mean_ms", "min_ms", "max_ms", "std_ms")})
+        mb = 1024 * 1024
+        m.update(load_ms=parsed["init_ms"], first_inference_ms=parsed["first_inference_ms"],
+                 peak_rss_load_bytes=int(parsed["memory_init_mb"] * mb) if parsed["memory_init_mb"] is not None else None,
+                 peak_rss_inference_bytes=int((parsed["peak_memory_mb"] or parsed["memory_overall_mb"] or 0) * mb)
+                 if (parsed["peak_memory_mb"] or parsed["memory_overall_mb"]) is not None else None)
+    center = m["p50_ms"] if m["p50_ms"] is not None else m["mean_ms"]
+    m.update(status="ok", threads=threads, latency_statistic="p50" if m["p50_ms"] is not None else "mean",
+             rtf=(center / 1e3 / chunk_seconds) if center else None,
+             gmacs=(macs / (center / 1e3) / 1e9) if (center and macs) else None)
+    return m
+
+
+# ---- adb ----------------------------------------------------------------------------------------------------
+
+def find_adb() -> str:
+    adb = os.environ.get("ADB") or shutil.which("adb")
+    if not adb:
+        raise NoDevice("no-device: adb not found (install Android platform-tools or set ADB=/path/to/adb)")
+    return adb
+
+
+def list_devices(adb: str) -> list[tuple[str, str]]:
+    """``adb devices`` -> [(serial, state)]."""
+    try:
+        proc = subprocess.run([adb, "devices"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NoDevice(f"no-device: `{adb} devices` failed ({exc})") from None
+    devices = []
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and not line.startswith(("List of devices", "*")):
+            devices.append((parts[0], parts[1]))
+    return devices
+
+
+def pick_device(device_arg: str) -> tuple[str, str]:
+    """``android`` or ``android:SERIAL`` -> (adb path, serial); NoDevice when there is none to use."""
+    kind, _, serial = device_arg.partition(":")
+    if kind != "android":
+        raise VeilError(f"--device {device_arg}: expected android[:SERIAL] or ios")
+    adb = find_adb()
+    ready = [s for s, state in list_devices(adb) if state == "device"]
+    if serial:
+        if serial not in ready:
+            raise NoDevice(f"no-device: Android device '{serial}' is not attached and ready "
+                           f"(adb devices lists: {', '.join(ready) or 'none'})")
+        return adb, serial
+    if not ready:
+        raise NoDevice("no-device: adb lists no attached Android device (connect one and enable USB debugging)")
+    if len(ready) > 1:
+        raise VeilError(f"--device android: {len(ready)} devices attached ({', '.join(ready)}); "
+                        f"pick one with --device android:SERIAL")
+    return adb, ready[0]
+
+
+def _adb(adb: str, serial: str, *args: str, timeout: float = 600) -> str:
+    proc = subprocess.run([adb, "-s", serial, *args], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise VeilError(f"adb {' '.join(args[:2])} on {serial} failed: "
+                        f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['exit ' + str(proc.returncode)]}")
+    return proc.stdout + proc.stderr
+
+
+def android_bench(device_arg: str, artifacts: list[tuple[dict, Path]], chunk: np.ndarray, threads: list[int],
+                  runs: int, warmup: int, executor_runner: str | None, benchmark_model: str | None,
+                  chunk_seconds: float, macs: int | None, work_dir: Path) -> dict:
+    """Push and run every .pte/.tflite on the phone; returns {device, artifacts: [...]}. Artifacts whose
+    runner was not given are listed as skipped (with the flag to pass)."""
+    adb, serial = pick_device(device_arg)
+    model = _adb(adb, serial, "shell", "getprop", "ro.product.model").strip()
+    abi = _adb(adb, serial, "shell", "getprop", "ro.product.cpu.abi").strip()
+    raw = work_dir / "input.raw"
+    np.ascontiguousarray(chunk, dtype="<f4").tofile(raw)
+    _adb(adb, serial, "shell", "mkdir", "-p", DEVICE_DIR)
+    _adb(adb, serial, "push", str(raw), f"{DEVICE_DIR}/input.raw")
+    tools = {"executorch": ("executor_runner", executor_runner, "--executor-runner"),
+             "litert": ("benchmark_model", benchmark_model, "--benchmark-model")}
+    pushed = set()
+    results = []
+    for entry, path in artifacts:
+        backend = entry["backend"]
+        if backend not in tools:
+            continue
+        tool, local, flag = tools[backend]
+        row = {"file": entry["file"], "backend": backend, "recipe": entry["recipe"], "size_bytes": entry["size_bytes"],
+               "tool": tool, "measurements": []}
+        if not local:
+            row["status"] = f"skipped: pass {flag} PATH (the {tool} binary built for Android)"
+            results.append(row)
+            continue
+        if not Path(local).is_file():
+            raise VeilError(f"{local}: {flag} binary not found")
+        if tool not in pushed:
+            _adb(adb, serial, "push", local, f"{DEVICE_DIR}/{tool}")
+            _adb(adb, serial, "shell", "chmod", "755", f"{DEVICE_DIR}/{tool}")
+            pushed.add(tool)
+        _adb(adb, serial, "push", str(path), f"{DEVICE_DIR}/{path.name}")
+        for t in threads:
+            if tool == "executor_runner":
+                cmd = (f"cd {DEVICE_DIR} && ./executor_runner --model_path={path.name} --inputs=input.raw "
+                       f"--num_executions={warmup + runs} --cpu_threads={t} --print_output=none")
+                parsed = parse_executor_runner(_adb(adb, serial, "shell", cmd))
+            else:
+                cmd = (f"cd {DEVICE_DIR} && ./benchmark_model --graph={path.name} --num_threads={t} "
+                       f"--warmup_runs={warmup} --num_runs={runs} --report_peak_memory_footprint=true")
+                parsed = parse_benchmark_model(_adb(adb, serial, "shell", cmd))
+            m = measurement_from_tool(parsed, t, warmup, chunk_seconds, macs)
+            m["command"] = cmd
+            row["measurements"].append(m)
+        row["status"] = "ran"
+        results.append(row)
+    return {"kind": "android", "serial": serial, "model": model, "abi": abi, "artifacts": results}
+
+
+def ios_bench(*_args, **_kwargs) -> dict:
+    if sys.platform != "darwin" or not shutil.which("xcrun"):
+        raise NoDevice("no-device: --device ios needs macOS with Xcode (xcrun devicectl) and an attached iPhone; "
+                       "see the protocol in toolkit/bench/phones.py")
+    raise VeilError("--device ios: automated Core ML runs are not implemented; follow the Xcode performance-report "
+                    "protocol in toolkit/bench/phones.py")
