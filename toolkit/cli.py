@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub)
     from toolkit.parity.cli import add_parity_parser
     add_parity_parser(sub)
+    from toolkit.bench.cli import add_bench_parser
+    add_bench_parser(sub)
     from toolkit.privacy.sweep import add_sweep_parser
     add_sweep_parser(sub)
     from toolkit.privacy.attempts import add_attempts_parser
