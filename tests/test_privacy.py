@@ -1,6 +1,8 @@
 """Privacy attackers: they work on real speaker differences, fail on shuffled labels, EER is exact."""
 import json
+import platform
 import random
+import shutil
 import subprocess
 import sys
 
@@ -108,9 +110,134 @@ def test_cli_end_to_end(speaker_corpus, tmp_path):
     row = report["models"]["anonymized"]["layers"]["1"]
     assert 0 <= row["closed_lr"]["accuracy"] <= 100 and 0 <= row["open_xvector"]["eer"] <= 100
     assert row["closed_lr"]["n_speakers"] == 8 and report["attacker_train_speakers"] == 4
-    assert set(report["ignorant"]) == {"0", "1"}
+    assert set(report["ignorant"]) == {"anonymized"} and set(report["ignorant"]["anonymized"]) == {"0", "1"}
+    base_lr = report["models"]["baseline"]["layers"]["1"]["closed_lr"]["accuracy"]
+    if base_lr:
+        assert row["vs_baseline"]["closed_lr_rel"] == pytest.approx(100 * (row["closed_lr"]["accuracy"] - base_lr) / base_lr)
     assert "| anonymized | 1 |" in (out / "privacy.md").read_text()
     assert (out / "privacy.png").stat().st_size > 10000
     bad = subprocess.run([sys.executable, "-m", "toolkit.cli", "privacy", "--checkpoint", str(paths["anon"]),
                           "--corpus", str(speaker_corpus), "--layers", "7"], capture_output=True, text=True)
     assert bad.returncode == 2 and "outside 0..2" in bad.stderr
+
+
+# ---- embeddings: the float path and the exported artifact ----------------------------------------------------
+
+def test_layer_embeddings_stop_early_but_match_the_full_forward(speaker_corpus):
+    """Layers computed only as deep as needed equal the model's own forward (chunked prefix, whole suffix)."""
+    torch.manual_seed(0)
+    model = VeilModel(small_config(grl_layers=[])).eval()
+    data = AudioSet.load(read_librispeech(speaker_corpus / "eval-speakers")[:6], progress=False)
+    ours = layer_embeddings(model, data, [1, 2], progress=False)
+    only_first = layer_embeddings(model, data, [1], progress=False)[1]
+    from toolkit.data.dataset import collate
+    for i in range(len(data)):
+        pcm, lengths = collate([data.pcm[i]])
+        with torch.no_grad():
+            res = model(pcm, lengths, return_layers=True)
+        n = int(res["frame_lengths"][0])
+        for k in (1, 2):
+            np.testing.assert_allclose(ours[k][i], res["layers"][k][0, :n].numpy(), atol=1e-5)
+        np.testing.assert_array_equal(only_first[i], ours[1][i])
+
+
+@pytest.fixture(scope="module")
+def exported(speaker_corpus, tmp_path_factory):
+    """A real android export (ExecuTorch + LiteRT, fp32) of a small model: what --artifact attacks."""
+    from toolkit.exporting.cli import main as export_main
+    work = tmp_path_factory.mktemp("artifact")
+    torch.manual_seed(1)
+    ckpt = save_checkpoint(work / "small.safetensors", VeilModel(small_config(grl_layers=[1])), CharTokenizer(),
+                           ["a", "b", "c", "d"], {})
+    out = work / "export"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert export_main(["--checkpoint", str(ckpt), "--target", "android", "--recipe", "fp32", "--out", str(out),
+                            "--corpus", str(speaker_corpus), "--no-parity"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return ckpt, out
+
+
+def test_artifact_embeddings_are_the_float_prefix_run_in_the_runtime(exported, speaker_corpus):
+    import export as backends
+    from toolkit.privacy.artifact import read_export
+    from toolkit.privacy.embeddings import artifact_embeddings
+    from toolkit.model.checkpoint import load_checkpoint
+    ckpt, out = exported
+    model = load_checkpoint(ckpt)[0]
+    data = AudioSet.load(read_librispeech(speaker_corpus / "eval-speakers")[:4], progress=False)
+    ref = layer_embeddings(model, data, [1], progress=False)[1]
+    for p in read_export(out):
+        got = artifact_embeddings(backends.load(p.artifact), data, p.chunk_samples, p.frame_samples, progress=False)
+        assert [g.shape for g in got] == [r.shape for r in ref]
+        assert backends.snr_db(np.concatenate(ref), np.concatenate(got)) > 60, p.name
+
+
+def test_privacy_attacks_the_exported_artifact(exported, speaker_corpus, tmp_path, capsys):
+    from toolkit.cli import main as veil_main
+    from toolkit.model.checkpoint import file_sha256
+    ckpt, out = exported
+    report_dir = tmp_path / "report"
+    assert veil_main(["privacy", "--artifact", str(out), "--backend", "executorch", "--baseline", str(ckpt),
+                      "--corpus", str(speaker_corpus), "--out", str(report_dir), "--xvector-epochs", "2",
+                      "--attacker-utts", "2"]) == 0
+    report = json.loads((report_dir / "privacy.json").read_text())
+    (attacked,) = report["artifact"]["attacked"]
+    pte = out / "prefix-k1-fp32.pte"
+    assert attacked["backend"] == "executorch" and attacked["recipe"] == "fp32" and attacked["split_layer"] == 1
+    assert attacked["sha256"] == file_sha256(pte) and attacked["path"] == str(pte)
+    assert attacked["checkpoint"]["sha256"] == file_sha256(ckpt) and attacked["runtime"] == "ExecuTorchRunner"
+    anon, base = report["models"]["anonymized"], report["models"]["baseline"]
+    assert anon["kind"] == "artifact" and set(anon["layers"]) == set(base["layers"]) == {"1"}
+    # the fp32 artifact emits what the float checkpoint computes: the closed-set attacks agree
+    for kind in ("closed_lr", "closed_mlp"):
+        assert abs(anon["layers"]["1"][kind]["accuracy"] - base["layers"]["1"][kind]["accuracy"]) <= 5.0
+    assert anon["layers"]["1"]["closed_lr"]["accuracy"] >= 60.0  # random-weight prefix still leaks identity
+    md = (report_dir / "privacy.md").read_text()
+    assert "`prefix-k1-fp32.pte` — executorch fp32" in md and attacked["sha256"][:16] in md
+    assert (report_dir / "privacy.png").stat().st_size > 10000
+
+
+def test_artifact_input_is_checked_at_the_boundary(exported, speaker_corpus, tmp_path, capsys):
+    from export.artifact import tree_sha256
+    from toolkit.cli import main as veil_main
+    from toolkit.privacy.artifact import load_runners, read_export
+    _, out = exported
+    base = ["privacy", "--corpus", str(speaker_corpus), "--out", str(tmp_path / "r")]
+
+    def fails(args, message):
+        assert veil_main(base + args) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+    fails(["--artifact", str(tmp_path)], f"{tmp_path}: no manifest.json")
+    fails(["--artifact", str(out), "--backend", "coreml"], "export has no coreml artifact")
+    fails(["--artifact", str(out), "--layers", "2"], "an exported prefix emits only its split layer (1)")
+    tampered = tmp_path / "tampered"
+    shutil.copytree(out, tampered)
+    with open(tampered / "prefix-k1-fp32.tflite", "ab") as f:
+        f.write(b"\0")
+    fails(["--artifact", str(tampered)], f"{tampered / 'prefix-k1-fp32.tflite'}: sha256 differs from manifest.json")
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    (bad / "manifest.json").write_text("{}")
+    fails(["--artifact", str(bad)], f"{bad / 'manifest.json'}: not a Veil export manifest")
+    # Core ML cannot run off macOS: it is recorded as needs-macos, never attacked; alone it is an error
+    if platform.system() == "Darwin":
+        return
+    with_coreml = tmp_path / "with-coreml"
+    shutil.copytree(out, with_coreml)
+    pkg = with_coreml / "prefix-k1-fp16.mlpackage"
+    (pkg / "Data").mkdir(parents=True)
+    (pkg / "Data" / "model.mlmodel").write_bytes(b"placeholder: never executed off macOS")
+    manifest = json.loads((with_coreml / "manifest.json").read_text())
+    entry = {**manifest["artifacts"][0], "backend": "coreml", "recipe": "fp16", "file": pkg.name,
+             "sha256": tree_sha256(pkg)}
+    manifest["artifacts"].append(entry)
+    (with_coreml / "manifest.json").write_text(json.dumps(manifest))
+    runnable, skipped = load_runners(read_export(with_coreml))
+    assert sorted(p.artifact.backend for p, _ in runnable) == ["executorch", "litert"]
+    assert [(s["backend"], s["status"]) for s in skipped] == [("coreml", "needs-macos")]
+    fails(["--artifact", str(with_coreml), "--backend", "coreml"], "needs-macos: prefix-k1-fp16.mlpackage")

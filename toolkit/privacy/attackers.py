@@ -52,16 +52,34 @@ def _classifier(kind: str, seed: int):
     raise ValueError(f"unknown closed-set attacker {kind!r} (expected 'lr' or 'mlp')")
 
 
+@dataclass
+class ClosedSetAttacker:
+    """A fitted pooled-statistics classifier; reusable on other embeddings (the ignorant attacker)."""
+    kind: str
+    scaler: StandardScaler
+    classifier: object
+    n_train: int
+    n_speakers: int
+
+    def score(self, frames: list[np.ndarray], speakers: list[str]) -> dict:
+        pred = self.classifier.predict(self.scaler.transform(pooled_stats(frames)))
+        acc = float(np.mean(pred == np.asarray(speakers)))
+        return {"attacker": f"pooled-{self.kind}", "accuracy": 100.0 * acc, "chance": 100.0 / self.n_speakers,
+                "n_train": self.n_train, "n_test": len(frames), "n_speakers": self.n_speakers}
+
+
+def fit_closed_set(train_frames: list[np.ndarray], train_speakers: list[str], kind: str = "lr",
+                   seed: int = 0) -> ClosedSetAttacker:
+    stats = pooled_stats(train_frames)
+    scaler = StandardScaler().fit(stats)
+    clf = _classifier(kind, seed).fit(scaler.transform(stats), train_speakers)
+    return ClosedSetAttacker(kind, scaler, clf, len(train_frames), len(set(train_speakers)))
+
+
 def closed_set_attack(train_frames: list[np.ndarray], train_speakers: list[str], test_frames: list[np.ndarray],
                       test_speakers: list[str], kind: str = "lr", seed: int = 0) -> dict:
     """Fit on pooled train utterances, report top-1 accuracy (%) on pooled test utterances."""
-    scaler = StandardScaler().fit(pooled_stats(train_frames))
-    clf = _classifier(kind, seed).fit(scaler.transform(pooled_stats(train_frames)), train_speakers)
-    pred = clf.predict(scaler.transform(pooled_stats(test_frames)))
-    acc = float(np.mean(pred == np.asarray(test_speakers)))
-    return {"attacker": f"pooled-{kind}", "accuracy": 100.0 * acc,
-            "chance": 100.0 / len(set(train_speakers)), "n_train": len(train_frames),
-            "n_test": len(test_frames), "n_speakers": len(set(train_speakers))}
+    return fit_closed_set(train_frames, train_speakers, kind, seed).score(test_frames, test_speakers)
 
 
 # ---- open set -------------------------------------------------------------------------------------------

@@ -1,12 +1,12 @@
 """`veil privacy`: how much speaker identity leaks from a model's embeddings, per layer.
 
-For every requested layer and model (the anonymized checkpoint, and the baseline when given):
+For every requested layer and every attacked source (the anonymized checkpoint, or with ``--artifact`` each
+exported prefix run in its real runtime; and the baseline checkpoint when given):
 - closed set (semi-informed): pooled LR and MLP trained on 60 % of each eval speaker's utterances of *this
-  model's* embeddings, tested on the other 40 %;
-- open set (semi-informed): an x-vector attacker trained by speaker classification on *this model's*
+  source's* embeddings, tested on the other 40 %;
+- open set (semi-informed): an x-vector attacker trained by speaker classification on *this source's*
   embeddings of the ASR training speakers, scored on cosine trials among the unseen eval speakers (EER);
-- ignorant (with a baseline): the same attackers trained on the baseline's embeddings, applied to the
-  anonymized model's embeddings.
+- ignorant (with a baseline): the baseline's fitted attackers applied to the attacked source's embeddings.
 The headline is the strongest (semi-informed) attacker; chance is reported beside every accuracy.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import platform
 import shlex
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,11 @@ import numpy as np
 from toolkit.data.dataset import AudioSet
 from toolkit.data.librispeech import read_librispeech
 from toolkit.errors import VeilError
-from toolkit.model.checkpoint import file_sha256, load_checkpoint
-from toolkit.privacy.attackers import (closed_set_attack, open_set_attack, train_xvector, utterance_split)
-from toolkit.privacy.embeddings import layer_embeddings
+from toolkit.model.checkpoint import atomic_write_bytes, file_sha256, load_checkpoint
+from toolkit.privacy.attackers import fit_closed_set, open_set_attack, train_xvector, utterance_split
+from toolkit.privacy.embeddings import artifact_embeddings, layer_embeddings
+
+REPORT_FORMAT = "veil-privacy/2"
 
 
 def parse_layers(spec: str, n_blocks: int) -> list[int]:
@@ -45,55 +48,32 @@ def _select(frames, idx):
     return [frames[i] for i in idx]
 
 
-def attack_model(emb_eval: dict, emb_train: dict, eval_spk: list[str], train_spk: list[str], layers: list[int],
-                 seed: int, xvector_epochs: int, progress=print) -> tuple[dict, dict]:
-    """Semi-informed attacks on one model's embeddings; returns (results per layer, fitted x-vectors)."""
-    tr, te = utterance_split(eval_spk, seed=seed)
-    results, xvectors = {}, {}
-    for k in layers:
-        t0 = time.time()
-        row = {}
-        for kind in ("lr", "mlp"):
-            row[f"closed_{kind}"] = closed_set_attack(_select(emb_eval[k], tr), _select(eval_spk, tr),
-                                                      _select(emb_eval[k], te), _select(eval_spk, te), kind, seed)
-        xv = train_xvector(emb_train[k], train_spk, epochs=xvector_epochs, seed=seed)
-        row["open_xvector"] = open_set_attack(xv, emb_eval[k], eval_spk)
-        row["closed_best"] = max(row["closed_lr"]["accuracy"], row["closed_mlp"]["accuracy"])
-        results[k] = row
-        xvectors[k] = xv
-        progress(f"  layer {k}: closed-set LR {row['closed_lr']['accuracy']:.1f} %  MLP "
-                 f"{row['closed_mlp']['accuracy']:.1f} %  (chance {row['closed_lr']['chance']:.1f} %)  "
-                 f"x-vector EER {row['open_xvector']['eer']:.1f} %   [{time.time() - t0:.0f} s]")
-    return results, xvectors
+# ---- the material: audio of the unseen eval speakers and of the x-vector's training speakers --------------
+
+@dataclass
+class AttackData:
+    """Audio every attack works on, loaded once (a sweep attacks many models with it)."""
+    corpus: Path
+    eval_data: AudioSet
+    train_data: AudioSet
+    eval_spk: list[str]
+    train_spk: list[str]
+    split: tuple[list[int], list[int]] = field(default=None)
+
+    def describe(self) -> dict:
+        return {"corpus": str(self.corpus), "eval_speakers": len(set(self.eval_spk)),
+                "eval_utterances": len(self.eval_spk), "attacker_train_speakers": len(set(self.train_spk)),
+                "attacker_train_utterances": len(self.train_spk)}
 
 
-def ignorant_attacks(base_eval: dict, anon_eval: dict, base_xv: dict, eval_spk: list[str], layers, seed) -> dict:
-    """Attackers fitted on baseline embeddings, applied to the anonymized model's embeddings."""
-    tr, te = utterance_split(eval_spk, seed=seed)
-    out = {}
-    for k in layers:
-        row = {}
-        for kind in ("lr", "mlp"):
-            row[f"closed_{kind}"] = closed_set_attack(_select(base_eval[k], tr), _select(eval_spk, tr),
-                                                      _select(anon_eval[k], te), _select(eval_spk, te), kind, seed)
-        row["open_xvector"] = open_set_attack(base_xv[k], anon_eval[k], eval_spk)
-        out[k] = row
-    return out
-
-
-def run_privacy(checkpoint: Path, baseline: Path | None, corpus: Path, layers_spec: str, out_dir: Path,
-                train_utts_per_speaker: int = 10, xvector_epochs: int = 30, seed: int = 0,
-                eval_limit: int = 0, progress: bool = True) -> dict:
-    log = print if progress else (lambda *a, **k: None)
-    models = {"anonymized": checkpoint}
-    if baseline:
-        models = {"baseline": baseline, **models}
-    loaded = {name: load_checkpoint(path) for name, path in models.items()}
-    n_blocks = {m.cfg.n_blocks for m, _ in loaded.values()}
-    if len(n_blocks) != 1:
-        raise VeilError(f"{checkpoint}: baseline and anonymized models have different depths {sorted(n_blocks)}")
-    layers = parse_layers(layers_spec, n_blocks.pop())
-
+def load_attack_data(corpus: Path, train_utts_per_speaker: int = 10, eval_limit: int = 0, seed: int = 0,
+                     progress: bool = True) -> AttackData:
+    corpus = Path(corpus)
+    for split in ("eval-speakers", "train"):
+        if not (corpus / split).is_dir():
+            raise VeilError(f"{corpus / split}: corpus split not found (privacy needs eval-speakers and train)")
+    if train_utts_per_speaker < 1:
+        raise VeilError(f"--attacker-utts must be at least 1, got {train_utts_per_speaker}")
     eval_utts = read_librispeech(corpus / "eval-speakers")
     if eval_limit:
         eval_utts = eval_utts[:eval_limit]
@@ -103,74 +83,257 @@ def run_privacy(checkpoint: Path, baseline: Path | None, corpus: Path, layers_sp
     train_utts = [u for s in sorted(by_spk) for u in by_spk[s][:train_utts_per_speaker]]
     if len({u.speaker for u in eval_utts}) < 2 or len(by_spk) < 2:
         raise VeilError(f"{corpus}: privacy evaluation needs at least 2 eval and 2 training speakers")
-    eval_data = AudioSet.load(eval_utts, "loading eval-speakers", progress)
-    train_data = AudioSet.load(train_utts, "loading attacker training set", progress)
     eval_spk = [u.speaker for u in eval_utts]
-    train_spk = [u.speaker for u in train_utts]
+    return AttackData(corpus, AudioSet.load(eval_utts, "loading eval-speakers", progress),
+                      AudioSet.load(train_utts, "loading attacker training set", progress),
+                      eval_spk, [u.speaker for u in train_utts], utterance_split(eval_spk, seed=seed))
 
-    report = {"command": "veil " + shlex.join(sys.argv[1:]), "host": platform.node(),
-              "corpus": str(corpus), "layers": layers, "seed": seed,
-              "eval_speakers": len(set(eval_spk)), "eval_utterances": len(eval_utts),
-              "attacker_train_speakers": len(set(train_spk)), "attacker_train_utterances": len(train_utts),
+
+# ---- attacks ------------------------------------------------------------------------------------------------
+
+@dataclass
+class FittedAttackers:
+    """One source's semi-informed attackers per layer, kept to play the ignorant attacker on other sources."""
+    closed: dict = field(default_factory=dict)   # layer -> {"lr": ClosedSetAttacker, "mlp": ...}
+    xvector: dict = field(default_factory=dict)  # layer -> XVectorAttacker
+
+
+def attack_model(emb_eval: dict, emb_train: dict, data: AttackData, layers: list[int], seed: int,
+                 xvector_epochs: int, progress=print) -> tuple[dict, FittedAttackers]:
+    """Semi-informed attacks on one source's embeddings; returns (results per layer, fitted attackers)."""
+    tr, te = data.split
+    results, fitted = {}, FittedAttackers()
+    for k in layers:
+        t0 = time.time()
+        row = {}
+        fitted.closed[k] = {}
+        for kind in ("lr", "mlp"):
+            att = fit_closed_set(_select(emb_eval[k], tr), _select(data.eval_spk, tr), kind, seed)
+            fitted.closed[k][kind] = att
+            row[f"closed_{kind}"] = att.score(_select(emb_eval[k], te), _select(data.eval_spk, te))
+        xv = train_xvector(emb_train[k], data.train_spk, epochs=xvector_epochs, seed=seed)
+        fitted.xvector[k] = xv
+        row["open_xvector"] = open_set_attack(xv, emb_eval[k], data.eval_spk)
+        row["closed_best"] = max(row["closed_lr"]["accuracy"], row["closed_mlp"]["accuracy"])
+        row["seconds"] = round(time.time() - t0, 1)
+        results[k] = row
+        progress(f"  layer {k}: closed-set LR {row['closed_lr']['accuracy']:.1f} %  MLP "
+                 f"{row['closed_mlp']['accuracy']:.1f} %  (chance {row['closed_lr']['chance']:.1f} %)  "
+                 f"x-vector EER {row['open_xvector']['eer']:.1f} %   [{row['seconds']:.0f} s]")
+    return results, fitted
+
+
+def ignorant_attacks(base: FittedAttackers, anon_eval: dict, data: AttackData, layers) -> dict:
+    """The baseline's attackers (fitted on baseline embeddings) applied to another source's embeddings."""
+    _, te = data.split
+    out = {}
+    for k in layers:
+        row = {f"closed_{kind}": base.closed[k][kind].score(_select(anon_eval[k], te), _select(data.eval_spk, te))
+               for kind in ("lr", "mlp")}
+        row["open_xvector"] = open_set_attack(base.xvector[k], anon_eval[k], data.eval_spk)
+        out[k] = row
+    return out
+
+
+def relative_change(value: float, reference: float) -> float | None:
+    """(value − reference) / reference in percent; None without a usable reference."""
+    if reference is None or value is None or reference == 0:
+        return None
+    return 100.0 * (value - reference) / reference
+
+
+# ---- the recipe -------------------------------------------------------------------------------------------------
+
+def run_privacy(checkpoint: Path | None, baseline: Path | None, corpus: Path, layers_spec: str | None,
+                out_dir: Path, train_utts_per_speaker: int = 10, xvector_epochs: int = 30, seed: int = 0,
+                eval_limit: int = 0, progress: bool = True, artifact: Path | None = None,
+                backends: list[str] | None = None) -> dict:
+    """Attack a checkpoint's layers (or, with ``artifact``, an export folder's artifacts at their split
+    layer), optionally beside a baseline checkpoint; write privacy.json/.md/.png into ``out_dir``."""
+    log = print if progress else (lambda *a, **k: None)
+    started = time.time()
+    sources: dict[str, dict] = {}  # name -> {"kind": "checkpoint"|"artifact", ...}
+    loaded = {}
+    skipped: list[dict] = []
+    if baseline:
+        loaded["baseline"] = load_checkpoint(baseline)[0]
+        sources["baseline"] = {"kind": "checkpoint", "checkpoint": str(baseline), "sha256": file_sha256(baseline)}
+    if artifact is not None:
+        from toolkit.privacy.artifact import load_runners, read_export
+        prefixes = read_export(Path(artifact), backends)
+        k = prefixes[0].split_layer
+        if layers_spec not in (None, str(k)):
+            raise VeilError(f"--layers {layers_spec}: an exported prefix emits only its split layer ({k})")
+        layers = [k]
+        for model in loaded.values():
+            if not 1 <= k <= model.cfg.n_blocks:
+                raise VeilError(f"{baseline}: baseline has {model.cfg.n_blocks} blocks, the artifact's layer is {k}")
+        runnable, skipped = load_runners(prefixes)
+        for p, runner in runnable:
+            name = "anonymized" if len(runnable) == 1 else p.name
+            sources[name] = {"kind": "artifact", **p.describe(), "runtime": type(runner).__name__}
+            loaded[name] = (p, runner)
+    else:
+        checkpoint = Path(checkpoint)
+        model = load_checkpoint(checkpoint)[0]
+        if baseline and loaded["baseline"].cfg.n_blocks != model.cfg.n_blocks:
+            raise VeilError(f"{checkpoint}: baseline and anonymized models have different depths "
+                            f"{sorted({loaded['baseline'].cfg.n_blocks, model.cfg.n_blocks})}")
+        layers = parse_layers(layers_spec or "all", model.cfg.n_blocks)
+        loaded["anonymized"] = model
+        sources["anonymized"] = {"kind": "checkpoint", "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
+
+    data = load_attack_data(Path(corpus), train_utts_per_speaker, eval_limit, seed, progress)
+    report = {"format": REPORT_FORMAT, "command": "veil " + shlex.join(sys.argv[1:]), "host": platform.node(),
+              **data.describe(), "layers": layers, "seed": seed, "xvector_epochs": xvector_epochs,
               "models": {}, "ignorant": {}}
-    embs, xvs = {}, {}
-    for name, (model, config) in loaded.items():
-        log(f"{name}: {models[name]}")
-        emb_eval = layer_embeddings(model, eval_data, layers, progress=progress)
-        emb_train = layer_embeddings(model, train_data, layers, progress=progress)
-        res, xv = attack_model(emb_eval, emb_train, eval_spk, train_spk, layers, seed, xvector_epochs, log)
-        embs[name], xvs[name] = emb_eval, xv
-        report["models"][name] = {"checkpoint": str(models[name]), "sha256": file_sha256(models[name]),
-                                  "grl_layers": model.cfg.grl_layers, "split_layer": model.cfg.split_layer,
+    if artifact is not None:
+        report["artifact"] = {"export_dir": str(artifact),
+                              "attacked": [s for s in sources.values() if s["kind"] == "artifact"],
+                              "not_run": skipped}
+    embs, fitted = {}, {}
+    for name, obj in loaded.items():
+        t0 = time.time()
+        src = sources[name]
+        log(f"{name}: {src['path'] if src['kind'] == 'artifact' else src['checkpoint']}")
+        if sources[name]["kind"] == "artifact":
+            p, runner = obj
+            emb_eval = {layers[0]: artifact_embeddings(runner, data.eval_data, p.chunk_samples, p.frame_samples,
+                                                       progress, desc=f"{p.name} eval-speakers")}
+            emb_train = {layers[0]: artifact_embeddings(runner, data.train_data, p.chunk_samples, p.frame_samples,
+                                                        progress, desc=f"{p.name} attacker training set")}
+            grl, split = None, p.split_layer
+        else:
+            emb_eval = layer_embeddings(obj, data.eval_data, layers, progress=progress)
+            emb_train = layer_embeddings(obj, data.train_data, layers, progress=progress)
+            grl, split = obj.cfg.grl_layers, obj.cfg.split_layer
+        t_emb = time.time() - t0
+        res, fit = attack_model(emb_eval, emb_train, data, layers, seed, xvector_epochs, log)
+        embs[name], fitted[name] = emb_eval, fit
+        report["models"][name] = {**sources[name], "grl_layers": grl, "split_layer": split,
+                                  "embedding_seconds": round(t_emb, 1), "seconds": round(time.time() - t0, 1),
                                   "layers": {str(k): v for k, v in res.items()}}
     if baseline:
-        ign = ignorant_attacks(embs["baseline"], embs["anonymized"], xvs["baseline"], eval_spk, layers, seed)
-        report["ignorant"] = {str(k): v for k, v in ign.items()}
-    write_report(report, out_dir)
+        for name in report["models"]:
+            if name != "baseline":
+                ign = ignorant_attacks(fitted["baseline"], embs[name], data, layers)
+                report["ignorant"][name] = {str(k): v for k, v in ign.items()}
+        _add_relative_changes(report)
+    report["seconds"] = round(time.time() - started, 1)
+    write_report(report, Path(out_dir))
     return report
+
+
+def _add_relative_changes(report: dict) -> None:
+    base = report["models"].get("baseline")
+    if not base:
+        return
+    for name, m in report["models"].items():
+        if name == "baseline":
+            continue
+        for k, row in m["layers"].items():
+            b = base["layers"].get(k)
+            if b:
+                row["vs_baseline"] = {
+                    "closed_lr_rel": relative_change(row["closed_lr"]["accuracy"], b["closed_lr"]["accuracy"]),
+                    "closed_mlp_rel": relative_change(row["closed_mlp"]["accuracy"], b["closed_mlp"]["accuracy"]),
+                    "closed_best_rel": relative_change(row["closed_best"], b["closed_best"]),
+                    "eer_pp": row["open_xvector"]["eer"] - b["open_xvector"]["eer"]}
+
+
+# ---- reports ------------------------------------------------------------------------------------------------
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON through a temporary file and a rename: a reader never sees half a report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
+
+
+def write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, text.encode())
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{v:+.1f} %"
+
+
+def render_markdown(report: dict) -> str:
+    chance = 100 / report["eval_speakers"]
+    lines = ["# Speaker leakage per layer", "",
+             f"{report['eval_speakers']} unseen speakers, {report['eval_utterances']} utterances; x-vector "
+             f"trained on {report['attacker_train_speakers']} other speakers. Chance (closed set) = "
+             f"{chance:.1f} %. Higher EER = more private (50 % = no information). Attackers are semi-informed: "
+             f"trained on the embeddings of the source they attack.", ""]
+    art = report.get("artifact")
+    if art:
+        lines += [f"Attacked: the exported prefix of `{art['export_dir']}`, run chunk by chunk in its runtime:", ""]
+        for a in art["attacked"]:
+            lines.append(f"- `{a['file']}` — {a['backend']} {a['recipe']}, layer {a['split_layer']}, "
+                         f"sha256 `{a['sha256'][:16]}…`, runtime {a['runtime']} (checkpoint sha256 "
+                         f"`{(a['checkpoint'].get('sha256') or '?')[:16]}…`)")
+        for a in art["not_run"]:
+            lines.append(f"- `{a['file']}` — {a['backend']} {a['recipe']}: **{a['status']}**, not attacked "
+                         f"(nothing was executed)")
+        lines.append("")
+    lines += ["| model | layer | closed-set LR % | closed-set MLP % | rel. change (best) vs baseline | "
+              "x-vector EER % | minDCF |", "|---|---|---|---|---|---|---|"]
+    for name, m in report["models"].items():
+        for k, row in m["layers"].items():
+            rel = _pct(row.get("vs_baseline", {}).get("closed_best_rel")) if name != "baseline" else ""
+            lines.append(f"| {name} | {k} | {row['closed_lr']['accuracy']:.1f} | {row['closed_mlp']['accuracy']:.1f} | "
+                         f"{rel} | {row['open_xvector']['eer']:.1f} | {row['open_xvector']['min_dcf']:.3f} |")
+    ignorant = report.get("ignorant") or {}
+    if report.get("format") == REPORT_FORMAT:
+        per_model = ignorant  # {model: {layer: row}}
+    else:  # veil-privacy/1: {layer: row} for the anonymized model
+        per_model = {"anonymized": ignorant} if ignorant else {}
+    if per_model:
+        lines += ["", "Ignorant attacker (fitted on baseline embeddings, applied to the attacked source's):", "",
+                  "| model | layer | closed-set LR % | closed-set MLP % | x-vector EER % |", "|---|---|---|---|---|"]
+        for name, rows in per_model.items():
+            for k, row in rows.items():
+                lines.append(f"| {name} | {k} | {row['closed_lr']['accuracy']:.1f} | "
+                             f"{row['closed_mlp']['accuracy']:.1f} | {row['open_xvector']['eer']:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def write_report(report: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "privacy.json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = ["# Speaker leakage per layer", "",
-             f"{report['eval_speakers']} unseen speakers, {report['eval_utterances']} utterances; x-vector "
-             f"trained on {report['attacker_train_speakers']} other speakers. Chance (closed set) = "
-             f"{100 / report['eval_speakers']:.1f} %. Higher EER = more private (50 % = no information).", "",
-             "| model | layer | closed-set LR % | closed-set MLP % | x-vector EER % | minDCF |",
-             "|---|---|---|---|---|---|"]
-    for name, m in report["models"].items():
-        for k, row in m["layers"].items():
-            lines.append(f"| {name} | {k} | {row['closed_lr']['accuracy']:.1f} | {row['closed_mlp']['accuracy']:.1f} | "
-                         f"{row['open_xvector']['eer']:.1f} | {row['open_xvector']['min_dcf']:.3f} |")
-    if report.get("ignorant"):
-        lines += ["", "Ignorant attacker (fitted on baseline embeddings, applied to anonymized ones):", "",
-                  "| layer | closed-set LR % | closed-set MLP % | x-vector EER % |", "|---|---|---|---|"]
-        for k, row in report["ignorant"].items():
-            lines.append(f"| {k} | {row['closed_lr']['accuracy']:.1f} | {row['closed_mlp']['accuracy']:.1f} | "
-                         f"{row['open_xvector']['eer']:.1f} |")
-    (out_dir / "privacy.md").write_text("\n".join(lines) + "\n")
-    _plot(report, out_dir / "privacy.png")
+    write_json(out_dir / "privacy.json", report)
+    write_text(out_dir / "privacy.md", render_markdown(report))
+    plot_layers(report, out_dir / "privacy.png")
 
 
-def _plot(report: dict, path: Path) -> None:
+def plot_layers(report: dict, path: Path) -> None:
+    """Closed-set accuracy (best of LR, MLP) and x-vector EER per layer, one line per model."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    grl = set()
     for name, m in report["models"].items():
-        ks = [int(k) for k in m["layers"]]
-        a1.plot(ks, [m["layers"][str(k)]["closed_best"] for k in ks], "o-", label=name)
-        a2.plot(ks, [m["layers"][str(k)]["open_xvector"]["eer"] for k in ks], "o-", label=name)
-    a1.axhline(100 / report["eval_speakers"], ls="--", c="gray", label="chance")
-    a2.axhline(50, ls="--", c="gray", label="no information")
-    a1.set(xlabel="layer (0 = log-mel)", ylabel="closed-set accuracy % (best of LR, MLP)", ylim=(0, 102))
-    a2.set(xlabel="layer (0 = log-mel)", ylabel="x-vector EER %", ylim=(0, 55))
+        ks = sorted(int(k) for k in m["layers"])
+        style = "s--" if name == "baseline" else "o-"
+        a1.plot(ks, [m["layers"][str(k)]["closed_best"] for k in ks], style, label=name)
+        a2.plot(ks, [m["layers"][str(k)]["open_xvector"]["eer"] for k in ks], style, label=name)
+        grl |= set(m.get("grl_layers") or [])
+    a1.axhline(100 / report["eval_speakers"], ls=":", c="gray", label="chance")
+    a2.axhline(50, ls=":", c="gray", label="no information")
+    layers = [int(k) for k in report["layers"]]
     for a in (a1, a2):
+        for k in sorted(grl):
+            a.axvline(k, c="tab:red", alpha=0.25, lw=6)
+        a.set_xticks(layers)
+        a.set_xlim(min(layers) - 0.5, max(layers) + 0.5)
         a.grid(alpha=0.3)
-        a.legend()
+        a.legend(fontsize=8)
+    a1.set(xlabel="layer (0 = log-mel; shaded = GRL)", ylabel="closed-set accuracy % (best of LR, MLP)", ylim=(0, 102))
+    a2.set(xlabel="layer (0 = log-mel; shaded = GRL)", ylabel="x-vector EER %", ylim=(0, 55))
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
+    tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)

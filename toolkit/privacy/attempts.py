@@ -1,0 +1,158 @@
+"""The attempts log: every try at closing the privacy gap, failed ones included (issue 6).
+
+``benchmarks/results/privacy-attempts.json`` is an append-only list of entries
+``{name, date, tried, train_command, layer, probe: {...}, eer: {...}, wer: {...}, verdict, source}``, built
+from a `veil privacy` result JSON (semi-informed attackers at one layer, model vs baseline) and optional
+`veil evaluate --json` metrics files. Rendered as a Markdown section (``privacy-attempts.md``).
+
+    veil attempts add PRIVACY_JSON --name NAME --tried TEXT --verdict TEXT [--layer K]
+                      [--metrics M.json] [--baseline-metrics B.json] [--train-command CMD] [--log PATH]
+    veil attempts render [--log PATH]
+"""
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+from toolkit.errors import VeilError
+
+ATTEMPTS_FILE = "privacy-attempts.json"
+
+
+def default_log() -> Path:
+    from toolkit.cli import REPO_ROOT
+    return REPO_ROOT / "benchmarks" / "results" / ATTEMPTS_FILE
+
+
+def _read_json(path: Path, what: str) -> dict | list:
+    path = Path(path)
+    if not path.is_file():
+        raise VeilError(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise VeilError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _test_wer(metrics: dict | None) -> float | None:
+    return ((metrics or {}).get("results") or {}).get("test", {}).get("wer")
+
+
+def entry_from_privacy(privacy_json: Path, name: str, tried: str, verdict: str, layer: int | None = None,
+                       model: str | None = None, metrics: Path | None = None, baseline_metrics: Path | None = None,
+                       train_command: str | None = None, date: str | None = None) -> dict:
+    """One attempts-log entry from a `veil privacy` report (and optional `veil evaluate --json` files)."""
+    report = _read_json(privacy_json, "privacy result")
+    try:
+        models = report["models"]
+        attacked = model or next(n for n in models if n != "baseline")
+        layers = models[attacked]["layers"]
+        k = str(layer if layer is not None else (models[attacked].get("grl_layers") or [None])[0] or
+                max(layers, key=int))
+        row = layers[k]
+        base = models.get("baseline", {}).get("layers", {}).get(k)
+        chance = row["closed_lr"]["chance"]
+    except (KeyError, StopIteration, TypeError) as exc:
+        raise VeilError(f"{privacy_json}: not a privacy result with that model/layer ({exc})") from None
+    m = _read_json(metrics, "metrics") if metrics else None
+    bm = _read_json(baseline_metrics, "baseline metrics") if baseline_metrics else None
+    src = models[attacked]
+    return {
+        "name": name, "date": date or datetime.date.today().isoformat(), "tried": tried,
+        "train_command": train_command, "layer": int(k),
+        "attacked": {"model": attacked, "checkpoint": src.get("checkpoint") or src.get("path"),
+                     "sha256": src.get("sha256"), "kind": src.get("kind", "checkpoint"),
+                     **({"backend": src["backend"], "recipe": src["recipe"]} if src.get("kind") == "artifact" else {})},
+        "probe": {"attacker": "semi-informed pooled mean+std", "lr": row["closed_lr"]["accuracy"],
+                  "mlp": row["closed_mlp"]["accuracy"], "chance": chance,
+                  "baseline_lr": base["closed_lr"]["accuracy"] if base else None,
+                  "baseline_mlp": base["closed_mlp"]["accuracy"] if base else None},
+        "eer": {"attacker": "x-vector", "model": row["open_xvector"]["eer"],
+                "baseline": base["open_xvector"]["eer"] if base else None},
+        "wer": {"split": "test", "model": _test_wer(m), "baseline": _test_wer(bm)},
+        "verdict": verdict, "source": str(privacy_json),
+    }
+
+
+def read_log(path: Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    entries = _read_json(path, "attempts log")
+    if not isinstance(entries, list):
+        raise VeilError(f"{path}: an attempts log is a JSON list")
+    return entries
+
+
+def append_attempt(path: Path, entry: dict) -> list[dict]:
+    """Append ``entry`` (never rewriting earlier ones) and re-render the Markdown beside the log."""
+    from toolkit.privacy.evaluate import write_json, write_text
+    entries = read_log(path)
+    if any(e.get("name") == entry["name"] for e in entries):
+        raise VeilError(f"{path}: an attempt named {entry['name']!r} is already logged (names are unique)")
+    entries.append(entry)
+    write_json(path, entries)
+    write_text(Path(path).with_suffix(".md"), render_attempts(entries))
+    return entries
+
+
+def _v(x, fmt="{:.1f}") -> str:
+    return "—" if x is None else fmt.format(x)
+
+
+def render_attempts(entries: list[dict]) -> str:
+    """A Markdown section: one row per attempt, and each train command below the table."""
+    lines = ["## Privacy attempts", "",
+             "Every try at anonymizing the split-layer embeddings, failed ones included. Probe: semi-informed "
+             "pooled LR / MLP on the unseen eval speakers (baseline in parentheses); EER: x-vector "
+             "(baseline in parentheses); WER: test split.", "",
+             "| attempt | date | what was tried | layer | probe LR % | probe MLP % | chance % | EER % | WER % | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        p, r, w = e["probe"], e["eer"], e["wer"]
+        lines.append(f"| {e['name']} | {e['date']} | {e['tried']} | {e['layer']} | {_v(p['lr'])} ({_v(p['baseline_lr'])}) | "
+                     f"{_v(p['mlp'])} ({_v(p['baseline_mlp'])}) | {_v(p['chance'])} | {_v(r['model'])} ({_v(r['baseline'])}) | "
+                     f"{_v(w['model'], '{:.2f}')} ({_v(w['baseline'], '{:.2f}')}) | {e['verdict']} |")
+    lines += ["", "Train commands:", ""]
+    lines += [f"- {e['name']}: `{e['train_command'] or 'not recorded'}`" for e in entries]
+    return "\n".join(lines) + "\n"
+
+
+# ---- command line -----------------------------------------------------------------------------------------
+
+def _cmd_attempts(args) -> int:
+    from toolkit.privacy.evaluate import write_text
+    log = Path(args.log) if args.log else default_log()
+    if args.attempts_command == "add":
+        entry = entry_from_privacy(Path(args.privacy_json), args.name, args.tried, args.verdict, args.layer,
+                                   args.model, Path(args.metrics) if args.metrics else None,
+                                   Path(args.baseline_metrics) if args.baseline_metrics else None,
+                                   args.train_command)
+        entries = append_attempt(log, entry)
+        print(f"appended attempt {args.name!r} to {log} ({len(entries)} entries); wrote {log.with_suffix('.md')}")
+    else:
+        md = log.with_suffix(".md")
+        write_text(md, render_attempts(read_log(log)))
+        print(f"wrote {md}")
+    return 0
+
+
+def add_attempts_parser(sub) -> None:
+    p = sub.add_parser("attempts", help="the privacy attempts log: append a result, render Markdown")
+    asub = p.add_subparsers(dest="attempts_command", metavar="ACTION", required=True)
+    a = asub.add_parser("add", help="append an attempt from a `veil privacy` result JSON")
+    a.add_argument("privacy_json", metavar="PRIVACY_JSON")
+    a.add_argument("--name", required=True)
+    a.add_argument("--tried", required=True, help="what was tried, in a sentence")
+    a.add_argument("--verdict", required=True)
+    a.add_argument("--layer", type=int, default=None, help="layer to log (default: the model's GRL layer)")
+    a.add_argument("--model", default=None, help="attacked model in the report (default: the non-baseline one)")
+    a.add_argument("--metrics", default=None, help="`veil evaluate --json` file of the model (test WER)")
+    a.add_argument("--baseline-metrics", default=None, help="the same for the baseline")
+    a.add_argument("--train-command", default=None)
+    a.add_argument("--log", default=None, help=f"attempts log (default benchmarks/results/{ATTEMPTS_FILE})")
+    a.set_defaults(func=_cmd_attempts)
+    r = asub.add_parser("render", help="rewrite the Markdown beside the attempts log")
+    r.add_argument("--log", default=None)
+    r.set_defaults(func=_cmd_attempts)
