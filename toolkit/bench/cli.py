@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, metavar="android[:SERIAL]|ios", help="measure on a phone")
     p.add_argument("--executor-runner", default=None, metavar="PATH", help="ExecuTorch executor_runner for Android")
     p.add_argument("--benchmark-model", default=None, metavar="PATH", help="LiteRT benchmark_model for Android")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="ONNX baseline, ceiling kernels and sweep exports (default exports/.bench-cache)")
     p.add_argument("--quick", action="store_true", help="smoke run: allows fewer than 50 runs, marked in the JSON")
     p.add_argument("--no-plots", action="store_true", help="JSON and Markdown only")
 
@@ -53,7 +55,7 @@ def command_line(args) -> str:
              "--runs", str(args.runs), "--warmup", str(args.warmup), "--payload-utts", str(args.payload_utts),
              "--ceiling", args.ceiling]
     for flag in ("out", "name", "checkpoint", "corpus", "sweep_split", "recipe", "device", "executor_runner",
-                 "benchmark_model"):
+                 "benchmark_model", "cache_dir"):
         if getattr(args, flag):
             parts += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     for flag in ("no_baselines", "quick", "no_plots"):
@@ -63,7 +65,7 @@ def command_line(args) -> str:
 
 
 def run(args) -> int:
-    from toolkit.bench.bench import DEFAULT_OUT, BenchRequest, run_bench
+    from toolkit.bench.bench import DEFAULT_CACHE, DEFAULT_OUT, BenchRequest, run_bench
     from toolkit.bench.sweep import parse_range
     req = BenchRequest(export_dirs=[Path(d) for d in args.export_dirs], threads=args.threads, runs=args.runs,
                        warmup=args.warmup, out_dir=Path(args.out) if args.out else DEFAULT_OUT, name=args.name,
@@ -73,7 +75,8 @@ def run(args) -> int:
                        command=command_line(args),
                        sweep=parse_range(args.sweep_split) if args.sweep_split else None, recipe=args.recipe,
                        device=args.device, executor_runner=args.executor_runner, benchmark_model=args.benchmark_model,
-                       plots=not args.no_plots, quick=args.quick)
+                       plots=not args.no_plots, quick=args.quick,
+                       cache_dir=Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
     run_bench(req)
     return 0
 

@@ -83,6 +83,8 @@ _TFL_STATS = re.compile(r"count=(\d+) first=([0-9.]+) curr=([0-9.]+) min=([0-9.]
                         r"avg=([0-9.e+]+) std=([0-9.]+)")
 _TFL_TIMINGS = re.compile(r"Inference timings in us: Init: ([0-9.]+), First inference: ([0-9.]+), "
                           r"Warmup \(avg\): ([0-9.e+]+), Inference \(avg\): ([0-9.e+]+)")
+_TFL_TIMINGS_OLD = re.compile(r"Average inference timings in us: Warmup: ([0-9.e+]+), Init: ([0-9.]+), "
+                              r"(?:no stats|Inference): ([0-9.e+]+)")
 _TFL_MEMORY = re.compile(r"(?:Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\): "
                          r"init=([0-9.e+-]+) overall=([0-9.e+-]+)")
 _TFL_PEAK = re.compile(r"Overall peak memory footprint \(MB\) via periodic monitoring: ([0-9.e+-]+)")
@@ -106,6 +108,9 @@ def parse_benchmark_model(text: str) -> dict:
     if m := _TFL_TIMINGS.search(text):
         out.update(ok=True, init_ms=float(m.group(1)) / 1e3, first_inference_ms=float(m.group(2)) / 1e3,
                    warmup_mean_ms=float(m.group(3)) / 1e3, mean_ms=float(m.group(4)) / 1e3)
+    elif m := _TFL_TIMINGS_OLD.search(text):
+        out.update(ok=True, init_ms=float(m.group(2)) / 1e3, warmup_mean_ms=float(m.group(1)) / 1e3,
+                   mean_ms=float(m.group(3)) / 1e3, first_inference_ms=float(stats[0][1]) / 1e3 if stats else None)
     if m := _TFL_MEMORY.search(text):
         out["memory_init_mb"], out["memory_overall_mb"] = float(m.group(1)), float(m.group(2))
     if m := _TFL_PEAK.search(text):
