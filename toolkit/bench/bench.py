@@ -175,8 +175,11 @@ def measure_ceiling(req: BenchRequest, work: Path) -> dict:
     results = []
     for t in req.threads:
         for i, k in enumerate(kernels):
-            spec = {**k["spec"], "threads": t, "runs": 10, "warmup": 3, "min_seconds": 0.3}
-            m = summarize(run_worker(spec, work, f"ceiling-t{t}-{i}"), None, k["macs"])
+            if "error" in k:
+                m = {"status": "failed", "error": k["error"]}
+            else:
+                spec = {**k["spec"], "threads": t, "runs": 10, "warmup": 3, "min_seconds": 0.3}
+                m = summarize(run_worker(spec, work, f"ceiling-t{t}-{i}"), None, k["macs"])
             row = {"name": k["name"], "runtime": k["runtime"], "dtype": k["dtype"], "threads": t,
                    "shape": k["shape"], "macs": k["macs"], "status": m["status"]}
             if m["status"] == "ok":
@@ -409,6 +412,9 @@ def check_request(req: BenchRequest) -> None:
         raise VeilError(f"--ceiling {req.ceiling}: expected full, matmul or none")
     if req.sweep and not req.recipe:
         raise VeilError("--sweep-split needs --recipe (e.g. --recipe int8-static)")
+    if req.sweep:
+        from toolkit.bench.sweep import sweep_backends
+        sweep_backends(req.recipe)
     if req.device:
         from toolkit.bench import phones
         if req.device == "ios":

@@ -3,12 +3,14 @@ peak memory, size and payload against the split layer.
 
 Exports are cached under ``exports/.bench-cache/sweep/`` (keyed by checkpoint sha256, layer and recipe), so a
 re-run only measures. Blocks beyond the checkpoint's trained split layer were trained on whole utterances and
-run here on chunks, as they would on a phone (the export manifest says so too). The privacy numbers per layer
-join this chart when the privacy issue lands (``privacy`` is recorded as pending).
+run here on chunks, as they would on a phone (the export manifest says so too). Per-layer speaker leakage joins
+the chart from recorded ``veil privacy`` results of the same checkpoint (matched by sha256) in the results
+folder; without them ``privacy`` is recorded as pending.
 """
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import shutil
 import tempfile
@@ -34,25 +36,92 @@ def parse_range(text: str) -> tuple[int, int]:
     return lo, hi
 
 
-def target_for(recipe: str) -> str:
-    backend, sep, _ = recipe.partition("=")
-    if not sep:
-        return "android"
-    return "ios" if backend == "coreml" else "android"
+def sweep_backends(recipe: str) -> dict[str, str]:
+    """``NAME`` -> every Android backend with that recipe; ``BACKEND=NAME`` -> that backend only."""
+    import export as backends
+    backend, sep, name = recipe.partition("=")
+    chosen = {backend: name} if sep else {b: recipe for b in ("executorch", "litert")}
+    for b, r in chosen.items():
+        try:
+            backends.get_backend(b).RECIPES.get(r)
+        except (backends.UnknownBackend, backends.UnknownRecipe) as exc:
+            raise VeilError(f"--recipe {recipe}: {exc}") from None
+    return chosen
 
 
-def sweep_export(checkpoint: Path, sha: str, k: int, recipe: str, cache: Path, corpus: Path) -> tuple[Path, dict]:
-    from toolkit.exporting.prefix_export import ExportRequest, export_prefix
+def sweep_export(model, checkpoint: Path, sha: str, k: int, recipe: str, cache: Path, corpus: Path) -> tuple[Path, dict]:
+    """The prefix cut after block ``k``, exported with ``recipe`` through Veil's ``export`` backends (the
+    same calls and options as ``export-prefix``, minus the backends the recipe does not name), into a folder
+    with a minimal manifest; reused when it exists for this checkpoint."""
+    import os
+
+    import export as backends
+    from toolkit.exporting.calibration import calibration_chunks
+    from toolkit.exporting.prefix_export import FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME, check_chunks
+    from toolkit.model.asr import split
     from toolkit.parity.check import read_manifest
     out = cache / f"{checkpoint.stem}-{sha[:12]}-k{k}-{recipe.replace('=', '-')}"
     if (out / "manifest.json").is_file():
         manifest = read_manifest(out)
         if manifest["checkpoint"]["sha256"] == sha:
             return out, manifest
-    say(f"sweep: exporting split layer {k} ({recipe}) ...")
-    manifest = export_prefix(ExportRequest(checkpoint=checkpoint, target=target_for(recipe), recipes=[recipe],
-                                           split_layer=k, out=out, corpus=corpus))
+    chosen = sweep_backends(recipe)
+    cfg = model.cfg
+    prefix = split(model, k)[0].eval()
+    calibration = []
+    if any(backends.get_backend(b).RECIPES.get(r).needs_calibration for b, r in chosen.items()):
+        calibration, _ = calibration_chunks(corpus / "train", 32, cfg.chunk_samples)
+    example, _ = check_chunks(corpus, cfg.chunk_samples)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=cache))
+    try:
+        entries = []
+        for b, r in chosen.items():
+            mod = backends.get_backend(b)
+            say(f"sweep: split layer {k}: exporting {b} {r} ...")
+            try:
+                art = mod.export(prefix, (example[0],), r, tmp / f"prefix-k{k}-{r}{mod.SUFFIX}", calibration=calibration,
+                                 float_modules=FLOAT_MODULES, input_name=INPUT_NAME, output_name=OUTPUT_NAME)
+            except backends.ExportError as exc:
+                raise VeilError(f"sweep: split layer {k}: {exc}") from None
+            entries.append(art.to_json(relative_to=tmp))
+        manifest = {"format": "veil-export/1", "created_by": "veil bench --sweep-split",
+                    "checkpoint": {"path": str(checkpoint), "sha256": sha}, "split_layer": k,
+                    "trained_chunked_through": cfg.split_layer, "recipe": chosen,
+                    "input": {"name": INPUT_NAME, "shape": [1, cfg.chunk_samples], "chunk_samples": cfg.chunk_samples},
+                    "artifacts": entries}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.rename(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out, manifest
+
+
+def privacy_by_layer(sha: str, results_dir: Path) -> tuple[dict, str | None]:
+    """Per-layer speaker leakage of this exact checkpoint from recorded `veil privacy` results (matched by
+    sha256): {layer: {closed_lr_accuracy, closed_mlp_accuracy, xvector_eer, chance}}, and the file used."""
+    import json
+    found, source = {}, None
+    for path in sorted(results_dir.glob("privacy*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        for model in (doc.get("models") or {}).values():
+            if not isinstance(model, dict) or model.get("sha256") != sha:
+                continue
+            for layer, r in (model.get("layers") or {}).items():
+                try:
+                    found[int(layer)] = {"closed_lr_accuracy": r["closed_lr"]["accuracy"],
+                                         "closed_mlp_accuracy": r.get("closed_mlp", {}).get("accuracy"),
+                                         "xvector_eer": r.get("open_xvector", {}).get("eer"),
+                                         "chance": r["closed_lr"]["chance"]}
+                    source = str(path)
+                except (KeyError, TypeError):
+                    continue
+    return found, source
 
 
 def run_sweep(req) -> dict:
@@ -85,7 +154,7 @@ def run_sweep(req) -> dict:
     try:
         np.save(work / "input.npy", chunk)
         for k in range(lo, hi + 1):
-            out, manifest = sweep_export(checkpoint, sha, k, req.recipe, req.cache_dir / "sweep", corpus)
+            out, manifest = sweep_export(model, checkpoint, sha, k, req.recipe, req.cache_dir / "sweep", corpus)
             prefix, suffix = split(model, k)
             prefix.eval(), suffix.eval()
             macs = ceil.prefix_macs(prefix, cfg.chunk_samples)
@@ -119,9 +188,17 @@ def run_sweep(req) -> dict:
            "recipe": req.recipe, "range": [lo, hi], "chunk": {"samples": cfg.chunk_samples, "seconds": chunk_seconds},
            "settings": {"threads": req.threads, "runs": req.runs, "warmup": req.warmup, "quick": req.quick,
                         "payload_utterances": len(pcms)},
-           "rows": rows,
-           "privacy": {"status": "pending", "note": "per-layer speaker leakage joins this chart when the privacy "
-                                                    "issue lands (veil privacy --layers all)"}}
+           "rows": rows}
+    leakage, source = privacy_by_layer(sha, Path(req.out_dir))
+    for r in rows:
+        r["privacy"] = leakage.get(r["split_layer"])
+    covered = sorted(k for k in leakage if lo <= k <= hi)
+    doc["privacy"] = ({"status": "joined", "source": source, "layers": covered,
+                       "note": "closed-set speaker identification accuracy (pooled LR/MLP, %) and x-vector EER (%) "
+                               "at each split layer, from `veil privacy` results of this checkpoint"} if covered else
+                      {"status": "pending", "source": None, "layers": [],
+                       "note": "no `veil privacy` results for this checkpoint in the results folder; run "
+                               "`veil privacy --checkpoint CKPT --layers all --out benchmarks/results` and re-run"})
     validate_sweep(doc)
     name = req.name or default_name(f"-sweep-{req.recipe.replace('=', '-')}")
     paths = report.write_all(doc, Path(req.out_dir), name, plots=req.plots, markdown=render_sweep_markdown,
@@ -176,6 +253,14 @@ def render_sweep_markdown(doc: dict) -> str:
                          f"{a['size_bytes'] / 1e6:.2f} | " + " | ".join(cells) +
                          f" | {pay['int8']['kB_per_second']:.2f} | {pay['int8']['dwer']:+.2f} | "
                          f"{pay['fp16']['dwer']:+.2f} |")
+    priv = [r for r in doc["rows"] if r.get("privacy")]
+    if priv:
+        lines += ["", "| split layer | speaker-ID acc. LR % | MLP % | x-vector EER % | chance % |", "|---|---|---|---|---|"]
+        for r in priv:
+            v = r["privacy"]
+            lines.append(f"| {r['split_layer']} | {v['closed_lr_accuracy']:.1f} | "
+                         f"{v['closed_mlp_accuracy'] if v['closed_mlp_accuracy'] is None else round(v['closed_mlp_accuracy'], 1)} | "
+                         f"{v['xvector_eer'] if v['xvector_eer'] is None else round(v['xvector_eer'], 1)} | {v['chance']:.1f} |")
     lines += ["", f"Privacy per split layer: {doc['privacy']['status']} ({doc['privacy']['note']}).", "",
               f"![sweep]({doc.get('_name', 'sweep')}.png)", ""]
     return "\n".join(lines)
@@ -187,7 +272,7 @@ def render_sweep_plot(doc: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     th = doc["settings"]["threads"][0]
     series = _series(doc, th)
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
+    fig, axes = plt.subplots(1, 5, figsize=(24, 4.5))
     for name, pts in series.items():
         ks = [k for k, m, _ in pts if m]
         axes[0].plot(ks, [m["p50_ms"] for _, m, _ in pts if m], "o-", label=name)
@@ -199,13 +284,26 @@ def render_sweep_plot(doc: dict, path: Path) -> None:
     twin = axes[3].twinx()
     twin.plot(ks, [r["payload"]["int8"]["dwer"] for r in doc["rows"]], "k--", label="int8 ΔWER pp")
     twin.set_ylabel("ΔWER pp (int8)")
+    priv = [r for r in doc["rows"] if r.get("privacy")]
+    if priv:
+        axes[4].plot([r["split_layer"] for r in priv], [r["privacy"]["closed_lr_accuracy"] for r in priv], "o-",
+                     label="speaker-ID acc. (LR) %")
+        eer = [(r["split_layer"], r["privacy"]["xvector_eer"]) for r in priv if r["privacy"]["xvector_eer"] is not None]
+        if eer:
+            axes[4].plot(*zip(*eer), "s--", label="x-vector EER %")
+        axes[4].axhline(priv[0]["privacy"]["chance"], color="gray", lw=0.8, label="chance")
+    else:
+        axes[4].text(0.5, 0.5, "privacy: pending\n(no veil privacy results\nfor this checkpoint)", ha="center",
+                     va="center", transform=axes[4].transAxes)
     for ax, title, ylabel in ((axes[0], f"p50 latency, {th} thread(s)", "ms"), (axes[1], "peak RSS (inference)", "MB"),
-                              (axes[2], "artifact size", "MB"), (axes[3], "payload", "kB/s")):
+                              (axes[2], "artifact size", "MB"), (axes[3], "payload", "kB/s"),
+                              (axes[4], "speaker leakage (privacy)", "%")):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("split layer")
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"cut-point sweep, recipe {doc['recipe']} (privacy joins when the privacy issue lands)", fontsize=10)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"cut-point sweep, recipe {doc['recipe']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

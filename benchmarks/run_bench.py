@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""Re-run the recorded benchmark of a shipped model in one command:
+
+    .venv/bin/python benchmarks/run_bench.py [--checkpoint models/anonymized.safetensors] [--sweep] [--quick]
+
+1. makes sure the export folders exist for this exact checkpoint (re-exported when the checkpoint's sha256
+   differs from their manifest): the shipped recipes (``export-prefix --target all``: ExecuTorch and LiteRT
+   int8-static, Core ML int8-weights), fp32 and int8-dynamic for Android;
+2. ``veil bench`` on all of them together, at 1 and 2 threads, 100 timed runs, full machine ceiling, 48
+   eval-speakers utterances for the payload -> ``benchmarks/results/<date>-<host>.{json,md,png}``;
+3. with ``--sweep``: ``veil bench --sweep-split 1..L --recipe executorch=int8-static`` (1 thread).
+
+Run it under ``nice -n 19`` on a shared machine; compare rows of one run, never runs.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+EXPORT_SETS = {  # folder suffix -> (target, recipes)
+    "": ("all", []),
+    "-fp32": ("android", ["fp32"]),
+    "-int8-dynamic": ("android", ["int8-dynamic"]),
+}
+
+
+def ensure_export(checkpoint: Path, suffix: str, target: str, recipes: list[str]) -> Path:
+    import json
+
+    from toolkit.exporting.prefix_export import ExportRequest, export_prefix
+    from toolkit.model.checkpoint import file_sha256
+    out = REPO / "exports" / f"{checkpoint.stem}{suffix}"
+    manifest = out / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text())["checkpoint"]["sha256"] == file_sha256(checkpoint):
+        print(f"export {out.relative_to(REPO)}: up to date")
+        return out
+    print(f"export {out.relative_to(REPO)}: export-prefix --target {target} " +
+          " ".join(f"--recipe {r}" for r in recipes))
+    export_prefix(ExportRequest(checkpoint=checkpoint, target=target, recipes=recipes, out=out))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default=str(REPO / "models" / "anonymized.safetensors"))
+    p.add_argument("--sweep", action="store_true", help="also run the cut-point sweep")
+    p.add_argument("--quick", action="store_true", help="smoke run (5 timed runs, matmul-only ceiling)")
+    args = p.parse_args(argv)
+    from toolkit.cli import main as veil
+    from toolkit.model.checkpoint import read_config
+    checkpoint = Path(args.checkpoint).resolve()
+    if not checkpoint.is_file():
+        print(f"run_bench: {checkpoint}: checkpoint not found", file=sys.stderr)
+        return 2
+    dirs = [ensure_export(checkpoint, s, t, r) for s, (t, r) in EXPORT_SETS.items()]
+    common = ["--checkpoint", str(checkpoint)]
+    runs = ["--runs", "5", "--quick", "--ceiling", "matmul"] if args.quick else ["--runs", "100"]
+    bench = ["bench", *map(str, dirs), "--threads", "1,2", *runs, *common]
+    print("veil " + shlex.join(bench))
+    rc = veil(bench)
+    if rc or not args.sweep:
+        return rc
+    layers = int(read_config(checkpoint)["model"]["n_blocks"])
+    sweep = ["bench", "--sweep-split", f"1..{layers}", "--recipe", "executorch=int8-static", "--threads", "1",
+             *runs, *common]
+    print("veil " + shlex.join(sweep))
+    return veil(sweep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
