@@ -77,3 +77,29 @@ def test_config_validation():
         VeilModel(small_config(grl_layers=[5]))
     cfg = ModelConfig(**small_config().to_dict())  # round-trips through a plain dict (frontend nested)
     assert cfg == small_config()
+
+
+@torch.no_grad()
+def test_split_norm_is_part_of_the_prefix_and_removes_chunk_statistics():
+    """With split_norm='chunk' the phone's prefix emits instance-normalized chunks, identical to what the
+    training forward (and so the suffix and the speaker heads) sees; frames still differ (content)."""
+    torch.manual_seed(0)
+    model = VeilModel(small_config(split_norm="chunk", speaker_head="tdnn")).eval()
+    utts = _utterances()
+    pcm, lengths = _batch(utts)
+    out = model(pcm, lengths, return_layers=True)
+    prefix, suffix = split(model)
+    for i, u in enumerate(utts):
+        emb = run_prefix_chunked(prefix, u)
+        assert torch.allclose(out["layers"][1][i, : emb.shape[0]], emb, atol=1e-5)
+        n = int(out["frame_lengths"][i])
+        assert torch.allclose(suffix(emb[None])[0], out["log_probs"][i, :n], atol=1e-4)
+    chunk = prefix(pcm[:1, :16000])[0]
+    assert torch.allclose(chunk.mean(0), torch.zeros(64), atol=1e-4)
+    assert torch.allclose(chunk.var(0, unbiased=False), torch.ones(64), atol=1e-3)
+    assert chunk.std(1).min() > 0.1
+    plain = VeilModel(small_config()).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("speaker")}, strict=False)
+    assert not split(plain)[0].split_norm and not torch.allclose(split(plain)[0](pcm[:1, :16000]), chunk[None])
+    with pytest.raises(ValueError, match="split_norm"):
+        small_config(split_norm="frame").validate()

@@ -37,7 +37,8 @@ def _cmd_train(args) -> int:
     mcfg = ModelConfig(n_blocks=args.blocks, d_model=args.d_model, split_layer=args.split_layer,
                        chunk_samples=args.chunk_samples, grl_layers=[] if args.no_grl else (args.grl_layer or [args.split_layer]),
                        grl_lambda_max=args.lambda_max, n_heads=args.heads,
-                       subsampling_channels=args.subsampling_channels, speaker_head=args.speaker_head)
+                       subsampling_channels=args.subsampling_channels, speaker_head=args.speaker_head,
+                       split_norm=args.split_norm)
     try:
         ModelConfig(**{**mcfg.to_dict(), "n_speakers": 2}).validate()  # speakers are counted from the corpus later
     except ValueError as exc:
@@ -128,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--speaker-head", choices=["mlp", "tdnn"], default="mlp",
                    help="adversary behind the GRL: pooled-stats MLP, or an x-vector-style TDNN")
     t.add_argument("--speaker-weight", type=float, default=1.0, help="weight of each speaker loss")
+    t.add_argument("--split-norm", choices=["none", "chunk"], default="none",
+                   help="'chunk': instance-normalize the prefix output per chunk (removes global timbre stats)")
     t.add_argument("--split-layer", type=int, default=3, help="blocks 1..K run chunked on the phone")
     t.add_argument("--blocks", type=int, default=6)
     t.add_argument("--d-model", type=int, default=144)

@@ -77,6 +77,7 @@ def _write_cache(path: Path, pcm: list[np.ndarray]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
     with os.fdopen(fd, "wb") as f:
         np.save(f, np.concatenate(pcm) if pcm else np.zeros(0, np.int16))
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 

@@ -38,6 +38,7 @@ class ModelConfig:
     n_speakers: int = 0
     speaker_hidden: int = 256
     speaker_head: str = "mlp"           # adversary behind each GRL: "mlp" (pooled stats) or "tdnn" (x-vector)
+    split_norm: str = "none"            # "chunk": instance-normalize the embedding per chunk before it leaves
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
 
     def __post_init__(self):
@@ -64,6 +65,8 @@ class ModelConfig:
                 raise ValueError(f"GRL layer {k} is outside 1..{self.n_blocks}")
         if self.grl_layers and self.n_speakers < 2:
             raise ValueError("a speaker head needs n_speakers >= 2")
+        if self.split_norm not in ("none", "chunk"):
+            raise ValueError(f"split_norm={self.split_norm!r} is not 'none' or 'chunk'")
         if self.speaker_head not in SPEAKER_HEADS:
             raise ValueError(f"speaker_head={self.speaker_head!r} is not one of {sorted(SPEAKER_HEADS)}")
         if self.d_model % self.n_heads:
@@ -78,6 +81,15 @@ def frames_for(num_samples: torch.Tensor | int, frame_samples: int):
     if isinstance(num_samples, torch.Tensor):
         return torch.div(num_samples + frame_samples - 1, frame_samples, rounding_mode="floor")
     return -(-num_samples // frame_samples)
+
+
+def chunk_instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """(N, T, d): zero mean, unit variance per channel over the T frames of each chunk (no affine).
+    Removes the chunk's global per-channel statistics (timbre, level, channel), as instance normalization
+    does in speaker-disentangling voice conversion; what is left varies frame to frame (content)."""
+    mean = x.mean(dim=1, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=1, keepdim=True)
+    return (x - mean) * torch.rsqrt(var + eps)
 
 
 def spec_augment(feats: torch.Tensor, generator: torch.Generator | None = None, freq_masks: int = 2,
@@ -125,6 +137,8 @@ class VeilModel(nn.Module):
         kept = {}
         for i in range(upto):
             x = self.blocks[i](x)
+            if i + 1 == self.cfg.split_layer and self.cfg.split_norm == "chunk":
+                x = chunk_instance_norm(x)
             if i + 1 in keep:
                 kept[i + 1] = x
         return x, kept
@@ -177,12 +191,13 @@ class Prefix(nn.Module):
         self.subsampling = model.subsampling
         self.blocks = nn.ModuleList(model.blocks[:split_layer])
         self.chunk_samples = model.cfg.chunk_samples
+        self.split_norm = model.cfg.split_norm == "chunk" and split_layer == model.cfg.split_layer
 
     def forward(self, pcm: torch.Tensor) -> torch.Tensor:
         x = self.subsampling(self.frontend(pcm))
         for block in self.blocks:
             x = block(x)
-        return x
+        return chunk_instance_norm(x) if self.split_norm else x
 
 
 class Suffix(nn.Module):
