@@ -77,6 +77,18 @@ def test_xvector_verifies_unseen_speakers(logmel):
     assert good < 25.0 and bad > good + 15.0, (good, bad)
 
 
+def test_xvector_batched_scoring_equals_one_utterance_at_a_time(logmel):
+    frames, spk = logmel
+    att = train_xvector(frames[:16], spk[:16], epochs=1, seed=0)
+    batched = att.embed(frames, batch=7)  # several batches of mixed lengths
+    att.model.eval()
+    with torch.no_grad():
+        alone = np.stack([torch.nn.functional.normalize(att.model.embed(torch.from_numpy(
+            ((f - att.mean) / att.std).astype(np.float32))[None]), dim=-1)[0].numpy() for f in frames])
+    assert len({f.shape[0] for f in frames}) > 5
+    np.testing.assert_allclose(batched, alone, atol=2e-5)
+
+
 def test_eer_on_known_score_sets():
     rng = np.random.default_rng(0)
     n = 50000

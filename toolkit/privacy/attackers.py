@@ -97,11 +97,20 @@ class XVector(nn.Module):
         self.embedding = nn.Linear(4 * width, emb)
         self.classifier = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(emb), nn.Linear(emb, n_speakers))
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, T, d) -> (B, emb)."""
-        h = self.frames(x.transpose(1, 2))
-        stats = torch.cat([h.mean(-1), h.std(-1)], dim=-1)
-        return self.embedding(stats)
+    def embed(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, T, d) -> (B, emb). With ``lengths`` (zero-padded batch), frames past each length are zeroed
+        after every layer and left out of the statistics, so each row equals its utterance embedded alone."""
+        if lengths is None:
+            h = self.frames(x.transpose(1, 2))
+            return self.embedding(torch.cat([h.mean(-1), h.std(-1)], dim=-1))
+        mask = (torch.arange(x.shape[1])[None, :] < lengths[:, None]).to(x.dtype)[:, None, :]
+        h = x.transpose(1, 2)
+        for i in range(0, len(self.frames), 3):  # conv, ReLU, BatchNorm; every conv keeps the length
+            h = self.frames[i + 2](self.frames[i + 1](self.frames[i](h))) * mask
+        n = lengths.to(x.dtype)[:, None]
+        mean = h.sum(-1) / n
+        var = (((h - mean[..., None]) * mask) ** 2).sum(-1) / (n - 1).clamp(min=1)
+        return self.embedding(torch.cat([mean, var.sqrt()], dim=-1))
 
     def forward(self, x):
         return self.classifier(self.embed(x))
@@ -114,12 +123,20 @@ class XVectorAttacker:
     std: np.ndarray
 
     @torch.no_grad()
-    def embed(self, frames: list[np.ndarray]) -> np.ndarray:
+    def embed(self, frames: list[np.ndarray], batch: int = 64) -> np.ndarray:
+        """L2-normalized embeddings, utterances of similar length batched (zero-padded, masked)."""
         self.model.eval()
-        out = []
-        for f in frames:
-            x = torch.from_numpy(((f - self.mean) / self.std).astype(np.float32))[None]
-            out.append(F.normalize(self.model.embed(x), dim=-1)[0].numpy())
+        out = [None] * len(frames)
+        order = sorted(range(len(frames)), key=lambda i: frames[i].shape[0])
+        for s in range(0, len(order), batch):
+            idx = order[s:s + batch]
+            lengths = torch.tensor([frames[i].shape[0] for i in idx])
+            x = torch.zeros(len(idx), int(lengths.max()), frames[idx[0]].shape[1])
+            for j, i in enumerate(idx):
+                x[j, : lengths[j]] = torch.from_numpy(((frames[i] - self.mean) / self.std).astype(np.float32))
+            emb = F.normalize(self.model.embed(x, lengths), dim=-1).numpy()
+            for j, i in enumerate(idx):
+                out[i] = emb[j]
         return np.stack(out)
 
 

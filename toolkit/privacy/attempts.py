@@ -5,7 +5,7 @@
 from a `veil privacy` result JSON (semi-informed attackers at one layer, model vs baseline) and optional
 `veil evaluate --json` metrics files. Rendered as a Markdown section (``privacy-attempts.md``).
 
-    veil attempts add PRIVACY_JSON --name NAME --tried TEXT --verdict TEXT [--layer K]
+    veil attempts add PRIVACY_JSON --name NAME --tried TEXT --verdict TEXT [--layer K] [--date D]
                       [--metrics M.json] [--baseline-metrics B.json] [--train-command CMD] [--log PATH]
     veil attempts render [--log PATH]
 """
@@ -61,7 +61,8 @@ def entry_from_privacy(privacy_json: Path, name: str, tried: str, verdict: str, 
     return {
         "name": name, "date": date or datetime.date.today().isoformat(), "tried": tried,
         "train_command": train_command, "layer": int(k),
-        "attacked": {"model": attacked, "checkpoint": src.get("checkpoint") or src.get("path"),
+        "attacked": {"model": attacked,
+                     "checkpoint": src.get("path") if src.get("kind") == "artifact" else src.get("checkpoint"),
                      "sha256": src.get("sha256"), "kind": src.get("kind", "checkpoint"),
                      **({"backend": src["backend"], "recipe": src["recipe"]} if src.get("kind") == "artifact" else {})},
         "probe": {"attacker": "semi-informed pooled mean+std", "lr": row["closed_lr"]["accuracy"],
@@ -128,7 +129,7 @@ def _cmd_attempts(args) -> int:
         entry = entry_from_privacy(Path(args.privacy_json), args.name, args.tried, args.verdict, args.layer,
                                    args.model, Path(args.metrics) if args.metrics else None,
                                    Path(args.baseline_metrics) if args.baseline_metrics else None,
-                                   args.train_command)
+                                   args.train_command, args.date)
         entries = append_attempt(log, entry)
         print(f"appended attempt {args.name!r} to {log} ({len(entries)} entries); wrote {log.with_suffix('.md')}")
     else:
@@ -151,6 +152,7 @@ def add_attempts_parser(sub) -> None:
     a.add_argument("--metrics", default=None, help="`veil evaluate --json` file of the model (test WER)")
     a.add_argument("--baseline-metrics", default=None, help="the same for the baseline")
     a.add_argument("--train-command", default=None)
+    a.add_argument("--date", default=None, help="when the attempt was made (default today, YYYY-MM-DD)")
     a.add_argument("--log", default=None, help=f"attempts log (default benchmarks/results/{ATTEMPTS_FILE})")
     a.set_defaults(func=_cmd_attempts)
     r = asub.add_parser("render", help="rewrite the Markdown beside the attempts log")

@@ -327,6 +327,9 @@ def run_sweep(req: SweepRequest, progress: bool = True) -> dict | None:
                     "partial": f"{'evaluate as is' if req.skip_train else 'resume'} (steps {r.steps_done})",
                     "missing": "train"}[r.state]
             print(f"  {r.name:10s} {what:24s} {r.command}")
+            trained_by = r.provenance.get("command")
+            if trained_by and trained_by != r.command:
+                print(f"  {'':10s} (this run was trained by: {trained_by})")
             cache = r.run_dir / EVAL_CACHE
             print(f"  {'':10s} evaluate test WER/CER; attack layer{'s' if r.grl_layer is None else ''} "
                   f"{layers if r.grl_layer is None else [r.grl_layer]}{' (cache present)' if cache.exists() else ''}")
@@ -390,7 +393,13 @@ def build_report(req: SweepRequest, runs: list[SweepRun], evaluated: dict, layer
             "init_from": str(req.init_from) if req.init_from else None, "train_args": split_train_args(req.train_args),
             "layers": layers, "paper": PAPER, "attack": attack,
             "train_commands": {r.name: r.provenance.get("command") or r.command for r in runs},
-            "baseline_layers": base["privacy"], "models": models, "seconds": seconds}
+            "baseline_layers": base["privacy"], "models": models,
+            "seconds": {**seconds, "torch_threads": _torch_threads()}}
+
+
+def _torch_threads() -> int:
+    import torch
+    return torch.get_num_threads()
 
 
 # ---- reports --------------------------------------------------------------------------------------------------
@@ -528,6 +537,11 @@ def _cmd_sweep(args) -> int:
         return 0
     if not args.out:
         raise VeilError("--out DIR is required (or --render RESULTS.json)")
+    if args.threads < 0:
+        raise VeilError(f"--threads must be 0 (default) or more, got {args.threads}")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     run_sweep(SweepRequest(corpus=Path(args.corpus), out=Path(args.out), layers=args.layers, steps=args.steps,
                            init_from=Path(args.init_from) if args.init_from else None, parallel=args.parallel,
                            train_args=args.train_arg, skip_train=args.skip_train, dry_run=args.dry_run,
@@ -560,4 +574,6 @@ def add_sweep_parser(sub) -> None:
     p.add_argument("--xvector-epochs", type=int, default=30)
     p.add_argument("--limit", type=int, default=0, help="use only the first N eval-speakers utterances")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads for the evaluation (0 = torch's default; 1 is faster on a busy machine)")
     p.set_defaults(func=_cmd_sweep)
