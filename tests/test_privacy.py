@@ -135,10 +135,11 @@ def test_cli_end_to_end(speaker_corpus, tmp_path):
 
 # ---- embeddings: the float path and the exported artifact ----------------------------------------------------
 
-def test_layer_embeddings_stop_early_but_match_the_full_forward(speaker_corpus):
+@pytest.mark.parametrize("split_norm", ["none", "chunk"])
+def test_layer_embeddings_stop_early_but_match_the_full_forward(speaker_corpus, split_norm):
     """Layers computed only as deep as needed equal the model's own forward (chunked prefix, whole suffix)."""
     torch.manual_seed(0)
-    model = VeilModel(small_config(grl_layers=[])).eval()
+    model = VeilModel(small_config(grl_layers=[], split_norm=split_norm)).eval()
     data = AudioSet.load(read_librispeech(speaker_corpus / "eval-speakers")[:6], progress=False)
     ours = layer_embeddings(model, data, [1, 2], progress=False)
     only_first = layer_embeddings(model, data, [1], progress=False)[1]
