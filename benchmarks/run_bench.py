@@ -6,7 +6,8 @@
 1. makes sure the export folders exist for this exact checkpoint (re-exported when the checkpoint's sha256
    differs from their manifest): the shipped recipes (``export-prefix --target all``: ExecuTorch and LiteRT
    int8-static, Core ML int8-weights), fp32 and int8-dynamic for Android;
-2. ``veil bench`` on all of them together, at 1 and 2 threads, 100 timed runs, full machine ceiling, 48
+2. ``veil bench`` on all of them together, at 1 and 2 threads, 100 timed runs in 2 round-robin rounds,
+   the torch/ONNX Runtime matmul ceiling (``--ceiling full`` adds ExecuTorch/LiteRT kernels), 48
    eval-speakers utterances for the payload -> ``benchmarks/results/<date>-<host>.{json,md,png}``;
 3. with ``--sweep``: ``veil bench --sweep-split 1..L --recipe executorch=int8-static`` (1 thread).
 
@@ -50,16 +51,21 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default=str(REPO / "models" / "anonymized.safetensors"))
     p.add_argument("--sweep", action="store_true", help="also run the cut-point sweep")
     p.add_argument("--quick", action="store_true", help="smoke run (5 timed runs, matmul-only ceiling)")
+    p.add_argument("--rounds", type=int, default=2, help="round-robin passes (veil bench --rounds)")
+    p.add_argument("--ceiling", default="matmul", choices=["full", "matmul", "none"],
+                   help="machine ceiling; 'full' adds ExecuTorch/LiteRT Linear kernels (4 more exports)")
     args = p.parse_args(argv)
     from toolkit.cli import main as veil
     from toolkit.model.checkpoint import read_config
-    checkpoint = Path(args.checkpoint).resolve()
+    checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
         print(f"run_bench: {checkpoint}: checkpoint not found", file=sys.stderr)
         return 2
     dirs = [ensure_export(checkpoint, s, t, r) for s, (t, r) in EXPORT_SETS.items()]
+    dirs = [d.relative_to(REPO) if Path.cwd() == REPO else d for d in dirs]
     common = ["--checkpoint", str(checkpoint)]
-    runs = ["--runs", "5", "--quick", "--ceiling", "matmul"] if args.quick else ["--runs", "100"]
+    runs = ["--runs", "5", "--quick", "--ceiling", "matmul"] if args.quick else \
+        ["--runs", "100", "--rounds", str(args.rounds), "--ceiling", args.ceiling]
     bench = ["bench", *map(str, dirs), "--threads", "1,2", *runs, *common]
     print("veil " + shlex.join(bench))
     rc = veil(bench)

@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="export folders (manifest.json) of one checkpoint and split layer; benched together")
     p.add_argument("--threads", type=_threads, default=[1, 2], help="thread counts (default 1,2)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per artifact and thread count (>= 50)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="round-robin passes over all artifacts; the timed runs are split among them (default 3)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs after the first inference (default 5)")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     p.add_argument("--name", default=None, help="result file stem (default <date>-<host>)")
@@ -52,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def command_line(args) -> str:
     """The canonical command that reproduces this run (recorded in the JSON)."""
     parts = ["veil", "bench", *args.export_dirs, "--threads", ",".join(map(str, args.threads)),
-             "--runs", str(args.runs), "--warmup", str(args.warmup), "--payload-utts", str(args.payload_utts),
+             "--runs", str(args.runs), "--rounds", str(args.rounds), "--warmup", str(args.warmup), "--payload-utts", str(args.payload_utts),
              "--ceiling", args.ceiling]
     for flag in ("out", "name", "checkpoint", "corpus", "sweep_split", "recipe", "device", "executor_runner",
                  "benchmark_model", "cache_dir"):
@@ -68,7 +70,7 @@ def run(args) -> int:
     from toolkit.bench.bench import DEFAULT_CACHE, DEFAULT_OUT, BenchRequest, run_bench
     from toolkit.bench.sweep import parse_range
     req = BenchRequest(export_dirs=[Path(d) for d in args.export_dirs], threads=args.threads, runs=args.runs,
-                       warmup=args.warmup, out_dir=Path(args.out) if args.out else DEFAULT_OUT, name=args.name,
+                       warmup=args.warmup, rounds=args.rounds, out_dir=Path(args.out) if args.out else DEFAULT_OUT, name=args.name,
                        corpus=Path(args.corpus) if args.corpus else None, payload_utts=args.payload_utts,
                        checkpoint=Path(args.checkpoint) if args.checkpoint else None,
                        baselines=not args.no_baselines, ceiling=args.ceiling,

@@ -141,7 +141,9 @@ def target_lines(doc: dict) -> list[str]:
         f"{th} thr: {v['best_int8']} {v['speedup']:.2f}×" for th, v in sp["per_threads"].items()) + " |")
     sz = t["size"]
     out.append(f"| {sz['target']} | {sz['status']} | " + "; ".join(
-        f"{a['artifact']} {a['ratio']:.0%} of {a['fp32_reference']}" for a in sz["artifacts"]) + " |")
+        f"{a['artifact']} {a['ratio']:.0%} of {a['fp32_reference']}" +
+        (f" ({a['ratio_without_float_frontend']:.0%} without the float32 frontend)"
+         if a.get("ratio_without_float_frontend") is not None else "") for a in sz["artifacts"]) + " |")
     pl = t["payload"]
     meas = (f"{pl['kB_per_second']:.2f} kB/s, ΔWER {pl['dwer']:+.2f} pp" if "kB_per_second" in pl else "—")
     out.append(f"| {pl['target']} | {pl['status']} | {meas} |")
