@@ -197,16 +197,18 @@ def render_plots(doc: dict, path: Path) -> None:
     for j, th in enumerate(threads):
         p50 = [next((m["p50_ms"] for m in a["measurements"] if m.get("threads") == th and m.get("status") == "ok"),
                     0) for a in arts]
-        p99 = [next((m["p99_ms"] for m in a["measurements"] if m.get("threads") == th and m.get("status") == "ok"),
+        p90 = [next((m["p90_ms"] for m in a["measurements"] if m.get("threads") == th and m.get("status") == "ok"),
                     0) for a in arts]
         xs = [i + j * width for i in range(len(arts))]
         axes[0].bar(xs, p50, width, label=f"{th} thread(s) p50")
-        axes[0].errorbar(xs, p50, yerr=[[0] * len(p50), [b - a for a, b in zip(p50, p99)]], fmt="none", ecolor="k",
+        axes[0].errorbar(xs, p50, yerr=[[0] * len(p50), [b - a for a, b in zip(p50, p90)]], fmt="none", ecolor="k",
                          capsize=2)
         rss = [next((m["peak_rss_inference_bytes"] / 1e6 for m in a["measurements"]
                      if m.get("threads") == th and m.get("status") == "ok"), 0) for a in arts]
         axes[1].bar(xs, rss, width, label=f"{th} thread(s)")
-    for ax, title, ylabel in ((axes[0], "latency per 2 s chunk (bar p50, whisker p99)", "ms"),
+    top = 2.5 * max([m["p50_ms"] for a in arts for m in a["measurements"] if m.get("status") == "ok"] or [1.0])
+    axes[0].set_ylim(0, top)  # preemption spikes on a shared machine would flatten every bar
+    for ax, title, ylabel in ((axes[0], "latency per chunk (bar p50, whisker p90, clipped)", "ms"),
                               (axes[1], "peak RSS during inference over baseline", "MB")):
         ax.set_xticks([i + width * (len(threads) - 1) / 2 for i in range(len(arts))])
         ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
@@ -241,6 +243,16 @@ def atomic_write(path: Path, data: bytes) -> None:
     write_public(path, data)
 
 
+def rerender(json_path: Path) -> None:
+    """Re-make the .md and .png beside a recorded bench JSON (``python -m toolkit.bench.report FILE.json``)."""
+    doc = json.loads(Path(json_path).read_text())
+    name = Path(json_path).stem
+    tmp = Path(json_path).with_name(f".{name}.tmp.png")
+    render_plots(doc, tmp)
+    tmp.replace(Path(json_path).with_suffix(".png"))
+    atomic_write(Path(json_path).with_suffix(".md"), render_markdown({**doc, "_name": name}).encode())
+
+
 def write_all(doc: dict, out_dir: Path, name: str, plots: bool = True,
               markdown=render_markdown, plotter=render_plots) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -256,3 +268,9 @@ def write_all(doc: dict, out_dir: Path, name: str, plots: bool = True,
     atomic_write(md_path, markdown({**clean, "_name": name}).encode())
     written.append(md_path)
     return written
+
+
+if __name__ == "__main__":
+    import sys
+    for arg in sys.argv[1:]:
+        rerender(Path(arg))
