@@ -273,3 +273,17 @@ def test_ceiling_peaks_and_prefix_macs(small_model):
             {"status": "ok", "threads": 2, "dtype": "int8", "gmacs": 5.0, "name": "d"}]
     assert ceiling.peaks(rows) == {"fp32": {"1": {"gmacs": 30.0, "kernel": "b"}},
                                    "int8": {"2": {"gmacs": 5.0, "kernel": "d"}}}
+
+
+def test_sweep_joins_recorded_privacy_by_checkpoint_hash(tmp_path):
+    from toolkit.bench.sweep import parse_range, privacy_by_layer
+    layer = {"closed_lr": {"accuracy": 95.0, "chance": 3.125}, "closed_mlp": {"accuracy": 94.0},
+             "open_xvector": {"eer": 6.0}}
+    (tmp_path / "privacy-a.json").write_text(json.dumps({"models": {"m": {"sha256": "abc", "layers": {"3": layer}},
+                                                                    "o": {"sha256": "zzz", "layers": {"1": layer}}}}))
+    (tmp_path / "privacy-attempts.json").write_text("[]")  # other JSON shapes in the folder are skipped
+    found, source = privacy_by_layer("abc", tmp_path)
+    assert found == {3: {"closed_lr_accuracy": 95.0, "closed_mlp_accuracy": 94.0, "xvector_eer": 6.0, "chance": 3.125}}
+    assert source.endswith("privacy-a.json")
+    assert privacy_by_layer("nope", tmp_path) == ({}, None)
+    assert parse_range("1..6") == (1, 6) and parse_range("3") == (3, 3)

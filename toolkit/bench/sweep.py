@@ -109,7 +109,8 @@ def privacy_by_layer(sha: str, results_dir: Path) -> tuple[dict, str | None]:
             doc = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        for model in (doc.get("models") or {}).values():
+        models = doc.get("models") if isinstance(doc, dict) else None
+        for model in (models.values() if isinstance(models, dict) else models if isinstance(models, list) else []):
             if not isinstance(model, dict) or model.get("sha256") != sha:
                 continue
             for layer, r in (model.get("layers") or {}).items():
