@@ -1,6 +1,5 @@
 """The corpus builder on a handful of utterances, and the LibriSpeech reader on what it wrote."""
 import hashlib
-import json
 
 import numpy as np
 import pytest

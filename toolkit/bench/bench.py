@@ -12,7 +12,6 @@ between rows of the same run. Nothing here asserts a speed; the targets are reco
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import shutil

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from toolkit.data.sentences import load_sentences
 from toolkit.data.voices import Voice, catalog, check_tools, synthesize, to_flac_16k, tool_versions
-from toolkit.errors import VeilError
+from toolkit.errors import VeilError, read_json
 
 SPLITS = ("train", "dev", "test", "eval-speakers")
 MANIFEST = "manifest.json"
@@ -180,10 +180,6 @@ def _manifest(seed, size, plan, voices, utts, lengths) -> dict:
 
 
 def read_manifest(root: str | Path) -> dict:
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        raise VeilError(f"{root}: not a Veil corpus (no {MANIFEST}); build one with `veil corpus build`")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise VeilError(f"{path}: corrupt manifest ({exc.msg} at line {exc.lineno})") from None
+    return read_json(Path(root) / MANIFEST,
+                     f"{root}: not a Veil corpus (no {MANIFEST}); build one with `veil corpus build`",
+                     "corrupt manifest")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import export as backends
-from toolkit.errors import VeilError
+from toolkit.errors import VeilError, read_json
 from toolkit.exporting.console import say
 from toolkit.parity import gates as gating
 from toolkit.parity import metrics
@@ -52,13 +52,8 @@ class ParityRequest:
 # ---- inputs ------------------------------------------------------------------------------------------------
 
 def read_manifest(export_dir: Path) -> dict:
-    path = export_dir / "manifest.json"
-    if not path.is_file():
-        raise VeilError(f"{export_dir}: no manifest.json (not an export folder; run `veil export` first)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise VeilError(f"{path}: not valid JSON ({exc})") from None
+    return read_json(export_dir / "manifest.json",
+                     f"{export_dir}: no manifest.json (not an export folder; run `veil export` first)")
 
 
 def runtime_input_shape(artifact) -> tuple[int, ...]:

@@ -9,7 +9,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from toolkit.errors import VeilError
 
 GATE_HELP = ("override a gate: RECIPE:METRIC=VALUE[,...], RECIPE a recipe, BACKEND/RECIPE or '*'; metrics snr "
              "(dB, min), dwer (pp, max), cos (min), kl (nats, max), wer_vs_float (%%, max). Defaults: snr ≥ 60 fp32, "

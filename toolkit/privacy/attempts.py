@@ -12,10 +12,9 @@ from a `veil privacy` result JSON (semi-informed attackers at one layer, model v
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 
-from toolkit.errors import VeilError
+from toolkit.errors import VeilError, read_json
 
 ATTEMPTS_FILE = "privacy-attempts.json"
 
@@ -26,13 +25,7 @@ def default_log() -> Path:
 
 
 def _read_json(path: Path, what: str) -> dict | list:
-    path = Path(path)
-    if not path.is_file():
-        raise VeilError(f"{path}: {what} not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise VeilError(f"{path}: not valid JSON ({exc})") from None
+    return read_json(path, f"{path}: {what} not found")
 
 
 def _test_wer(metrics: dict | None) -> float | None:

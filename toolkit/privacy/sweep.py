@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit.errors import VeilError
+from toolkit.errors import VeilError, read_json
 
 SWEEP_FORMAT = "veil-privacy-sweep/1"
 EVAL_CACHE = "privacy-eval.json"
@@ -501,13 +501,7 @@ def _display_path(path: Path) -> str:
 
 
 def load_results(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise VeilError(f"{path}: sweep results not found")
-    try:
-        report = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise VeilError(f"{path}: not valid JSON ({exc})") from None
+    report = read_json(path, f"{path}: sweep results not found")
     if not isinstance(report, dict) or report.get("format") != SWEEP_FORMAT:
         raise VeilError(f"{path}: not a privacy-sweep result (format {SWEEP_FORMAT} expected)")
     return report

@@ -29,7 +29,7 @@ from toolkit.data.librispeech import read_librispeech
 from toolkit.decoding.evaluate import evaluate_set
 from toolkit.errors import VeilError
 from toolkit.model.asr import ModelConfig, VeilModel
-from toolkit.model.checkpoint import atomic_save_tensors, atomic_write_bytes, load_checkpoint, save_checkpoint
+from toolkit.model.checkpoint import atomic_save_tensors, load_checkpoint, save_checkpoint
 from toolkit.model.grl import ganin_lambda
 from toolkit.text.tokenizer import CharTokenizer
 
