@@ -287,3 +287,28 @@ def test_sweep_joins_recorded_privacy_by_checkpoint_hash(tmp_path):
     assert source.endswith("privacy-a.json")
     assert privacy_by_layer("nope", tmp_path) == ({}, None)
     assert parse_range("1..6") == (1, 6) and parse_range("3") == (3, 3)
+
+
+def test_rejoin_privacy_rewrites_a_recorded_sweep(tmp_path, capsys):
+    """Privacy results recorded after a sweep join its rows, and the MD is re-rendered from the JSON."""
+    from toolkit.bench.sweep import rejoin_privacy
+    recorded = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "2026-11-26-vm-sweep-executorch-int8-static.json"
+    doc = json.loads(recorded.read_text())
+    for r in doc["rows"]:
+        r["privacy"] = None
+    sweep = tmp_path / "s.json"
+    sweep.write_text(json.dumps(doc))
+    rejoin_privacy(sweep, plots=False)
+    assert json.loads(sweep.read_text())["privacy"]["status"] == "pending"
+    layers = {str(k): {"closed_lr": {"accuracy": 90.0 - k, "chance": 3.125}, "closed_mlp": {"accuracy": 80.0},
+                       "open_xvector": {"eer": 5.0 + k}} for k in range(1, 7)}
+    (tmp_path / "privacy-x.json").write_text(json.dumps(
+        {"models": {"anonymized": {"sha256": doc["checkpoint"]["sha256"], "layers": layers}}}))
+    rejoin_privacy(sweep, plots=False)
+    out = json.loads(sweep.read_text())
+    assert out["privacy"]["status"] == "joined" and out["privacy"]["layers"] == [1, 2, 3, 4, 5, 6]
+    assert {r["split_layer"]: r["privacy"]["xvector_eer"] for r in out["rows"]}[4] == 9.0
+    assert "| 4 | 86.0 |" in (tmp_path / "s.md").read_text()
+    (tmp_path / "bad.json").write_text(json.dumps({"rows": []}))
+    assert veil_main(["bench", "--rejoin-privacy", str(tmp_path / "bad.json")]) == 2
+    assert "not a `veil bench --sweep-split` result" in capsys.readouterr().err

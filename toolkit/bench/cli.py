@@ -42,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="machine ceiling: full (torch, ORT, ExecuTorch, LiteRT matmuls), matmul (torch, ORT), none")
     p.add_argument("--sweep-split", default=None, metavar="A..B", help="export and bench every split layer A..B")
     p.add_argument("--recipe", default=None, help="recipe for --sweep-split (NAME or BACKEND=NAME)")
+    p.add_argument("--rejoin-privacy", default=None, metavar="SWEEP_JSON",
+                   help="join `veil privacy` results recorded since into an existing sweep result and re-render it")
     p.add_argument("--device", default=None, metavar="android[:SERIAL]|ios", help="measure on a phone")
     p.add_argument("--executor-runner", default=None, metavar="PATH", help="ExecuTorch executor_runner for Android")
     p.add_argument("--benchmark-model", default=None, metavar="PATH", help="LiteRT benchmark_model for Android")
@@ -68,7 +70,11 @@ def command_line(args) -> str:
 
 def run(args) -> int:
     from toolkit.bench.bench import DEFAULT_CACHE, DEFAULT_OUT, BenchRequest, run_bench
-    from toolkit.bench.sweep import parse_range
+    from toolkit.bench.sweep import parse_range, rejoin_privacy
+    if args.rejoin_privacy:
+        paths = rejoin_privacy(Path(args.rejoin_privacy), plots=not args.no_plots)
+        print("wrote " + ", ".join(str(p) for p in paths))
+        return 0
     req = BenchRequest(export_dirs=[Path(d) for d in args.export_dirs], threads=args.threads, runs=args.runs,
                        warmup=args.warmup, rounds=args.rounds, out_dir=Path(args.out) if args.out else DEFAULT_OUT, name=args.name,
                        corpus=Path(args.corpus) if args.corpus else None, payload_utts=args.payload_utts,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.bench import ceiling as ceil
-from toolkit.errors import VeilError
+from toolkit.errors import VeilError, read_json
 from toolkit.exporting.console import say
 
 SWEEP_FORMAT = "veil-bench-sweep/1"
@@ -190,17 +190,7 @@ def run_sweep(req) -> dict:
            "settings": {"threads": req.threads, "runs": req.runs, "warmup": req.warmup, "quick": req.quick,
                         "payload_utterances": len(pcms)},
            "rows": rows}
-    leakage, source = privacy_by_layer(sha, Path(req.out_dir))
-    for r in rows:
-        r["privacy"] = leakage.get(r["split_layer"])
-    covered = sorted(k for k in leakage if lo <= k <= hi)
-    doc["privacy"] = ({"status": "joined", "source": source, "layers": covered,
-                       "note": "closed-set speaker identification accuracy (pooled LR/MLP, %) and x-vector EER (%) "
-                               "at each split layer, from `veil privacy` results of this checkpoint"} if covered else
-                      {"status": "pending", "source": None, "layers": [],
-                       "note": "no `veil privacy` results for this checkpoint in the results folder; run "
-                               "`veil privacy --checkpoint CKPT --layers all --out benchmarks/results` and re-run"})
-    validate_sweep(doc)
+    join_privacy(doc, Path(req.out_dir))
     name = req.name or default_name(f"-sweep-{req.recipe.replace('=', '-')}")
     paths = report.write_all(doc, Path(req.out_dir), name, plots=req.plots, markdown=render_sweep_markdown,
                              plotter=render_sweep_plot)
@@ -234,6 +224,34 @@ def _series(doc: dict, threads: int):
             pts.append((r["split_layer"], m, a))
         out[n] = pts
     return out
+
+
+def join_privacy(doc: dict, results_dir: Path) -> None:
+    """Attach the recorded per-layer leakage of the sweep's checkpoint (by sha256) to its rows, then validate."""
+    lo, hi = doc["range"]
+    leakage, source = privacy_by_layer(doc["checkpoint"]["sha256"], results_dir)
+    for r in doc["rows"]:
+        r["privacy"] = leakage.get(r["split_layer"])
+    covered = sorted(k for k in leakage if lo <= k <= hi)
+    doc["privacy"] = ({"status": "joined", "source": source, "layers": covered,
+                       "note": "closed-set speaker identification accuracy (pooled LR/MLP, %) and x-vector EER (%) "
+                               "at each split layer, from `veil privacy` results of this checkpoint"} if covered else
+                      {"status": "pending", "source": None, "layers": [],
+                       "note": "no `veil privacy` results for this checkpoint in the results folder; run "
+                               "`veil privacy --checkpoint CKPT --layers all --out benchmarks/results` and "
+                               "`veil bench --rejoin-privacy SWEEP.json`"})
+    validate_sweep(doc)
+
+
+def rejoin_privacy(sweep_json: Path, plots: bool = True) -> list[Path]:
+    """Re-join privacy results recorded after the sweep ran (same folder) and rewrite its JSON/MD/PNG."""
+    doc = read_json(sweep_json, f"{sweep_json}: sweep result not found")
+    if not isinstance(doc, dict) or "rows" not in doc or "range" not in doc:
+        raise VeilError(f"{sweep_json}: not a `veil bench --sweep-split` result")
+    from toolkit.bench import report
+    join_privacy(doc, sweep_json.parent)
+    return report.write_all(doc, sweep_json.parent, sweep_json.stem, plots=plots, markdown=render_sweep_markdown,
+                            plotter=render_sweep_plot)
 
 
 def render_sweep_markdown(doc: dict) -> str:
