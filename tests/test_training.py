@@ -70,3 +70,19 @@ def test_cli_train_errors(tiny_corpus, tmp_path):
     assert r.returncode == 2 and "GRL layer 9 is outside 1..6" in r.stderr
     r = veil("--out", str(tmp_path / "x"), "--corpus", str(tmp_path / "none"), "--no-grl")
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_time_budget_fits_the_schedule(tiny_corpus, tmp_path, monkeypatch):
+    """--time-budget: after the rate probe, --steps (and with it the cosine schedule) is refitted to the budget,
+    recorded in the provenance, and the run ends at that step with a checkpoint."""
+    import toolkit.training.loop as loop
+    monkeypatch.setattr(loop, "RATE_PROBE_STEPS", 3)
+    out = tmp_path / "run"
+    cfg = TrainConfig(corpus=str(tiny_corpus), out=str(out), steps=100000, lr=3e-3, warmup=2, eval_every=100000,
+                      max_batch_seconds=20, dev_utts=2, threads=2, time_budget_min=0.15,
+                      model=small_config(grl_layers=[]))
+    res = train(cfg)
+    prov = json.loads((out / "last.json").read_text())["provenance"]
+    assert 6 < prov["train_config"]["steps"] < 100000
+    assert res["step"] == prov["steps"] == prov["train_config"]["steps"]
+    assert loop.lr_at(prov["steps"] - 1, cfg) < 0.1 * cfg.lr  # the cosine reached its end with the budget

@@ -56,6 +56,9 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
 
 
+RATE_PROBE_STEPS = 100  # --time-budget: skip this many steps (start-up), then time as many more
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to 5 % of the peak at ``cfg.steps``."""
     if step < cfg.warmup:
@@ -213,13 +216,17 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             step += 1
-            if cfg.time_budget_min and step == budget_from + 100:
-                rate_start = time.time()  # the first 100 steps include start-up; time the next 100
-            if cfg.time_budget_min and step == budget_from + 200:
+            if cfg.time_budget_min and step == budget_from + RATE_PROBE_STEPS:
+                rate_start = time.time()  # the first steps include start-up; time the next ones
+            if cfg.time_budget_min and step == budget_from + 2 * RATE_PROBE_STEPS:
                 # fix the schedule's length from the measured rate, so the cosine ends with the budget
-                rate = 100 / (time.time() - rate_start)
+                rate = RATE_PROBE_STEPS / (time.time() - rate_start)
                 left = cfg.time_budget_min * 60 - (time.time() - budget_start)
                 cfg.steps = max(step + 1, step + int(rate * left))
+                if world > 1:  # every rank must stop at the same step: rank 0's estimate rules
+                    n = torch.tensor([cfg.steps], device=device)
+                    dist.broadcast(n, 0)
+                    cfg.steps = int(n.item())
                 provenance["train_config"]["steps"] = cfg.steps
                 bar.total = cfg.steps
                 tqdm.write(f"{out}: {rate:.2f} steps/s -> {cfg.steps} steps in {cfg.time_budget_min} min",
