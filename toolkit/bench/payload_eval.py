@@ -21,18 +21,16 @@ SPEECH_CODECS = {  # nominal bitrates, for scale (not measured here)
 
 
 def chunk_frames(prefix, pcm: np.ndarray, chunk_samples: int, frame_samples: int) -> list[np.ndarray]:
-    """Per-chunk embeddings of one utterance (the last chunk trimmed to the utterance's valid frames)."""
-    from toolkit.exporting.calibration import chunk_pcm
-    valid = -(-len(pcm) // frame_samples)
-    out, seen = [], 0
-    with torch.no_grad():
-        for c in chunk_pcm(pcm, chunk_samples):
-            emb = prefix(torch.from_numpy(c))[0].numpy()
-            emb = emb[: max(0, valid - seen)]
-            seen += len(emb)
-            if len(emb):
-                out.append(emb)
-    return out
+    """Per-chunk embeddings of one utterance (the last chunk trimmed to the utterance's valid frames): the
+    parity checker's phone-style chunked run, cut back into one message per chunk."""
+    from toolkit.parity.check import run_chunked
+
+    def run(c):
+        with torch.no_grad():
+            return prefix(torch.from_numpy(c)).numpy()
+    frames, _ = run_chunked(run, pcm, chunk_samples, frame_samples)
+    per_chunk = chunk_samples // frame_samples
+    return [frames[i:i + per_chunk] for i in range(0, len(frames), per_chunk)]
 
 
 def evaluate_payload(prefix, suffix, pcms: list[np.ndarray], texts: list[str], tokenizer, chunk_samples: int,

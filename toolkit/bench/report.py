@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from toolkit.errors import VeilError
+from toolkit.model.checkpoint import atomic_write_bytes
 
 MEASUREMENT_KEYS = {"status": str, "threads": int, "load_ms": (int, float), "first_inference_ms": (int, float),
                     "runs": int, "p50_ms": (int, float), "p90_ms": (int, float), "p99_ms": (int, float),
@@ -238,11 +239,6 @@ def render_plots(doc: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    from toolkit.parity.report import write_public
-    write_public(path, data)
-
-
 def rerender(json_path: Path) -> None:
     """Re-make the .md and .png beside a recorded bench JSON (``python -m toolkit.bench.report FILE.json``)."""
     doc = json.loads(Path(json_path).read_text())
@@ -250,7 +246,7 @@ def rerender(json_path: Path) -> None:
     tmp = Path(json_path).with_name(f".{name}.tmp.png")
     render_plots(doc, tmp)
     tmp.replace(Path(json_path).with_suffix(".png"))
-    atomic_write(Path(json_path).with_suffix(".md"), render_markdown({**doc, "_name": name}).encode())
+    atomic_write_bytes(Path(json_path).with_suffix(".md"), render_markdown({**doc, "_name": name}).encode())
 
 
 def write_all(doc: dict, out_dir: Path, name: str, plots: bool = True,
@@ -258,14 +254,14 @@ def write_all(doc: dict, out_dir: Path, name: str, plots: bool = True,
     out_dir.mkdir(parents=True, exist_ok=True)
     clean = _clean(doc)
     json_path, md_path, png_path = out_dir / f"{name}.json", out_dir / f"{name}.md", out_dir / f"{name}.png"
-    atomic_write(json_path, (json.dumps(clean, indent=1) + "\n").encode())
+    atomic_write_bytes(json_path, (json.dumps(clean, indent=1) + "\n").encode())
     written = [json_path]
     if plots:
         tmp = png_path.with_name(f".{png_path.stem}.tmp.png")
         plotter(clean, tmp)
         tmp.replace(png_path)
         written.append(png_path)
-    atomic_write(md_path, markdown({**clean, "_name": name}).encode())
+    atomic_write_bytes(md_path, markdown({**clean, "_name": name}).encode())
     written.append(md_path)
     return written
 

@@ -177,13 +177,9 @@ def render_html(report: dict) -> str:
 
 
 def write_public(path: Path, data: bytes) -> None:
-    """Atomic write, then the ordinary file mode (the temporary file behind the atomic write is private)."""
-    import os
+    """Atomic write with the ordinary file mode (``atomic_write_bytes`` already applies the umask)."""
     from toolkit.model.checkpoint import atomic_write_bytes
     atomic_write_bytes(path, data)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def write_reports(export_dir: Path, report: dict) -> None:
