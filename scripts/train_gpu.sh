@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Train the baseline, the GRL sweep (k = 1..6) and two stronger-adversary variants side by side on one
-# lent GPU, from an Opus copy of the corpus (scripts/pack_corpus_opus.py), all warm-started from the
-# shipped baseline and given the same wall-clock budget. Results: fp16 checkpoints + logs under $OUT.
+# Train several recipes side by side on one lent GPU, from an Opus copy of the corpus
+# (scripts/pack_corpus_opus.py), all given the same wall-clock budget. Results: fp16 checkpoints (one .tar
+# per run, under the device tool's 16 MiB per file) + logs under $OUT.
 #
-#   bash scripts/train_gpu.sh              # env: VEIL_DATA (/tmp/veil), BUDGET_MIN (6.5), LIMIT_MIN (7.3)
+#   RECIPE=sweep bash scripts/train_gpu.sh      # baseline, GRL k = 1..6, two TDNN variants (from the baseline)
+#   RECIPE=anonymity bash scripts/train_gpu.sh  # split-norm + adversary variants (from the shipped anonymized)
+#   env: VEIL_DATA (/tmp/veil), BUDGET_MIN (6.5), LIMIT_MIN (7.3), LR, WARMUP
 #
 # The device machine has torch but not soundfile/jiwer: their wheels are installed from .whl/ if present.
 set -u
@@ -13,7 +15,7 @@ RUNS=${VEIL_RUNS:-/tmp/veil-runs}
 OUT=${OUT:-/tmp/veil-out}
 BUDGET=${BUDGET_MIN:-6.5}
 LIMIT=${LIMIT_MIN:-7.3}
-INIT=${INIT:-models/baseline.safetensors}
+RECIPE=${RECIPE:-sweep}
 PY=${PY:-python3}
 EXTRA=${EXTRA:-}
 mkdir -p "$DATA" "$RUNS" "$OUT"
@@ -35,15 +37,35 @@ utts = read_librispeech(os.path.join(sys.argv[1], "train"))
 AudioSet.load(utts, progress=False, workers=os.cpu_count(), cache=True)
 print(f"decoded {len(utts)} utterances in {time.time() - t:.1f} s", flush=True)
 EOF
+declare -A RUN
+if [ "$RECIPE" = sweep ]; then
+  INIT=${INIT:-models/baseline.safetensors}; LR=${LR:-1.5e-3}; WARMUP=${WARMUP:-300}
+  RUN=(
+    [baseline]="--no-grl"
+    [grl-1]="--grl-layer 1" [grl-2]="--grl-layer 2" [grl-3]="--grl-layer 3"
+    [grl-4]="--grl-layer 4" [grl-5]="--grl-layer 5" [grl-6]="--grl-layer 6"
+    [tdnn-3]="--grl-layer 3 --speaker-head tdnn"
+    [tdnn-123-l2]="--grl-layer 1 --grl-layer 2 --grl-layer 3 --speaker-head tdnn --lambda-max 2"
+  )
+elif [ "$RECIPE" = anonymity ]; then
+  # every run: per-chunk instance norm of the split-layer output, x-vector-style (TDNN) adversaries
+  INIT=${INIT:-models/anonymized.safetensors}; LR=${LR:-1e-3}; WARMUP=${WARMUP:-200}
+  a="--split-norm chunk --speaker-head tdnn"
+  RUN=(
+    [s3-l3]="$a --split-layer 3 --grl-layer 3 --lambda-max 3"
+    [s3-l3-r]="$a --split-layer 3 --grl-layer 3 --lambda-max 3 --head-reset 250"
+    [s3-l10-r]="$a --split-layer 3 --grl-layer 3 --lambda-max 10 --head-reset 250"
+    [s3-m23-l3-r]="$a --split-layer 3 --grl-layer 2 --grl-layer 3 --lambda-max 3 --head-reset 250"
+    [s4-l3]="$a --split-layer 4 --grl-layer 4 --lambda-max 3"
+    [s4-l3-r]="$a --split-layer 4 --grl-layer 4 --lambda-max 3 --head-reset 250"
+    [s4-l10-r]="$a --split-layer 4 --grl-layer 4 --lambda-max 10 --head-reset 250"
+    [s5-l3-r]="$a --split-layer 5 --grl-layer 5 --lambda-max 3 --head-reset 250"
+  )
+else
+  echo "RECIPE must be sweep or anonymity" >&2; exit 2
+fi
 common="--corpus $DATA/corpus --init-from $INIT --steps 4000 --time-budget $BUDGET --time-limit $LIMIT \
- --batch-seconds 320 --batch-utts 160 --lr 1.5e-3 --warmup 300 --eval-every 1000 --load-workers 4 $EXTRA"
-declare -A RUN=(
-  [baseline]="--no-grl"
-  [grl-1]="--grl-layer 1" [grl-2]="--grl-layer 2" [grl-3]="--grl-layer 3"
-  [grl-4]="--grl-layer 4" [grl-5]="--grl-layer 5" [grl-6]="--grl-layer 6"
-  [tdnn-3]="--grl-layer 3 --speaker-head tdnn"
-  [tdnn-123-l2]="--grl-layer 1 --grl-layer 2 --grl-layer 3 --speaker-head tdnn --lambda-max 2"
-)
+ --batch-seconds 320 --batch-utts 160 --lr $LR --warmup $WARMUP --eval-every 1000 --load-workers 4 $EXTRA"
 export OMP_NUM_THREADS=1
 for name in "${!RUN[@]}"; do
   $PY -m toolkit.cli train --out "$RUNS/$name" ${RUN[$name]} $common > "$RUNS/$name.log" 2>&1 &
@@ -56,17 +78,13 @@ import sys, tarfile, json
 from pathlib import Path
 from toolkit.model.checkpoint import load_checkpoint, save_checkpoint, tokenizer_from
 runs, out = Path(sys.argv[1]), Path(sys.argv[2])
-groups = [["baseline", "grl-1"], ["grl-2", "grl-4"], ["grl-5", "grl-6"], ["grl-3", "tdnn-3"], ["tdnn-123-l2"]]
-for gi, names in enumerate(groups):
-    with tarfile.open(out / f"models{gi}.tar", "w") as tar:
-        for n in names:
-            src = runs / n / "last.safetensors"
-            if not src.exists():
-                print("missing", src); continue
-            model, cfg = load_checkpoint(src)
-            dst = runs / "fp16" / f"{n}.safetensors"
-            save_checkpoint(dst, model, tokenizer_from(cfg), cfg["speakers"], cfg["provenance"], "float16")
-            tar.add(dst, arcname=dst.name); tar.add(dst.with_suffix(".json"), arcname=f"{n}.json")
+for src in sorted(runs.glob("*/last.safetensors")):
+    n = src.parent.name
+    model, cfg = load_checkpoint(src)
+    dst = runs / "fp16" / f"{n}.safetensors"
+    save_checkpoint(dst, model, tokenizer_from(cfg), cfg["speakers"], cfg["provenance"], "float16")
+    with tarfile.open(out / f"model-{n}.tar", "w") as tar:
+        tar.add(dst, arcname=dst.name); tar.add(dst.with_suffix(".json"), arcname=f"{n}.json")
 with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
     for p in sorted(runs.glob("*.log")) + sorted(runs.glob("*/log.jsonl")):
         tar.add(p, arcname=str(p.relative_to(runs)))

@@ -49,3 +49,27 @@ def test_grl_reverses_encoder_gradient_in_model(small_model):
         grads.append(small_model.blocks[0].attn.qkv.weight.grad.clone())
     assert grads[0].abs().sum() > 0
     assert torch.allclose(grads[0], -grads[1], atol=1e-6)
+
+
+def test_head_reset_gives_fresh_deterministic_heads_and_drops_their_moments():
+    from tests.conftest import small_config
+    from toolkit.model.asr import VeilModel
+    from toolkit.training.loop import reset_speaker_heads
+    for head in ("mlp", "tdnn"):
+        model = VeilModel(small_config(speaker_head=head, grl_layers=[1, 2]))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        pcm = torch.randn(2, 16000)
+        out = model(pcm, torch.tensor([16000, 12000]), grl_lambda=1.0)
+        (out["log_probs"].mean() + sum(v.logsumexp(-1).mean() for v in out["speaker_logits"].values())).backward()
+        opt.step()
+        trained = {k: v.clone() for k, v in model.state_dict().items()}
+        reset_speaker_heads(model, opt, seed=7)
+        after = model.state_dict()
+        heads = [k for k in after if k.startswith("speaker_heads")]
+        assert heads and all(not torch.equal(after[k], trained[k]) for k in heads if k.endswith("weight"))
+        assert all(torch.equal(after[k], trained[k]) for k in after if not k.startswith("speaker_heads"))
+        assert all(p not in opt.state for p in model.speaker_heads.parameters())
+        assert all(p in opt.state for p in model.blocks.parameters())
+        other = VeilModel(small_config(speaker_head=head, grl_layers=[1, 2]))
+        reset_speaker_heads(other, torch.optim.AdamW(other.parameters()), seed=7)
+        assert all(torch.equal(other.state_dict()[k], after[k]) for k in heads)

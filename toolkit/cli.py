@@ -48,7 +48,7 @@ def _cmd_train(args) -> int:
                       init_from=args.init_from or "", dev_utts=args.dev_utts, warmup=args.warmup,
                       threads=args.threads, model=mcfg, max_batch_utts=args.batch_utts,
                       time_budget_min=args.time_budget, load_workers=args.load_workers,
-                      speaker_weight=args.speaker_weight)
+                      speaker_weight=args.speaker_weight, head_reset_every=args.head_reset)
     res = train(cfg, command="veil " + shlex.join(sys.argv[1:]))
     if res:
         print(json.dumps(res))
@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--speaker-head", choices=["mlp", "tdnn"], default="mlp",
                    help="adversary behind the GRL: pooled-stats MLP, or an x-vector-style TDNN")
     t.add_argument("--speaker-weight", type=float, default=1.0, help="weight of each speaker loss")
+    t.add_argument("--head-reset", type=int, default=0, metavar="N",
+                   help="re-initialize the speaker heads every N steps, so the encoder keeps facing fresh adversaries")
     t.add_argument("--split-norm", choices=["none", "chunk"], default="none",
                    help="'chunk': instance-normalize the prefix output per chunk (removes global timbre stats)")
     t.add_argument("--split-layer", type=int, default=3, help="blocks 1..K run chunked on the phone")

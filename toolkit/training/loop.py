@@ -30,7 +30,7 @@ from toolkit.decoding.evaluate import evaluate_set
 from toolkit.errors import VeilError
 from toolkit.model.asr import ModelConfig, VeilModel
 from toolkit.model.checkpoint import atomic_save_tensors, load_checkpoint, save_checkpoint
-from toolkit.model.grl import ganin_lambda
+from toolkit.model.grl import SPEAKER_HEADS, ganin_lambda
 from toolkit.text.tokenizer import CharTokenizer
 
 
@@ -53,6 +53,7 @@ class TrainConfig:
     max_batch_utts: int = 64      # cap on utterances per batch (raise it with --batch-seconds on a GPU)
     time_budget_min: float = 0.0  # >0: after 200 steps (100 timed), set ``steps`` so that training fills this budget
     load_workers: int = 1         # processes decoding the corpus (decoded audio is cached in the corpus dir)
+    head_reset_every: int = 0     # >0: re-initialize the speaker heads (and their Adam moments) every N steps
     model: ModelConfig = field(default_factory=ModelConfig)
 
 
@@ -91,6 +92,20 @@ def compute_losses(model, pcm, lengths, targets: list[torch.Tensor], speaker_lab
     spk = {} if speaker_labels is None else {
         k: F.cross_entropy(logits, speaker_labels) for k, logits in o["speaker_logits"].items()}
     return ctc, spk
+
+
+def reset_speaker_heads(model: VeilModel, opt: torch.optim.Optimizer, seed: int) -> None:
+    """Replace every speaker head by a freshly initialized one (same seed on every DDP rank) and drop its
+    optimizer moments. A GRL adversary that trains alongside the encoder gets fooled by features that a
+    fresh attacker still reads; periodic resets make the encoder face new adversaries, as attackers are."""
+    cfg = model.cfg
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for head in model.speaker_heads.values():
+            fresh = SPEAKER_HEADS[cfg.speaker_head](cfg.d_model, cfg.n_speakers, cfg.speaker_hidden)
+            head.load_state_dict(fresh.state_dict())
+            for p in head.parameters():
+                opt.state.pop(p, None)
 
 
 def _save_state(out: Path, step: int, model, opt, tokenizer, speakers, provenance) -> None:
@@ -216,6 +231,8 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             step += 1
+            if cfg.head_reset_every and model.speaker_heads and step % cfg.head_reset_every == 0:
+                reset_speaker_heads(model, opt, cfg.seed * 1_000_003 + step)
             if cfg.time_budget_min and step == budget_from + RATE_PROBE_STEPS:
                 rate_start = time.time()  # the first steps include start-up; time the next ones
             if cfg.time_budget_min and step == budget_from + 2 * RATE_PROBE_STEPS:
