@@ -5,6 +5,7 @@
 #
 #   RECIPE=sweep bash scripts/train_gpu.sh      # baseline, GRL k = 1..6, two TDNN variants (from the baseline)
 #   RECIPE=anonymity bash scripts/train_gpu.sh  # split-norm + adversary variants (from the shipped anonymized)
+#   RECIPE=anonymity-continue bash scripts/train_gpu.sh  # the two split-4 winners, continued
 #   env: VEIL_DATA (/tmp/veil), BUDGET_MIN (6.5), LIMIT_MIN (7.3), LR, WARMUP
 #
 # The device machine has torch but not soundfile/jiwer: their wheels are installed from .whl/ if present.
@@ -61,10 +62,18 @@ elif [ "$RECIPE" = anonymity ]; then
     [s4-l10-r]="$a --split-layer 4 --grl-layer 4 --lambda-max 10 --head-reset 250"
     [s5-l3-r]="$a --split-layer 5 --grl-layer 5 --lambda-max 3 --head-reset 250"
   )
+elif [ "$RECIPE" = anonymity-continue ]; then
+  # continue the two split-4 winners of RECIPE=anonymity from their checkpoints (put in $CONT_DIR)
+  INIT=""; LR=${LR:-5e-4}; WARMUP=${WARMUP:-100}; CONT=${CONT_DIR:-/tmp/veil-init}
+  a="--split-norm chunk --speaker-head tdnn --split-layer 4 --grl-layer 4 --head-reset 250"
+  RUN=(
+    [s4-l10-r-c]="$a --lambda-max 10 --init-from $CONT/s4-l10-r.safetensors"
+    [s4-l3-r-c]="$a --lambda-max 3 --init-from $CONT/s4-l3-r.safetensors"
+  )
 else
-  echo "RECIPE must be sweep or anonymity" >&2; exit 2
+  echo "RECIPE must be sweep, anonymity or anonymity-continue" >&2; exit 2
 fi
-common="--corpus $DATA/corpus --init-from $INIT --steps 4000 --time-budget $BUDGET --time-limit $LIMIT \
+common="--corpus $DATA/corpus ${INIT:+--init-from $INIT} --steps 4000 --time-budget $BUDGET --time-limit $LIMIT \
  --batch-seconds 320 --batch-utts 160 --lr $LR --warmup $WARMUP --eval-every 1000 --load-workers 4 $EXTRA"
 export OMP_NUM_THREADS=1
 for name in "${!RUN[@]}"; do

@@ -1,6 +1,7 @@
 """`veil bench`: a short real run on a small model (schema-valid JSON, MD, PNG), the phone-runner output parsers
-on real output samples of ExecuTorch's executor_runner and LiteRT's benchmark_model, the Android plumbing
-with a fake adb, and the one-line no-device error. Speeds are never asserted."""
+on real output samples of ExecuTorch's executor_runner, LiteRT's benchmark_model and XCTest performance tests
+under xcodebuild, the Android plumbing with a fake adb, `--device ios --ios-log` end to end, and the one-line
+no-device and bad-log errors. Speeds are never asserted."""
 from __future__ import annotations
 
 import json
@@ -95,6 +96,124 @@ def test_benchmark_model_error_output():
     assert not p["ok"] and "Failed" in p["error"]
 
 
+# ---- XCTest (xcodebuild) logs ---------------------------------------------------------------------------------
+
+def test_xcodebuild_log_from_an_iphone_classic_measure_block():
+    p = phones.parse_xctest_log(fixture("xcodebuild_time_iphone_xs_max.txt"))
+    assert p["ok"] and p["destination"] is None
+    assert list(p["tests"]) == ["SpeedTestTests.CombineTests.testCombineLatestCreating",
+                                "SpeedTestTests.CombineTests.testPublishSubjectCreating",
+                                "SpeedTestTests.CombineTests.testPublishSubjectPumping"]
+    t = p["tests"]["SpeedTestTests.CombineTests.testCombineLatestCreating"]
+    assert t["status"] == "passed" and t["seconds"] == pytest.approx(3.484) and t["marker"] is None
+    (metric,) = t["metrics"].values()
+    assert metric["name"] == "Time" and metric["unit"] == "seconds" and metric["veil_unit"] == "ms"
+    assert metric["average"] == pytest.approx(0.317) and metric["average_ms"] == pytest.approx(317.0)
+    assert metric["rsd_percent"] == pytest.approx(6.035)
+    assert metric["metric_id"] == "com.apple.XCTPerformanceMetric_WallClockTime"
+    assert metric["values"][:2] == [pytest.approx(0.373770), pytest.approx(0.315254)] and len(metric["values"]) == 10
+    assert metric["values_ms"][-1] == pytest.approx(308.311)
+    m = phones.measurement_from_xctest(t, chunk_seconds=2.0, macs=int(1e9))
+    assert m["status"] == "ok" and m["runs"] == 10 and m["latency_statistic"] == "p50"
+    assert m["p50_ms"] == pytest.approx((309.422 + 310.991) / 2)  # median of the 10 values
+    assert m["min_ms"] == pytest.approx(308.293) and m["max_ms"] == pytest.approx(373.770)
+    assert m["mean_ms"] == pytest.approx(316.8024) and m["p50_ms"] <= m["p90_ms"] <= m["p99_ms"] <= m["max_ms"]
+    assert m["rtf"] == pytest.approx(m["p50_ms"] / 1e3 / 2.0) and m["gmacs"] == pytest.approx(1e3 / m["p50_ms"])
+    assert m["load_ms"] is None and m["first_inference_ms"] is None and m["peak_rss_inference_bytes"] is None
+    assert m["threads"] is None and m["latency_metric"] == "Time, seconds" and m["rsd_percent"] == pytest.approx(6.035)
+    pumping = p["tests"]["SpeedTestTests.CombineTests.testPublishSubjectPumping"]["metrics"]["Time"]
+    assert pumping["average"] == pytest.approx(0.142) and pumping["values_ms"][2] == pytest.approx(134.096)
+
+
+def test_xcodebuild_log_with_clock_and_memory_metrics():
+    p = phones.parse_xctest_log(fixture("xcodebuild_clock_memory_ios_simulator.txt"))
+    assert p["destination"] == "platform=iOS Simulator,name=iPhone 15,OS=latest"
+    (name,) = p["tests"]  # the two tests without measurements are not listed
+    assert name == "PulsumTests.LiveWaveformBufferTests.testWaveformPerfFeed30Seconds"
+    metrics = p["tests"][name]["metrics"]
+    assert list(metrics) == ["Memory Peak Physical", "Memory Physical", "Clock Monotonic Time"]
+    peak, phys, clock = metrics.values()
+    assert peak["unit"] == "kB" and peak["average_bytes"] == pytest.approx(55266424)
+    assert peak["values_bytes"] == [pytest.approx(55266424)] * 5
+    assert peak["metric_id"] == "com.apple.dt.XCTMetric_Memory.physical_peak"
+    assert phys["average_bytes"] == 0 and phys["values_bytes"] == [0] * 5
+    assert clock["unit"] == "s" and clock["average"] == 0.0 and clock["rsd_percent"] == pytest.approx(6.789)
+    assert clock["values_ms"] == [pytest.approx(v) for v in (0.158, 0.150, 0.148, 0.178, 0.158)]
+    m = phones.measurement_from_xctest(p["tests"][name], chunk_seconds=1.0, macs=None)
+    # statistics come from the values: the printed average (3 decimals) reads 0.000 s
+    assert m["runs"] == 5 and m["p50_ms"] == pytest.approx(0.158) and m["mean_ms"] == pytest.approx(0.1584)
+    assert m["min_ms"] == pytest.approx(0.148) and m["max_ms"] == pytest.approx(0.178)
+    assert m["peak_rss_inference_bytes"] == 55266424 and m["peak_rss_load_bytes"] is None
+    assert m["latency_metric"] == "Clock Monotonic Time, s" and m["gmacs"] is None
+
+
+def test_xctest_log_with_cpu_metrics_and_no_clock():
+    p = phones.parse_xctest_log(fixture("xctest_swift_test_cpu_memory_macos.txt"))
+    classic = p["tests"]["SpecificationKitTests.AnySpecificationPerformanceTests.testNestedCompositionPerformance"]
+    assert classic["metrics"]["Time"]["values_ms"][0] == pytest.approx(2.907)
+    assert phones.measurement_from_xctest(classic, 1.0, None)["p50_ms"] == pytest.approx((2.140 + 2.305) / 2)
+    t = p["tests"]["SpecificationKitTests.AnySpecificationPerformanceTests.testWrappedSpecificationOverhead"]
+    metrics = t["metrics"]
+    assert list(metrics) == ["Memory Physical", "CPU Instructions Retired", "CPU Cycles", "CPU Time",
+                             "Memory Peak Physical"]
+    assert metrics["Memory Physical"]["values_bytes"] == [pytest.approx(v) for v in (16384, 0, 0, 0, 32768)]
+    assert metrics["Memory Physical"]["rsd_percent"] == pytest.approx(133.333)
+    assert metrics["CPU Time"]["values_ms"] == [pytest.approx(v) for v in (16.194, 14.182, 12.462, 10.895, 10.415)]
+    kinst = metrics["CPU Instructions Retired"]
+    assert kinst["unit"] == "kI" and "veil_unit" not in kinst and kinst["average"] == pytest.approx(308575.079)
+    assert metrics["CPU Cycles"]["values"][0] == pytest.approx(46862.652)
+    assert metrics["Memory Peak Physical"]["values_bytes"][-1] == pytest.approx(23200416)
+    m = phones.measurement_from_xctest(t, 1.0, None)  # memory and CPU only: no latency to report
+    assert m["status"] == "failed" and "no wall-clock metric" in m["error"] and "CPU Time" in m["error"]
+
+
+def test_xctest_log_without_measurements():
+    p = phones.parse_xctest_log("Test Case '-[A.B testC]' started.\nTest Case '-[A.B testC]' passed (0.001 seconds).\n"
+                                "** TEST SUCCEEDED **\n")
+    assert not p["ok"] and p["tests"] == {} and "no XCTest performance measurements" in p["error"]
+
+
+def _template_log(test: str, artifact: str, units: str) -> str:
+    """What Veil's XCTest template prints for one test case: its NSLog marker line, then XCTest's lines (the
+    measured line is the real clock line of the simulator fixture, renamed to the template's test case)."""
+    clock = next(ln for ln in fixture("xcodebuild_clock_memory_ios_simulator.txt").splitlines()
+                 if "[Clock Monotonic Time, s]" in ln)
+    clock = clock.replace("PulsumTests.LiveWaveformBufferTests testWaveformPerfFeed30Seconds",
+                          f"VeilBenchTests.VeilPrefixBenchTests {test}")
+    return (f"Test Case '-[VeilBenchTests.VeilPrefixBenchTests {test}]' started.\n"
+            f"2026-01-21 09:50:53.852000+0100 VeilBench[812:40123] veil-bench: case={test} artifact={artifact} "
+            f"compute_units={units} device=iPhone15,2 os=17.5.1 load_ms=41.250 first_inference_ms=9.875 "
+            f"iterations=50\n{clock}\n"
+            f"Test Case '-[VeilBenchTests.VeilPrefixBenchTests {test}]' passed (1.234 seconds).\n")
+
+
+def test_ios_bench_matches_template_rows_to_artifacts(tmp_path):
+    log = tmp_path / "ios-bench.log"
+    log.write_text(_template_log("testPrefixAll", "p-int8-weights.mlpackage", "all")
+                   + _template_log("testPrefixCPUOnly", "other.mlpackage", "cpuOnly"))
+    arts = [({"backend": b, "recipe": r, "file": f, "size_bytes": n}, tmp_path / f)
+            for b, r, f, n in (("coreml", "int8-weights", "p-int8-weights.mlpackage", 7),
+                               ("coreml", "fp16", "p-fp16.mlpackage", 9), ("executorch", "fp32", "p.pte", 5))]
+    out = phones.ios_bench(str(log), arts, chunk_seconds=1.0, macs=None)
+    assert out["kind"] == "ios" and out["log"] == str(log) and out["model"] == "iPhone15,2"
+    matched, other = out["artifacts"]
+    assert matched["file"] == "p-int8-weights.mlpackage" and matched["recipe"] == "int8-weights"
+    assert matched["artifact_matched"] and matched["size_bytes"] == 7 and matched["os"] == "17.5.1"
+    assert matched["test"] == "VeilBenchTests.VeilPrefixBenchTests.testPrefixAll" and matched["tool"] == "xctest"
+    (m,) = matched["measurements"]
+    assert m["load_ms"] == pytest.approx(41.25) and m["first_inference_ms"] == pytest.approx(9.875)
+    assert m["compute_units"] == "all" and m["p50_ms"] == pytest.approx(0.158)
+    assert not other["artifact_matched"] and other["file"] == "other.mlpackage" and "not among" in other["note"]
+    assert other["measurements"][0]["compute_units"] == "cpuOnly"
+    # a log without markers (a test of one's own) goes to the export's only Core ML artifact, else unattributed
+    plain = tmp_path / "plain.log"
+    plain.write_text(fixture("xcodebuild_time_iphone_xs_max.txt"))
+    rows = phones.ios_bench(str(plain), arts[1:], 2.0, None)["artifacts"]
+    assert [r["file"] for r in rows] == ["p-fp16.mlpackage"] * 3 and all(r["artifact_matched"] for r in rows)
+    rows = phones.ios_bench(str(plain), arts, 2.0, None)["artifacts"]
+    assert [r["file"] for r in rows] == [None] * 3 and "not attributed" in rows[0]["note"]
+
+
 # ---- devices -------------------------------------------------------------------------------------------------
 
 def _fake_adb(tmp_path: Path, devices: str) -> Path:
@@ -145,6 +264,37 @@ def test_ios_off_macos_is_a_no_device_error(tmp_path, capsys):
     assert "no-device: --device ios needs macOS" in capsys.readouterr().err
 
 
+def test_ios_on_macos_without_log_names_the_xcodebuild_command(tmp_path, monkeypatch, capsys):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    xcrun = bindir / "xcrun"
+    xcrun.write_text("#!/bin/sh\nexit 0\n")
+    xcrun.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir))
+    monkeypatch.setattr(phones.sys, "platform", "darwin")
+    assert veil_main(["bench", str(tmp_path), "--device", "ios"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no-device" not in err
+    assert "xcodebuild test -project VeilBench.xcodeproj" in err and "-destination 'platform=iOS,id=<UDID>'" in err
+    assert "VeilPrefixBenchTests.swift" in err and "--ios-log ios-bench.log" in err
+
+
+def test_bad_ios_log_is_a_one_line_error(tmp_path, capsys):
+    empty = tmp_path / "empty.log"
+    empty.write_text("Build succeeded\n** TEST SUCCEEDED **\n")
+    binary = tmp_path / "binary.log"
+    binary.write_bytes(bytes(range(256)) * 4)
+    for bad, want in ((empty, "no XCTest performance measurements"), (binary, "no XCTest performance measurements"),
+                      (tmp_path / "missing.log", "cannot read the --ios-log file"),
+                      (tmp_path, "cannot read the --ios-log file")):
+        # fails before any slow work: tmp_path holds no export (that error would come later)
+        assert veil_main(["bench", str(tmp_path), "--device", "ios", "--ios-log", str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"veil bench: {bad}: {want}") and "\n" not in err and "Traceback" not in err
+    assert veil_main(["bench", str(tmp_path), "--ios-log", str(empty)]) == 2
+    assert "--ios-log goes with --device ios" in capsys.readouterr().err
+
+
 def test_android_plumbing_with_fake_adb(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(_fake_adb(tmp_path, "SER1\tdevice\n")) + os.pathsep + os.environ["PATH"])
     monkeypatch.delenv("ADB", raising=False)
@@ -181,8 +331,7 @@ def corpus(request) -> Path:
 
 
 @pytest.fixture(scope="module")
-def small_export(tmp_path_factory, corpus) -> Path:
-    from toolkit.exporting.prefix_export import ExportRequest, export_prefix
+def small_checkpoint(tmp_path_factory) -> Path:
     from toolkit.model.asr import VeilModel
     from toolkit.model.checkpoint import save_checkpoint
     from toolkit.text.tokenizer import CharTokenizer
@@ -192,10 +341,25 @@ def small_export(tmp_path_factory, corpus) -> Path:
     with torch.no_grad():
         model.frontend.feat_mean.fill_(-6.0)
         model.frontend.feat_std.fill_(3.0)
-    ckpt = save_checkpoint(work / "small.safetensors", model, CharTokenizer(), speakers=list("abcd"), provenance={})
-    out = work / "export"
-    export_prefix(ExportRequest(checkpoint=ckpt, target="android", recipes=["executorch=fp32", "litert=int8-dynamic"],
-                                out=out, corpus=corpus))
+    return save_checkpoint(work / "small.safetensors", model, CharTokenizer(), speakers=list("abcd"), provenance={})
+
+
+@pytest.fixture(scope="module")
+def small_export(small_checkpoint, corpus) -> Path:
+    from toolkit.exporting.prefix_export import ExportRequest, export_prefix
+    out = small_checkpoint.parent / "export"
+    export_prefix(ExportRequest(checkpoint=small_checkpoint, target="android",
+                                recipes=["executorch=fp32", "litert=int8-dynamic"], out=out, corpus=corpus))
+    return out
+
+
+@pytest.fixture(scope="module")
+def ios_export(small_checkpoint, corpus) -> Path:
+    """A Core ML-only export: with --no-baselines nothing runs on the host, so an --ios-log bench is cheap."""
+    from toolkit.exporting.prefix_export import ExportRequest, export_prefix
+    out = small_checkpoint.parent / "export-ios"
+    export_prefix(ExportRequest(checkpoint=small_checkpoint, target="ios", recipes=["coreml=fp16"], out=out,
+                                corpus=corpus))
     return out
 
 
@@ -232,6 +396,38 @@ def test_short_bench_run_gives_schema_valid_json(bench_run):
     assert doc["targets"]["speed"]["status"] in ("met", "not met", "partly met")
     assert doc["command"].startswith("veil bench ") and "--quick" in doc["command"]
     assert doc["settings"]["quick"] is True
+
+
+@pytest.mark.parametrize("log", ["xcodebuild_time_iphone_xs_max.txt", "xcodebuild_clock_memory_ios_simulator.txt"])
+def test_bench_with_ios_log_writes_the_device_results(ios_export, corpus, tmp_path, log):
+    out = tmp_path / "results"
+    rc = veil_main(["bench", str(ios_export), "--no-baselines", "--ceiling", "none", "--threads", "1", "--runs", "1",
+                    "--rounds", "1", "--warmup", "0", "--quick", "--payload-utts", "1", "--no-plots",
+                    "--corpus", str(corpus), "--out", str(out), "--name", "ios",
+                    "--device", "ios", "--ios-log", str(FIXTURES / log)])
+    assert rc == 0
+    doc = json.loads((out / "ios.json").read_text())
+    report.validate(doc)
+    (coreml,) = doc["artifacts"]
+    assert coreml["backend"] == "coreml" and coreml["status"] == "needs-macos"
+    device = doc["device"]
+    assert device["kind"] == "ios" and device["log"] == str(FIXTURES / log)
+    assert f"--ios-log {FIXTURES / log}" in doc["command"]
+    parsed = phones.parse_xctest_log(fixture(log))
+    assert [r["test"] for r in device["artifacts"]] == list(parsed["tests"])
+    for row in device["artifacts"]:  # no marker: the export's only Core ML artifact
+        assert row["file"] == Path(coreml["file"]).name and row["recipe"] == "fp16" and row["artifact_matched"]
+        (m,) = row["measurements"]
+        assert m["status"] == "ok" and m["runs"] > 0 and m["p50_ms"] > 0
+        assert m["rtf"] == pytest.approx(m["p50_ms"] / 1e3 / doc["chunk"]["seconds"])
+        assert m["gmacs"] == pytest.approx(doc["prefix"]["macs_per_chunk"] / (m["p50_ms"] / 1e3) / 1e9)
+    first = device["artifacts"][0]["measurements"][0]
+    if log.startswith("xcodebuild_time"):
+        assert first["p50_ms"] == pytest.approx((309.422 + 310.991) / 2) and device["destination"] is None
+    else:
+        assert first["peak_rss_inference_bytes"] == 55266424 and device["destination"].startswith("platform=iOS Sim")
+    md = (out / "ios.md").read_text()
+    assert "## Phone (iOS)" in md and device["artifacts"][0]["test"] in md
 
 
 def test_schema_rejects_broken_documents(bench_run):

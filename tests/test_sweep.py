@@ -11,6 +11,7 @@ import torch
 from tests.conftest import small_config
 from toolkit.cli import main as veil_main
 from toolkit.data.librispeech import read_librispeech
+from toolkit.errors import VeilError
 from toolkit.model.asr import VeilModel
 from toolkit.model.checkpoint import save_checkpoint
 from toolkit.privacy import sweep
@@ -160,3 +161,29 @@ def test_attempts_log_appends_and_renders(tmp_path):
     assert "| plain-grl-k3 | " in md and "95.1 (95.9)" in md and "`veil train x`" in md
     assert veil_main(["attempts", "add", str(tmp_path / "missing.json"), "--name", "n", "--tried", "t",
                       "--verdict", "v", "--log", str(log)]) == 2
+
+
+def test_attempt_takes_the_baseline_from_another_report(tmp_path):
+    row = lambda lr, e: {"closed_lr": {"accuracy": lr, "chance": 3.125}, "closed_mlp": {"accuracy": lr - 1},
+                         "open_xvector": {"eer": e}}
+    alone = tmp_path / "alone.json"
+    alone.write_text(json.dumps({"seed": 0, "eval_utterances": 1280, "models": {
+        "anonymized": {"checkpoint": "a.safetensors", "grl_layers": [4], "layers": {"4": row(21.3, 35.1)}}}}))
+    layers = tmp_path / "layers.json"
+    layers.write_text(json.dumps({"seed": 0, "eval_utterances": 1280, "models": {
+        "baseline": {"checkpoint": "b.safetensors", "grl_layers": [], "layers": {"3": row(96.3, 5.3),
+                                                                                   "4": row(86.9, 11.3)}}}}))
+    e = entry_from_privacy(alone, "s4", "t", "v", layer=4, baseline_privacy=layers)
+    assert e["probe"]["baseline_lr"] == 86.9 and e["eer"]["baseline"] == 11.3
+    assert e["baseline_source"] == str(layers) and e["source"] == str(alone)
+    assert entry_from_privacy(alone, "s4", "t", "v", layer=4)["probe"]["baseline_lr"] is None
+    other = json.loads(layers.read_text())
+    del other["models"]["baseline"]["layers"]["4"]
+    (tmp_path / "only3.json").write_text(json.dumps(other))
+    with pytest.raises(VeilError, match="no baseline result at layer 4"):
+        entry_from_privacy(alone, "s4", "t", "v", layer=4, baseline_privacy=tmp_path / "only3.json")
+    other = json.loads(layers.read_text())
+    other["seed"] = 1
+    layers.write_text(json.dumps(other))
+    with pytest.raises(VeilError, match="other settings"):
+        entry_from_privacy(alone, "s4", "t", "v", layer=4, baseline_privacy=layers)

@@ -55,6 +55,7 @@ class BenchRequest:
     device: str | None = None
     executor_runner: str | None = None
     benchmark_model: str | None = None
+    ios_log: str | None = None              # saved `xcodebuild test` log of the iOS XCTest (--device ios)
     plots: bool = True
     rounds: int = 3                         # round-robin passes over all targets (timed runs split among them)
     quick: bool = False                     # smoke runs: fewer than 50 timed runs allowed, marked in the JSON
@@ -430,12 +431,13 @@ def run_bench(req: BenchRequest) -> dict:
 def measure_device(req: BenchRequest, exports, chunk, chunk_seconds, macs, work: Path) -> dict:
     from toolkit.bench import phones
     import export as backends
-    if req.device == "ios":
-        return phones.ios_bench()
     arts = []
     for export_dir, manifest in exports:
         for entry in manifest["artifacts"]:
             arts.append((entry, backends.Artifact.from_json(entry, export_dir).path))
+    if req.device == "ios":
+        say(f"device: ios, from the xcodebuild log {req.ios_log} ...")
+        return phones.ios_bench(req.ios_log, arts, chunk_seconds, macs)
     say(f"device: {req.device} ...")
     return phones.android_bench(req.device, arts, chunk, req.threads, req.runs, req.warmup, req.executor_runner,
                                 req.benchmark_model, chunk_seconds, macs, work)
@@ -457,10 +459,12 @@ def check_request(req: BenchRequest) -> None:
     if req.sweep:
         from toolkit.bench.sweep import sweep_backends
         sweep_backends(req.recipe)
+    if req.ios_log and req.device != "ios":
+        raise VeilError("--ios-log goes with --device ios")
     if req.device:
         from toolkit.bench import phones
         if req.device == "ios":
-            phones.ios_bench()
+            phones.check_ios(req.ios_log)
         else:
             phones.pick_device(req.device)
     out = Path(req.out_dir)

@@ -17,15 +17,33 @@ Android (``veil bench EXPORT_DIR --device android[:SERIAL] --executor-runner PAT
 (``-DEXECUTORCH_BUILD_XNNPACK=ON``, Android NDK toolchain); ``benchmark_model`` is LiteRT's
 tflite/tools/benchmark binary for android_arm64. Both are given by path; Veil does not build them.
 
-iOS (``--device ios``): Core ML measurement needs a Mac with Xcode and a provisioned device. The protocol:
-    1. ``xcrun devicectl list devices`` -> the device identifier;
-    2. open the ``.mlpackage`` in Xcode -> Performance tab -> "+" -> pick the device and compute units
-       (CPU only / CPU+GPU / All) -> Run; Xcode reports load, median prediction latency and the compute unit
-       of each op (the "Core ML performance report");
-    3. or build ``ios_demo`` and run it with ``xcrun devicectl device process launch`` to time predictions in
-       the app. Off macOS (or without ``xcrun``) Veil reports ``no-device`` for iOS.
+iOS (``veil bench EXPORT_DIR --device ios --ios-log FILE``): Core ML runs only on Apple's OS, so the phone run
+happens on a Mac with Xcode and a provisioned iPhone, and Veil parses its saved log:
 
-Without ``adb``, or with no device attached, the command fails with a one-line ``no-device`` error.
+    1. ``xcrun devicectl list devices``          -> the device identifier (UDID)
+    2. an iOS app project with a unit-test target holding ``toolkit/bench/ios/VeilPrefixBenchTests.swift`` and the
+       exported ``.mlpackage`` (set ``modelName`` there); per compute-unit setting (cpuOnly, cpuAndGPU,
+       cpuAndNeuralEngine, all) it times the load and the first prediction, runs W warm-up predictions, logs a
+       ``veil-bench: case=... artifact=... compute_units=... device=... load_ms=... first_inference_ms=...`` line,
+       then ``measure(metrics: [XCTClockMetric(), XCTCPUMetric(), XCTMemoryMetric()])`` over 50 iterations of one
+       prediction each (XCTest runs iterationCount + 1 and drops the first)
+    3. ``xcodebuild test -project VeilBench.xcodeproj -scheme VeilBench -configuration Release
+       -destination 'platform=iOS,id=<UDID>' -only-testing:VeilBenchTests/VeilPrefixBenchTests
+       -allowProvisioningUpdates 2>&1 | tee ios-bench.log``
+    4. ``veil bench EXPORT_DIR --device ios --ios-log ios-bench.log`` (on any OS)
+
+:func:`parse_xctest_log` reads XCTest's ``Test Case '...' measured [Clock Monotonic Time, s] average: ...,
+values: [...]`` lines (also ``[Time, seconds]`` of a classic ``measure {}``, ``[Memory Peak Physical, kB]``,
+``[CPU Time, s]``...) from any such log, the template's or a test of your own: p50/p90/p99 come from the
+per-iteration values, peak memory from Memory Peak Physical (the process's absolute peak, unlike the host's peak
+over a baseline); load and first-prediction times only from the template's marker line, else None. Rows are
+matched to the export's Core ML artifact by the marker's ``artifact=``, or to its only Core ML artifact.
+Xcode's interactive Core ML performance report (open the ``.mlpackage`` -> Performance -> "+" -> device and
+compute units: load, median prediction and the compute unit of each op) has no exported format Veil parses; use
+it to see where ops run. Without ``--ios-log``: off macOS (or without ``xcrun``) the command fails with
+``no-device``, on macOS with the xcodebuild command to run.
+
+Android without ``adb``, or with no device attached: the command fails with a one-line ``no-device`` error.
 """
 from __future__ import annotations
 
@@ -150,11 +168,134 @@ def measurement_from_tool(parsed: dict, threads: int, warmup: int, chunk_seconds
                  peak_rss_load_bytes=int(parsed["memory_init_mb"] * mb) if parsed["memory_init_mb"] is not None else None,
                  peak_rss_inference_bytes=int((parsed["peak_memory_mb"] or parsed["memory_overall_mb"] or 0) * mb)
                  if (parsed["peak_memory_mb"] or parsed["memory_overall_mb"]) is not None else None)
+    return _finish(m, threads, chunk_seconds, macs)
+
+
+def _finish(m: dict, threads: int | None, chunk_seconds: float, macs: int | None) -> dict:
+    """status, threads, the latency statistic used (p50 when per-run latencies exist, else mean), RTF, GMAC/s."""
     center = m["p50_ms"] if m["p50_ms"] is not None else m["mean_ms"]
     m.update(status="ok", threads=threads, latency_statistic="p50" if m["p50_ms"] is not None else "mean",
              rtf=(center / 1e3 / chunk_seconds) if center else None,
              gmacs=(macs / (center / 1e3) / 1e9) if (center and macs) else None)
     return m
+
+
+# XCTest performance lines, as xcodebuild (and `swift test`) print them, one per metric and test case:
+#   <file>:<line>: Test Case '-[Module.Class testName]' measured [Clock Monotonic Time, s] average: 0.012,
+#   relative standard deviation: 3.2%, values: [0.0121, ...], performanceMetricID:com.apple.dt.XCTMetric_Clock...
+# (swift-corelibs-xctest names the case 'Class.testName'). The average is printed with 3 decimals only, the
+# values with 6: statistics are computed from the values.
+_XC_MEASURED = re.compile(r"Test Case '(?P<test>[^']+)' measured \[(?P<metric>[^\]]+)\] "
+                          r"average: (?P<avg>[-+0-9.eE]+|-?nan), "
+                          r"relative standard deviation: (?P<rsd>[-+0-9.eE]+|-?nan)%"
+                          r"(?:, values: \[(?P<values>[^\]]*)\])?(?:, performanceMetricID:(?P<id>[\w.\-]+))?")
+_XC_STARTED = re.compile(r"Test Case '(?P<test>[^']+)' started\.")
+_XC_DONE = re.compile(r"Test Case '(?P<test>[^']+)' (?P<status>passed|failed|skipped) \((?P<seconds>[0-9.]+) seconds\)")
+_XC_DESTINATION = re.compile(r"xcodebuild\b[^\n]*?\s-destination\s+(?:\"([^\"]+)\"|'([^']+)'|(\S+))")
+_XC_MARKER = re.compile(r"veil-bench: (.*)$", re.M)
+# XCTest units -> (Veil unit, factor). XCTMemoryMetric's kB are 1000 bytes (its values are multiples of 16.384 kB,
+# the 16 KiB page of Apple silicon).
+_XC_UNITS = {"s": ("ms", 1e3), "seconds": ("ms", 1e3), "ms": ("ms", 1.0), "kB": ("bytes", 1e3),
+             "MB": ("bytes", 1e6), "B": ("bytes", 1.0)}
+# wall-clock metrics, preferred first: XCTClockMetric, then the classic measure {} block
+XC_LATENCY_METRICS = ("Clock Monotonic Time", "Time")
+
+
+def _xc_test_name(raw: str) -> str:
+    """'-[Module.Class testName]' -> 'Module.Class.testName'; 'Class.testName' stays."""
+    m = re.fullmatch(r"-\[(\S+) (\S+)\]", raw.strip())
+    return f"{m.group(1)}.{m.group(2)}" if m else raw.strip()
+
+
+def _xc_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def parse_xctest_log(text: str) -> dict:
+    """xcodebuild test (or swift test) output -> {ok, tests: {name: {status, seconds, metrics, marker}},
+    destination, error}. Each metric: {name, unit, average, rsd_percent, values, metric_id} as printed, plus
+    ``veil_unit`` and ``average_<unit>`` / ``values_<unit>`` converted to ms or bytes where the unit allows.
+    ``marker`` holds the ``veil-bench: key=value ...`` line of Veil's XCTest template for that test (artifact,
+    compute units, device, load and first-prediction times), when there is one."""
+    out: dict = {"tool": "xctest", "ok": False, "tests": {}, "destination": None, "error": None}
+    if m := _XC_DESTINATION.search(text):
+        out["destination"] = next(g for g in m.groups() if g)
+    tests: dict = out["tests"]
+
+    def test(raw: str) -> dict:
+        return tests.setdefault(_xc_test_name(raw), {"status": None, "seconds": None, "metrics": {}, "marker": None})
+
+    markers = {}
+    for line in text.splitlines():
+        if m := _XC_MEASURED.search(line):
+            name, _, unit = m.group("metric").rpartition(", ")
+            name, unit = (name, unit) if name else (unit, "")
+            values = [v for v in (_xc_float(x) for x in (m.group("values") or "").split(",") if x.strip())
+                      if v is not None]
+            metric = {"name": name, "unit": unit, "average": _xc_float(m.group("avg")),
+                      "rsd_percent": _xc_float(m.group("rsd")), "values": values, "metric_id": m.group("id")}
+            if unit in _XC_UNITS:
+                to, factor = _XC_UNITS[unit]
+                metric["veil_unit"] = to
+                metric[f"average_{to}"] = metric["average"] * factor if metric["average"] is not None else None
+                metric[f"values_{to}"] = [v * factor for v in values]
+            test(m.group("test"))["metrics"][name] = metric
+        elif m := _XC_DONE.search(line):
+            t = test(m.group("test"))
+            t["status"], t["seconds"] = m.group("status"), float(m.group("seconds"))
+        elif m := _XC_STARTED.search(line):
+            test(m.group("test"))
+        elif m := _XC_MARKER.search(line):
+            fields = dict(tok.split("=", 1) for tok in m.group(1).split() if "=" in tok)
+            for key in ("load_ms", "first_inference_ms"):
+                if key in fields:
+                    fields[key] = _xc_float(fields[key])
+            if fields.get("case"):
+                markers[fields["case"].removesuffix("()")] = fields
+    for name, t in tests.items():
+        t["marker"] = markers.get(name.rsplit(".", 1)[-1])
+    measured = {k: v for k, v in tests.items() if v["metrics"]}
+    out["tests"] = measured
+    if measured:
+        out["ok"] = True
+    else:
+        out["error"] = ("no XCTest performance measurements (\"Test Case '...' measured [...] average: ...\" lines) "
+                        "in the log")
+    return out
+
+
+def measurement_from_xctest(test: dict, chunk_seconds: float, macs: int | None) -> dict:
+    """One parsed XCTest case in the same schema as host measurements: latency statistics from the per-iteration
+    values of the wall-clock metric (XCTClockMetric, else the classic ``measure {}`` time), peak memory from
+    XCTMemoryMetric's Memory Peak Physical (the process's absolute peak, not over a baseline), load and first
+    prediction from Veil's template marker; what the log does not report is None."""
+    metrics = test["metrics"]
+    clock = next((metrics[k] for k in XC_LATENCY_METRICS if k in metrics and metrics[k].get("veil_unit") == "ms"),
+                 None)
+    if clock is None:
+        return {"status": "failed", "error": "no wall-clock metric in this test case (measure with XCTClockMetric, "
+                                             "as Veil's template does); measured: " + ", ".join(metrics)}
+    keys = ("runs", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "std_ms")
+    m = {k: None for k in keys}
+    if clock["values_ms"]:
+        from toolkit.bench.runner import latency_summary
+        m.update(latency_summary(clock["values_ms"]))
+    else:
+        m["mean_ms"] = clock["average_ms"]
+    marker = test.get("marker") or {}
+    peak = metrics.get("Memory Peak Physical", {})
+    peak_values = peak.get("values_bytes") or ([peak["average_bytes"]] if peak.get("average_bytes") is not None else [])
+    cpu = metrics.get("CPU Time", {})
+    m.update(load_ms=marker.get("load_ms"), first_inference_ms=marker.get("first_inference_ms"),
+             peak_rss_load_bytes=None, peak_rss_inference_bytes=int(round(max(peak_values))) if peak_values else None,
+             peak_rss_method="XCTMemoryMetric Memory Peak Physical (process peak, absolute)" if peak_values else None,
+             cpu_time_mean_ms=(float(np.mean(cpu["values_ms"])) if cpu.get("values_ms") else cpu.get("average_ms")),
+             latency_metric=f"{clock['name']}, {clock['unit']}", rsd_percent=clock["rsd_percent"],
+             compute_units=marker.get("compute_units"))
+    return _finish(m, None, chunk_seconds, macs)
 
 
 # ---- adb ----------------------------------------------------------------------------------------------------
@@ -259,9 +400,70 @@ def android_bench(device_arg: str, artifacts: list[tuple[dict, Path]], chunk: np
     return {"kind": "android", "serial": serial, "model": model, "abi": abi, "artifacts": results}
 
 
-def ios_bench(*_args, **_kwargs) -> dict:
+# ---- iOS: a saved xcodebuild log ----------------------------------------------------------------------------
+
+IOS_TEMPLATE = Path(__file__).resolve().parent / "ios" / "VeilPrefixBenchTests.swift"
+XCODEBUILD_COMMAND = ("xcodebuild test -project VeilBench.xcodeproj -scheme VeilBench -configuration Release "
+                      "-destination 'platform=iOS,id=<UDID>' -only-testing:VeilBenchTests/VeilPrefixBenchTests "
+                      "-allowProvisioningUpdates 2>&1 | tee ios-bench.log")
+
+
+def read_ios_log(ios_log: str | Path) -> tuple[Path, dict]:
+    """Read and parse a saved xcodebuild log; VeilError naming the file when it is unreadable or holds no
+    XCTest measurement."""
+    path = Path(ios_log)
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise VeilError(f"{path}: cannot read the --ios-log file ({exc.strerror or exc})") from None
+    parsed = parse_xctest_log(text)
+    if not parsed["ok"]:
+        raise VeilError(f"{path}: {parsed['error']}; pass the saved output of `xcodebuild test` running "
+                        f"{IOS_TEMPLATE.name} on the iPhone")
+    return path, parsed
+
+
+def check_ios(ios_log: str | Path | None) -> None:
+    """Fail early: without a log, no-device off macOS and the command to run on macOS; a bad log names itself."""
+    if ios_log:
+        read_ios_log(ios_log)
+        return
     if sys.platform != "darwin" or not shutil.which("xcrun"):
         raise NoDevice("no-device: --device ios needs macOS with Xcode (xcrun devicectl) and an attached iPhone; "
-                       "see the protocol in toolkit/bench/phones.py")
-    raise VeilError("--device ios: automated Core ML runs are not implemented; follow the Xcode performance-report "
-                    "protocol in toolkit/bench/phones.py")
+                       "see the protocol in toolkit/bench/phones.py (or pass --ios-log FILE, a saved xcodebuild log)")
+    raise VeilError(f"--device ios: run {IOS_TEMPLATE.name} on the iPhone (UDID from `xcrun devicectl list devices`): "
+                    f"{XCODEBUILD_COMMAND}; then pass the log: --ios-log ios-bench.log")
+
+
+def ios_bench(ios_log: str | Path | None, artifacts: list[tuple[dict, Path]] = (), chunk_seconds: float = 1.0,
+              macs: int | None = None) -> dict:
+    """A saved xcodebuild log of XCTest performance tests -> {kind: ios, log, destination, artifacts: [...]}, one
+    row per measured test case. A row is matched to a Core ML artifact of the export by the ``artifact=`` of
+    the template's marker line; a log without markers (a test of your own) is matched to the export's only
+    Core ML artifact, if it has exactly one."""
+    if not ios_log:
+        check_ios(None)
+    path, parsed = read_ios_log(ios_log)
+    coreml = [entry for entry, _ in artifacts if entry["backend"] == "coreml"]
+    by_name = {}
+    for entry in coreml:
+        name = Path(entry["file"]).name
+        by_name[name] = by_name[name.removesuffix(".mlpackage")] = entry
+    rows = []
+    for name, test in parsed["tests"].items():
+        marker = test["marker"] or {}
+        named = marker.get("artifact")
+        entry = by_name.get(named) if named else (coreml[0] if len(coreml) == 1 else None)
+        row = {"file": entry["file"] if entry else named, "backend": "coreml",
+               "recipe": entry["recipe"] if entry else None, "size_bytes": entry["size_bytes"] if entry else None,
+               "tool": "xctest", "test": name, "test_status": test["status"], "artifact_matched": entry is not None,
+               "device": marker.get("device"), "os": marker.get("os"),
+               "measurements": [measurement_from_xctest(test, chunk_seconds, macs)], "status": "ran"}
+        if entry is None:
+            row["note"] = (f"artifact {named!r} is not among the export's Core ML artifacts" if named else
+                           f"no veil-bench marker and the export has {len(coreml)} Core ML artifacts: "
+                           f"not attributed")
+        rows.append(row)
+    devices = sorted({r["device"] for r in rows if r["device"]})
+    return {"kind": "ios", "log": str(path), "destination": parsed["destination"],
+            "model": ", ".join(devices) or None, "artifacts": rows}

@@ -173,7 +173,21 @@ def render_markdown(doc: dict) -> str:
     lines += ["", f"{p['utterances']} utterances ({p['audio_seconds']} s), one message per prefix chunk; ΔWER "
               f"through the float suffix against the fp32 embeddings (float WER {p['float']['wer']:.2f} %).", "",
               "## Machine ceiling", ""] + ceiling_lines(doc)
-    if doc.get("device"):
+    if doc.get("device") and doc["device"].get("kind") == "ios":
+        d = doc["device"]
+        lines += ["", f"## Phone (iOS): {d.get('model') or d.get('destination') or 'device not named in the log'}", "",
+                  f"From the xcodebuild log `{d.get('log')}`; latency = the XCTest wall-clock metric per iteration, "
+                  f"memory = the process's peak physical memory (absolute, not over a baseline).", "",
+                  "| artifact | XCTest case | compute units | load ms | p50/mean ms | RTF | peak MB |",
+                  "|---|---|---|---|---|---|---|"]
+        for a in d["artifacts"]:
+            for m in a.get("measurements", []):
+                center = m.get("p50_ms") if m.get("p50_ms") is not None else m.get("mean_ms")
+                peak = m.get("peak_rss_inference_bytes")
+                lines.append(f"| {a.get('file') or '—'} | {a['test']} | {m.get('compute_units') or '—'} | "
+                             f"{_f(m.get('load_ms'))} | {_f(center)} | {_f(m.get('rtf'), '{:.4f}')} | "
+                             f"{_f(peak / 1e6 if peak is not None else None, '{:.1f}')} |")
+    elif doc.get("device"):
         d = doc["device"]
         lines += ["", f"## Phone: {d.get('model')} ({d.get('abi')}, serial {d.get('serial')})", "",
                   "| artifact | tool | threads | load ms | p50/mean ms | RTF |", "|---|---|---|---|---|---|"]

@@ -56,7 +56,7 @@ def sweep_export(model, checkpoint: Path, sha: str, k: int, recipe: str, cache: 
     import os
 
     import export as backends
-    from toolkit.exporting.calibration import calibration_chunks
+    from toolkit.exporting.calibration import CALIBRATION_UTTS, calibration_chunks
     from toolkit.exporting.prefix_export import FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME, check_chunks
     from toolkit.model.asr import split
     from toolkit.parity.check import read_manifest
@@ -70,7 +70,7 @@ def sweep_export(model, checkpoint: Path, sha: str, k: int, recipe: str, cache: 
     prefix = split(model, k)[0].eval()
     calibration = []
     if any(backends.get_backend(b).RECIPES.get(r).needs_calibration for b, r in chosen.items()):
-        calibration, _ = calibration_chunks(corpus / "train", 32, cfg.chunk_samples)
+        calibration, _ = calibration_chunks(corpus / "train", CALIBRATION_UTTS, cfg.chunk_samples)
     example, _ = check_chunks(corpus, cfg.chunk_samples)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=cache))

@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from toolkit.exporting.calibration import CALIBRATION_UTTS
+
 
 RECIPE_HELP = ("recipe for every backend of the target, or BACKEND=NAME for one (repeatable). Defaults: "
                "executorch int8-static, litert int8-static, coreml int8-weights. Recipes: executorch fp32, "
@@ -33,8 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="export frontend + blocks 1..K (default: the checkpoint's split layer)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output directory (default: exports/<checkpoint>-k<K>); replaced atomically")
-    p.add_argument("--calibration-utts", type=int, default=32, metavar="N",
-                   help="corpus utterances for calibrated recipes, spread over speakers (default 32)")
+    p.add_argument("--calibration-utts", type=int, default=CALIBRATION_UTTS, metavar="N",
+                   help=f"corpus utterances for calibrated recipes, spread over speakers (default {CALIBRATION_UTTS})")
     p.add_argument("--calibration-split", default="train", help="corpus split for calibration (default train)")
     p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="LibriSpeech-layout corpus root")
     p.add_argument("--verbose", action="store_true", help="show converter output and full tracebacks")

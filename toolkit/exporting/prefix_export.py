@@ -22,6 +22,7 @@ import numpy as np
 
 import export as backends
 from toolkit.errors import VeilError
+from toolkit.exporting.calibration import CALIBRATION_UTTS
 from toolkit.exporting.console import captured_output, human_bytes, say
 
 TARGETS = {"android": ("executorch", "litert"), "ios": ("coreml",), "all": ("executorch", "litert", "coreml")}
@@ -41,7 +42,7 @@ class ExportRequest:
     out: Path | None = None
     corpus: Path | None = None  # default: toolkit.cli.DEFAULT_CORPUS
     calibration_split: str = "train"
-    calibration_utts: int = 32
+    calibration_utts: int = CALIBRATION_UTTS
     verbose: bool = False
 
 

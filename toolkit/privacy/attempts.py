@@ -34,8 +34,11 @@ def _test_wer(metrics: dict | None) -> float | None:
 
 def entry_from_privacy(privacy_json: Path, name: str, tried: str, verdict: str, layer: int | None = None,
                        model: str | None = None, metrics: Path | None = None, baseline_metrics: Path | None = None,
-                       train_command: str | None = None, date: str | None = None) -> dict:
-    """One attempts-log entry from a `veil privacy` report (and optional `veil evaluate --json` files)."""
+                       train_command: str | None = None, date: str | None = None,
+                       baseline_privacy: Path | None = None) -> dict:
+    """One attempts-log entry from a `veil privacy` report (and optional `veil evaluate --json` files).
+    ``baseline_privacy``: take the baseline's attack results at that layer from another report (one run of
+    `--baseline --layers all` serves every attempt) when the report has no baseline of its own."""
     report = _read_json(privacy_json, "privacy result")
     try:
         models = report["models"]
@@ -48,6 +51,16 @@ def entry_from_privacy(privacy_json: Path, name: str, tried: str, verdict: str, 
         chance = row["closed_lr"]["chance"]
     except (KeyError, StopIteration, TypeError) as exc:
         raise VeilError(f"{privacy_json}: not a privacy result with that model/layer ({exc})") from None
+    base_source = str(privacy_json) if base else None
+    if base is None and baseline_privacy:
+        other = _read_json(baseline_privacy, "baseline privacy result")
+        base = other.get("models", {}).get("baseline", {}).get("layers", {}).get(k)
+        if base is None:
+            raise VeilError(f"{baseline_privacy}: no baseline result at layer {k}")
+        if (other.get("eval_utterances"), other.get("seed")) != (report.get("eval_utterances"), report.get("seed")):
+            raise VeilError(f"{baseline_privacy}: attacked with other settings (eval utterances, seed) than "
+                            f"{privacy_json}")
+        base_source = str(baseline_privacy)
     m = _read_json(metrics, "metrics") if metrics else None
     bm = _read_json(baseline_metrics, "baseline metrics") if baseline_metrics else None
     src = models[attacked]
@@ -65,7 +78,7 @@ def entry_from_privacy(privacy_json: Path, name: str, tried: str, verdict: str, 
         "eer": {"attacker": "x-vector", "model": row["open_xvector"]["eer"],
                 "baseline": base["open_xvector"]["eer"] if base else None},
         "wer": {"split": "test", "model": _test_wer(m), "baseline": _test_wer(bm)},
-        "verdict": verdict, "source": str(privacy_json),
+        "verdict": verdict, "source": str(privacy_json), "baseline_source": base_source,
     }
 
 
@@ -122,7 +135,8 @@ def _cmd_attempts(args) -> int:
         entry = entry_from_privacy(Path(args.privacy_json), args.name, args.tried, args.verdict, args.layer,
                                    args.model, Path(args.metrics) if args.metrics else None,
                                    Path(args.baseline_metrics) if args.baseline_metrics else None,
-                                   args.train_command, args.date)
+                                   args.train_command, args.date,
+                                   Path(args.baseline_privacy) if args.baseline_privacy else None)
         entries = append_attempt(log, entry)
         print(f"appended attempt {args.name!r} to {log} ({len(entries)} entries); wrote {log.with_suffix('.md')}")
     else:
@@ -144,6 +158,8 @@ def add_attempts_parser(sub) -> None:
     a.add_argument("--model", default=None, help="attacked model in the report (default: the non-baseline one)")
     a.add_argument("--metrics", default=None, help="`veil evaluate --json` file of the model (test WER)")
     a.add_argument("--baseline-metrics", default=None, help="the same for the baseline")
+    a.add_argument("--baseline-privacy", default=None, metavar="PRIVACY_JSON",
+                   help="baseline results from this other report (e.g. one `--baseline --layers all` run)")
     a.add_argument("--train-command", default=None)
     a.add_argument("--date", default=None, help="when the attempt was made (default today, YYYY-MM-DD)")
     a.add_argument("--log", default=None, help=f"attempts log (default benchmarks/results/{ATTEMPTS_FILE})")
