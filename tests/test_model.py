@@ -100,6 +100,23 @@ def test_split_norm_is_part_of_the_prefix_and_removes_chunk_statistics():
     assert chunk.std(1).min() > 0.1
     plain = VeilModel(small_config()).eval()
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("speaker")}, strict=False)
-    assert not split(plain)[0].split_norm and not torch.allclose(split(plain)[0](pcm[:1, :16000]), chunk[None])
+    assert not split(plain)[0].norm_after and not torch.allclose(split(plain)[0](pcm[:1, :16000]), chunk[None])
     with pytest.raises(ValueError, match="split_norm"):
         small_config(split_norm="frame").validate()
+
+
+def test_split_norm_follows_its_block_at_any_cut():
+    """A what-if cut of a split-norm model (cut-point sweep) keeps the normalization after the trained split
+    block: in the prefix when the cut is deeper, in the suffix when it is shallower. On one exactly chunk-long
+    utterance (where chunk-local and full context agree) prefix + suffix equal the whole model at every cut."""
+    torch.manual_seed(0)
+    model = VeilModel(small_config(n_blocks=3, split_layer=2, grl_layers=[2], split_norm="chunk")).eval()
+    pcm = torch.randn(1, model.cfg.chunk_samples) * 0.1
+    with torch.no_grad():
+        out = model(pcm, torch.tensor([pcm.shape[1]]), return_layers=True)
+        for k in (1, 2, 3):
+            prefix, suffix = split(model, k)
+            assert prefix.norm_after == (2 if k >= 2 else 0) and suffix.norm_after == (2 if k < 2 else 0)
+            emb = prefix(pcm)
+            assert torch.allclose(emb[0], out["layers"][k][0], atol=1e-5), k
+            assert torch.allclose(suffix(emb), out["log_probs"], atol=1e-4), k

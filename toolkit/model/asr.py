@@ -183,7 +183,9 @@ class VeilModel(nn.Module):
 
 
 class Prefix(nn.Module):
-    """What the phone runs: one PCM chunk (1, chunk_samples) -> embeddings (1, chunk_frames, d)."""
+    """What the phone runs: one PCM chunk (1, chunk_samples) -> embeddings (1, chunk_frames, d).
+    With ``split_norm`` the per-chunk instance normalization follows block ``cfg.split_layer`` wherever the
+    cut is: at the end of the trained prefix, inside a deeper what-if prefix (cut-point sweep)."""
 
     def __init__(self, model: VeilModel, split_layer: int):
         super().__init__()
@@ -191,27 +193,40 @@ class Prefix(nn.Module):
         self.subsampling = model.subsampling
         self.blocks = nn.ModuleList(model.blocks[:split_layer])
         self.chunk_samples = model.cfg.chunk_samples
-        self.split_norm = model.cfg.split_norm == "chunk" and split_layer == model.cfg.split_layer
+        cfg = model.cfg
+        self.norm_after = cfg.split_layer if cfg.split_norm == "chunk" and split_layer >= cfg.split_layer else 0
 
     def forward(self, pcm: torch.Tensor) -> torch.Tensor:
         x = self.subsampling(self.frontend(pcm))
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks, 1):
             x = block(x)
-        return chunk_instance_norm(x) if self.split_norm else x
+            if i == self.norm_after:
+                x = chunk_instance_norm(x)
+        return x
 
 
 class Suffix(nn.Module):
-    """What the cloud runs: embeddings (B, T, d) + valid-frame mask (B, T) -> CTC log-probs (B, T, V)."""
+    """What the cloud runs: embeddings (B, T, d) + valid-frame mask (B, T) -> CTC log-probs (B, T, V).
+    Cut before a split-norm model's split layer (a what-if of the cut-point sweep), the suffix applies the
+    per-chunk normalization after block ``cfg.split_layer`` itself, over each ``chunk_frames`` group of frames
+    (the last, partial group over the frames it has)."""
 
     def __init__(self, model: VeilModel, split_layer: int):
         super().__init__()
         self.blocks = nn.ModuleList(model.blocks[split_layer:])
         self.ctc_head = model.ctc_head
+        cfg = model.cfg
+        self.first = split_layer + 1
+        self.norm_after = cfg.split_layer if cfg.split_norm == "chunk" and split_layer < cfg.split_layer else 0
+        self.chunk_frames = cfg.chunk_frames
 
     def forward(self, emb: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = emb
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks, self.first):
             x = block(x, mask)
+            if i == self.norm_after:
+                cf = self.chunk_frames
+                x = torch.cat([chunk_instance_norm(x[:, j:j + cf]) for j in range(0, x.shape[1], cf)], dim=1)
         return torch.log_softmax(self.ctc_head(x), dim=-1)
 
 
