@@ -114,7 +114,7 @@ def test_cli_end_to_end(speaker_corpus, tmp_path):
     out = tmp_path / "report"
     r = subprocess.run([sys.executable, "-m", "toolkit.cli", "privacy", "--checkpoint", str(paths["anon"]),
                         "--baseline", str(paths["base"]), "--corpus", str(speaker_corpus), "--layers", "0,1",
-                        "--out", str(out), "--xvector-epochs", "2", "--attacker-utts", "2"],
+                        "--out", str(out), "--xvector-epochs", "2", "--attacker-utts", "2", "--attacker-seeds", "3"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads((out / "privacy.json").read_text())
@@ -126,7 +126,12 @@ def test_cli_end_to_end(speaker_corpus, tmp_path):
     base_lr = report["models"]["baseline"]["layers"]["1"]["closed_lr"]["accuracy"]
     if base_lr:
         assert row["vs_baseline"]["closed_lr_rel"] == pytest.approx(100 * (row["closed_lr"]["accuracy"] - base_lr) / base_lr)
+    sp = row["seed_spread"]
+    assert sp["seeds"] == [0, 1, 2] and len(sp["eer"]) == 3 and sp["eer"][0] == row["open_xvector"]["eer"]
+    assert sp["closed_lr"][0] == row["closed_lr"]["accuracy"] and report["attacker_seeds"] == 3
+    assert sp["eer_mean"] == pytest.approx(np.mean(sp["eer"])) and sp["eer_sd"] == pytest.approx(np.std(sp["eer"], ddof=1))
     assert "| anonymized | 1 |" in (out / "privacy.md").read_text()
+    assert "Over attacker seeds" in (out / "privacy.md").read_text()
     assert (out / "privacy.png").stat().st_size > 10000
     bad = subprocess.run([sys.executable, "-m", "toolkit.cli", "privacy", "--checkpoint", str(paths["anon"]),
                           "--corpus", str(speaker_corpus), "--layers", "7"], capture_output=True, text=True)

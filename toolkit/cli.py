@@ -102,7 +102,8 @@ def _cmd_privacy(args) -> int:
     run_privacy(Path(args.checkpoint), Path(args.baseline) if args.baseline else None, Path(args.corpus),
                 args.layers, Path(args.out), train_utts_per_speaker=args.attacker_utts,
                 xvector_epochs=args.xvector_epochs, seed=args.seed, eval_limit=args.limit,
-                artifact=Path(args.artifact) if args.artifact else None, backends=args.backend)
+                artifact=Path(args.artifact) if args.artifact else None, backends=args.backend,
+                attacker_seeds=args.attacker_seeds)
     print(f"wrote {args.out}/privacy.json, privacy.md, privacy.png")
     return 0
 
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--xvector-epochs", type=int, default=30)
     pv.add_argument("--limit", type=int, default=0, help="use only the first N eval-speakers utterances")
     pv.add_argument("--seed", type=int, default=0)
+    pv.add_argument("--attacker-seeds", type=int, default=1, metavar="N",
+                    help="repeat the attacks with N attacker seeds (seed, seed+1, ...): mean and sd beside the headline")
     pv.set_defaults(func=_cmd_privacy)
 
     from toolkit.exporting.cli import add_export_parser

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 
 from toolkit.data.dataset import AudioSet
 from toolkit.data.librispeech import read_librispeech
@@ -97,9 +98,32 @@ class FittedAttackers:
     xvector: dict = field(default_factory=dict)  # layer -> XVectorAttacker
 
 
+def attacker_seed_spread(emb_eval, emb_train, data: AttackData, seeds: list[int], first: dict,
+                         xvector_epochs: int) -> dict:
+    """The same attacks on the same embeddings and utterance split, with attackers initialized from each of
+    ``seeds`` (the first one's results given): how much a verdict near a threshold depends on the attacker's
+    luck. Mean and sample standard deviation of closed-set accuracy and EER."""
+    tr, te = data.split
+    runs = {"closed_lr": [first["closed_lr"]["accuracy"]], "closed_mlp": [first["closed_mlp"]["accuracy"]],
+            "eer": [first["open_xvector"]["eer"]]}
+    for s in seeds[1:]:
+        for kind in ("lr", "mlp"):
+            att = fit_closed_set(_select(emb_eval, tr), _select(data.eval_spk, tr), kind, s)
+            runs[f"closed_{kind}"].append(att.score(_select(emb_eval, te), _select(data.eval_spk, te))["accuracy"])
+        xv = train_xvector(emb_train, data.train_spk, epochs=xvector_epochs, seed=s)
+        runs["eer"].append(open_set_attack(xv, emb_eval, data.eval_spk)["eer"])
+    out = {"seeds": seeds, **runs}
+    for key, values in runs.items():
+        out[f"{key}_mean"] = float(np.mean(values))
+        out[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
 def attack_model(emb_eval: dict, emb_train: dict, data: AttackData, layers: list[int], seed: int,
-                 xvector_epochs: int, progress=print) -> tuple[dict, FittedAttackers]:
-    """Semi-informed attacks on one source's embeddings; returns (results per layer, fitted attackers)."""
+                 xvector_epochs: int, progress=print, attacker_seeds: int = 1) -> tuple[dict, FittedAttackers]:
+    """Semi-informed attacks on one source's embeddings; returns (results per layer, fitted attackers).
+    ``attacker_seeds`` > 1 repeats them with attackers seeded ``seed + 1, ...`` (``row["seed_spread"]``);
+    the headline numbers stay those of ``seed``."""
     tr, te = data.split
     results, fitted = {}, FittedAttackers()
     for k in layers:
@@ -114,11 +138,18 @@ def attack_model(emb_eval: dict, emb_train: dict, data: AttackData, layers: list
         fitted.xvector[k] = xv
         row["open_xvector"] = open_set_attack(xv, emb_eval[k], data.eval_spk)
         row["closed_best"] = max(row["closed_lr"]["accuracy"], row["closed_mlp"]["accuracy"])
+        spread = ""
+        if attacker_seeds > 1:
+            sp = row["seed_spread"] = attacker_seed_spread(emb_eval[k], emb_train[k], data,
+                                                           list(range(seed, seed + attacker_seeds)), row,
+                                                           xvector_epochs)
+            spread = (f"; over {attacker_seeds} attacker seeds LR {sp['closed_lr_mean']:.1f} ± "
+                      f"{sp['closed_lr_sd']:.1f} %, EER {sp['eer_mean']:.1f} ± {sp['eer_sd']:.1f} %")
         row["seconds"] = round(time.time() - t0, 1)
         results[k] = row
         progress(f"  layer {k}: closed-set LR {row['closed_lr']['accuracy']:.1f} %  MLP "
                  f"{row['closed_mlp']['accuracy']:.1f} %  (chance {row['closed_lr']['chance']:.1f} %)  "
-                 f"x-vector EER {row['open_xvector']['eer']:.1f} %   [{row['seconds']:.0f} s]")
+                 f"x-vector EER {row['open_xvector']['eer']:.1f} %{spread}   [{row['seconds']:.0f} s]")
     return results, fitted
 
 
@@ -146,10 +177,12 @@ def relative_change(value: float, reference: float) -> float | None:
 def run_privacy(checkpoint: Path | None, baseline: Path | None, corpus: Path, layers_spec: str | None,
                 out_dir: Path, train_utts_per_speaker: int = 10, xvector_epochs: int = 30, seed: int = 0,
                 eval_limit: int = 0, progress: bool = True, artifact: Path | None = None,
-                backends: list[str] | None = None) -> dict:
+                backends: list[str] | None = None, attacker_seeds: int = 1) -> dict:
     """Attack a checkpoint's layers (or, with ``artifact``, an export folder's artifacts at their split
     layer), optionally beside a baseline checkpoint; write privacy.json/.md/.png into ``out_dir``."""
     log = print if progress else (lambda *a, **k: None)
+    if attacker_seeds < 1:
+        raise VeilError(f"--attacker-seeds must be at least 1, got {attacker_seeds}")
     started = time.time()
     sources: dict[str, dict] = {}  # name -> {"kind": "checkpoint"|"artifact", ...}
     loaded = {}
@@ -184,7 +217,8 @@ def run_privacy(checkpoint: Path | None, baseline: Path | None, corpus: Path, la
 
     data = load_attack_data(Path(corpus), train_utts_per_speaker, eval_limit, seed, progress)
     report = {"format": REPORT_FORMAT, "command": "veil " + shlex.join(sys.argv[1:]), "host": platform.node(),
-              **data.describe(), "layers": layers, "seed": seed, "xvector_epochs": xvector_epochs,
+              **data.describe(), "layers": layers, "seed": seed, "attacker_seeds": attacker_seeds,
+              "xvector_epochs": xvector_epochs,
               "models": {}, "ignorant": {}}
     if artifact is not None:
         report["artifact"] = {"export_dir": str(artifact),
@@ -207,7 +241,7 @@ def run_privacy(checkpoint: Path | None, baseline: Path | None, corpus: Path, la
             emb_train = layer_embeddings(obj, data.train_data, layers, progress=progress)
             grl, split = obj.cfg.grl_layers, obj.cfg.split_layer
         t_emb = time.time() - t0
-        res, fit = attack_model(emb_eval, emb_train, data, layers, seed, xvector_epochs, log)
+        res, fit = attack_model(emb_eval, emb_train, data, layers, seed, xvector_epochs, log, attacker_seeds)
         embs[name], fitted[name] = emb_eval, fit
         report["models"][name] = {**sources[name], "grl_layers": grl, "split_layer": split,
                                   "embedding_seconds": round(t_emb, 1), "seconds": round(time.time() - t0, 1),
@@ -284,6 +318,16 @@ def render_markdown(report: dict) -> str:
             rel = _pct(row.get("vs_baseline", {}).get("closed_best_rel")) if name != "baseline" else ""
             lines.append(f"| {name} | {k} | {row['closed_lr']['accuracy']:.1f} | {row['closed_mlp']['accuracy']:.1f} | "
                          f"{rel} | {row['open_xvector']['eer']:.1f} | {row['open_xvector']['min_dcf']:.3f} |")
+    spreads = [(name, k, row["seed_spread"]) for name, m in report["models"].items()
+               for k, row in m["layers"].items() if row.get("seed_spread")]
+    if spreads:
+        lines += ["", "Over attacker seeds (same embeddings and utterance split; mean ± sample sd, then each seed):", "",
+                  "| model | layer | seeds | closed-set LR % | closed-set MLP % | x-vector EER % |", "|---|---|---|---|---|---|"]
+        for name, k, sp in spreads:
+            cell = lambda key: (f"{sp[key + '_mean']:.1f} ± {sp[key + '_sd']:.1f} ("
+                                + ", ".join(f"{v:.1f}" for v in sp[key]) + ")")
+            lines.append(f"| {name} | {k} | {', '.join(map(str, sp['seeds']))} | {cell('closed_lr')} | "
+                         f"{cell('closed_mlp')} | {cell('eer')} |")
     ignorant = report.get("ignorant") or {}
     if report.get("format") == REPORT_FORMAT:
         per_model = ignorant  # {model: {layer: row}}
