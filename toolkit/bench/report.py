@@ -255,12 +255,8 @@ def render_plots(doc: dict, path: Path) -> None:
 
 def rerender(json_path: Path) -> None:
     """Re-make the .md and .png beside a recorded bench JSON (``python -m toolkit.bench.report FILE.json``)."""
-    doc = json.loads(Path(json_path).read_text())
-    name = Path(json_path).stem
-    tmp = Path(json_path).with_name(f".{name}.tmp.png")
-    render_plots(doc, tmp)
-    tmp.replace(Path(json_path).with_suffix(".png"))
-    atomic_write_bytes(Path(json_path).with_suffix(".md"), render_markdown({**doc, "_name": name}).encode())
+    json_path = Path(json_path)
+    write_all(json.loads(json_path.read_text()), json_path.parent, json_path.stem)
 
 
 def write_all(doc: dict, out_dir: Path, name: str, plots: bool = True,

@@ -25,8 +25,8 @@ def write_bundled_program(pte: Path, out: Path, chunks: list[np.ndarray], expect
     bundle = BundledProgram(None, [MethodTestSuite(method_name="forward", test_cases=cases)],
                             pte_file_path=str(pte))
     data = serialize_from_bundled_program_to_flatbuffer(bundle)
-    from toolkit.parity.report import write_public
-    write_public(out, data)
+    from toolkit.model.checkpoint import atomic_write_bytes
+    atomic_write_bytes(out, data)
     return {"file": out.name, "size_bytes": len(data), "test_cases": len(cases), "method": "forward",
             "expected": "float torch prefix embeddings", "atol": atol, "rtol": 0.0,
             "verified_here": verify_bundled_program(out, len(cases), atol)}

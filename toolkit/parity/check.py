@@ -125,7 +125,8 @@ def run_parity(req: ParityRequest) -> dict:
     from toolkit.cli import DEFAULT_CORPUS
     from toolkit.model.asr import split
     from toolkit.model.checkpoint import load_checkpoint, tokenizer_from
-    from toolkit.parity.report import write_public, write_reports
+    from toolkit.model.checkpoint import atomic_write_bytes
+    from toolkit.parity.report import write_reports
 
     export_dir = Path(req.export_dir)
     manifest = read_manifest(export_dir)
@@ -193,7 +194,7 @@ def run_parity(req: ParityRequest) -> dict:
             if a["file"] == entry["file"]:
                 entry["parity"] = {"verdict": a["verdict"], "snr_db": a.get("numeric", {}).get("snr_db"),
                                    "dwer": a.get("cloud", {}).get("dwer"), "failures": a.get("failures", [])}
-    write_public(export_dir / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
+    atomic_write_bytes(export_dir / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
     say(f"parity: {report['verdict']}; wrote {export_dir}/parity.json, parity.md, parity.html")
     if failed:
         lines = [f"{a['file']} ({a['backend']} {a['recipe']}): " +

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+from toolkit.model.checkpoint import atomic_write_bytes
 from toolkit.parity.gates import describe_failure
 
 
@@ -176,14 +177,8 @@ def render_html(report: dict) -> str:
             f"</head><body>{''.join(out)}</body></html>\n")
 
 
-def write_public(path: Path, data: bytes) -> None:
-    """Atomic write with the ordinary file mode (``atomic_write_bytes`` already applies the umask)."""
-    from toolkit.model.checkpoint import atomic_write_bytes
-    atomic_write_bytes(path, data)
-
-
 def write_reports(export_dir: Path, report: dict) -> None:
     clean = _clean(report)
-    write_public(export_dir / "parity.json", (json.dumps(clean, indent=1) + "\n").encode())
-    write_public(export_dir / "parity.md", render_markdown(clean).encode())
-    write_public(export_dir / "parity.html", render_html(clean).encode())
+    atomic_write_bytes(export_dir / "parity.json", (json.dumps(clean, indent=1) + "\n").encode())
+    atomic_write_bytes(export_dir / "parity.md", render_markdown(clean).encode())
+    atomic_write_bytes(export_dir / "parity.html", render_html(clean).encode())

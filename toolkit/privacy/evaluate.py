@@ -98,20 +98,26 @@ class FittedAttackers:
     xvector: dict = field(default_factory=dict)  # layer -> XVectorAttacker
 
 
-def attacker_seed_spread(emb_eval, emb_train, data: AttackData, seeds: list[int], first: dict,
-                         xvector_epochs: int) -> dict:
-    """The same attacks on the same embeddings and utterance split, with attackers initialized from each of
-    ``seeds`` (the first one's results given): how much a verdict near a threshold depends on the attacker's
-    luck. Mean and sample standard deviation of closed-set accuracy and EER."""
+def attack_layer(emb_eval, emb_train, data: AttackData, seed: int, xvector_epochs: int) -> tuple[dict, dict, object]:
+    """The semi-informed attacks on one layer's embeddings with attackers seeded ``seed``:
+    (results row, fitted closed-set attackers by kind, fitted x-vector)."""
     tr, te = data.split
-    runs = {"closed_lr": [first["closed_lr"]["accuracy"]], "closed_mlp": [first["closed_mlp"]["accuracy"]],
-            "eer": [first["open_xvector"]["eer"]]}
-    for s in seeds[1:]:
-        for kind in ("lr", "mlp"):
-            att = fit_closed_set(_select(emb_eval, tr), _select(data.eval_spk, tr), kind, s)
-            runs[f"closed_{kind}"].append(att.score(_select(emb_eval, te), _select(data.eval_spk, te))["accuracy"])
-        xv = train_xvector(emb_train, data.train_spk, epochs=xvector_epochs, seed=s)
-        runs["eer"].append(open_set_attack(xv, emb_eval, data.eval_spk)["eer"])
+    row, closed = {}, {}
+    for kind in ("lr", "mlp"):
+        closed[kind] = fit_closed_set(_select(emb_eval, tr), _select(data.eval_spk, tr), kind, seed)
+        row[f"closed_{kind}"] = closed[kind].score(_select(emb_eval, te), _select(data.eval_spk, te))
+    xv = train_xvector(emb_train, data.train_spk, epochs=xvector_epochs, seed=seed)
+    row["open_xvector"] = open_set_attack(xv, emb_eval, data.eval_spk)
+    row["closed_best"] = max(row["closed_lr"]["accuracy"], row["closed_mlp"]["accuracy"])
+    return row, closed, xv
+
+
+def seed_spread(rows: list[dict], seeds: list[int]) -> dict:
+    """The same attacks repeated with attackers seeded ``seeds`` (same embeddings, same utterance split): how much
+    a verdict near a threshold depends on the attacker's luck. Each value, mean and sample sd."""
+    runs = {"closed_lr": [r["closed_lr"]["accuracy"] for r in rows],
+            "closed_mlp": [r["closed_mlp"]["accuracy"] for r in rows],
+            "eer": [r["open_xvector"]["eer"] for r in rows]}
     out = {"seeds": seeds, **runs}
     for key, values in runs.items():
         out[f"{key}_mean"] = float(np.mean(values))
@@ -123,26 +129,16 @@ def attack_model(emb_eval: dict, emb_train: dict, data: AttackData, layers: list
                  xvector_epochs: int, progress=print, attacker_seeds: int = 1) -> tuple[dict, FittedAttackers]:
     """Semi-informed attacks on one source's embeddings; returns (results per layer, fitted attackers).
     ``attacker_seeds`` > 1 repeats them with attackers seeded ``seed + 1, ...`` (``row["seed_spread"]``);
-    the headline numbers stay those of ``seed``."""
-    tr, te = data.split
+    the headline numbers and the fitted attackers stay those of ``seed``."""
     results, fitted = {}, FittedAttackers()
     for k in layers:
         t0 = time.time()
-        row = {}
-        fitted.closed[k] = {}
-        for kind in ("lr", "mlp"):
-            att = fit_closed_set(_select(emb_eval[k], tr), _select(data.eval_spk, tr), kind, seed)
-            fitted.closed[k][kind] = att
-            row[f"closed_{kind}"] = att.score(_select(emb_eval[k], te), _select(data.eval_spk, te))
-        xv = train_xvector(emb_train[k], data.train_spk, epochs=xvector_epochs, seed=seed)
-        fitted.xvector[k] = xv
-        row["open_xvector"] = open_set_attack(xv, emb_eval[k], data.eval_spk)
-        row["closed_best"] = max(row["closed_lr"]["accuracy"], row["closed_mlp"]["accuracy"])
+        row, fitted.closed[k], fitted.xvector[k] = attack_layer(emb_eval[k], emb_train[k], data, seed, xvector_epochs)
         spread = ""
         if attacker_seeds > 1:
-            sp = row["seed_spread"] = attacker_seed_spread(emb_eval[k], emb_train[k], data,
-                                                           list(range(seed, seed + attacker_seeds)), row,
-                                                           xvector_epochs)
+            seeds = list(range(seed, seed + attacker_seeds))
+            again = [attack_layer(emb_eval[k], emb_train[k], data, s, xvector_epochs)[0] for s in seeds[1:]]
+            sp = row["seed_spread"] = seed_spread([row, *again], seeds)
             spread = (f"; over {attacker_seeds} attacker seeds LR {sp['closed_lr_mean']:.1f} ± "
                       f"{sp['closed_lr_sd']:.1f} %, EER {sp['eer_mean']:.1f} ± {sp['eer_sd']:.1f} %")
         row["seconds"] = round(time.time() - t0, 1)
