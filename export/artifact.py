@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 @dataclass
@@ -77,6 +78,10 @@ class Runner:
     def _run(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def thread_info(self) -> dict:
+        """How the runtime was told to use threads (for benchmark records); empty when it decides itself."""
+        return {}
+
 
 def tree_files(path: Path) -> list[Path]:
     path = Path(path)
@@ -122,19 +127,21 @@ def in_module(module_path: str, names: tuple[str, ...]) -> bool:
 
 
 def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
-    """Signal-to-noise ratio of ``test`` against ``reference`` in dB (inf when identical)."""
+    """Signal-to-noise ratio of ``test`` against ``reference`` in dB: inf when identical, -inf when ``test``
+    holds non-finite values or the reference is silent."""
     reference = np.asarray(reference, dtype=np.float64)
     noise = float(np.mean((np.asarray(test, dtype=np.float64) - reference) ** 2))
     signal = float(np.mean(reference ** 2))
     if noise == 0.0:
         return float("inf")
+    if not np.isfinite(noise):
+        return float("-inf")
     return 10.0 * float(np.log10(signal / noise)) if signal > 0 else float("-inf")
 
 
 def example_tensors(example_inputs) -> tuple:
     """Fresh float32 tensors with standard strides: numpy views (e.g. ``a[None]``) carry 0-strides that
     ExecuTorch's memory planner rejects."""
-    import torch
     out = []
     for x in example_inputs:
         x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else x)
@@ -146,7 +153,6 @@ def example_tensors(example_inputs) -> tuple:
 def single_threaded():
     """Run calibration with one torch thread: intra-op parallelism changes float summation order, hence
     the observed activation ranges in their last bits, hence the bytes of a calibrated artifact."""
-    import torch
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

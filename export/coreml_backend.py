@@ -9,23 +9,28 @@ would compress the DFT and mel matrices too.
 coremltools' package is not byte-reproducible as written; :func:`normalize_package` makes it so without
 changing what it computes (see there). Running a Core ML model needs Apple's Core ML framework: on other
 systems :func:`load` raises :class:`NeedsMacOS` and nothing is reported as run; :func:`describe` reads the
-spec, which works anywhere.
+spec, which works anywhere. coremltools is imported inside the functions that use it: it is heavy, and only
+a Core ML export or check needs it.
 """
 from __future__ import annotations
 
+import json
 import platform
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from export.artifact import Artifact, Runner, example_tensors, file_sha256, in_module, library_versions
-from export.errors import ConversionFailed, ExportError, NeedsMacOS
+from export.errors import ConversionFailed, ExportError, NeedsMacOS, converting
 from export.recipes import RecipeRegistry
 
 NAME = "coreml"
 SUFFIX = ".mlpackage"
+TARGET = "ios"
+RUNTIME = "Core ML"
 DEFAULT_RECIPE = "int8-weights"
 RECIPES = RecipeRegistry(NAME)
 MINIMUM_DEPLOYMENT_TARGET = "iOS17"
@@ -77,17 +82,18 @@ def _compress(mlmodel, float_nodes, config, compress_fn):
     return compress_fn(mlmodel, cto.OptimizationConfig(global_config=config, op_name_configs=skip))
 
 
-@RECIPES.register("fp16", "float16 encoder compute and weights; frontend float32")
+@RECIPES.register("fp16", "float16 encoder compute and weights; frontend float32", weights="fp16", compute="fp16")
 def _fp16(program, float_nodes, io):
     return _convert(program, float_nodes, "fp16", io)
 
 
-@RECIPES.register("fp32", "float32 throughout")
+@RECIPES.register("fp32", "float32 throughout", weights="fp32", compute="fp32")
 def _fp32(program, float_nodes, io):
     return _convert(program, float_nodes, "fp32", io)
 
 
-@RECIPES.register("int8-weights", "fp16 model with int8 linear (symmetric, per-channel) weights; frontend float32")
+@RECIPES.register("int8-weights", "fp16 model with int8 linear (symmetric, per-channel) weights; frontend float32",
+                  weights="int8", compute="fp16")
 def _int8_weights(program, float_nodes, io):
     import coremltools.optimize.coreml as cto
     config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
@@ -95,7 +101,7 @@ def _int8_weights(program, float_nodes, io):
 
 
 @RECIPES.register("palettized-4bit", "fp16 model with 4-bit k-means palettized weights (one LUT per tensor); "
-                  "frontend float32")
+                  "frontend float32", weights="int4", compute="fp16")
 def _palettized_4bit(program, float_nodes, io):
     import coremltools.optimize.coreml as cto
     config = cto.OpPalettizerConfig(mode="kmeans", nbits=4, granularity="per_tensor")
@@ -107,9 +113,6 @@ def normalize_package(path: Path) -> None:
     writes it, two exports of the same program differ in three places: random uuid4 item identifiers in
     Manifest.json, protobuf map entries (spec metadata, MIL op attributes) serialized in hash order, and
     the conversion date in the metadata. ``weight.bin`` is already reproducible."""
-    import json
-    import uuid
-
     import coremltools as ct
     manifest_path = path / "Manifest.json"
     manifest = json.loads(manifest_path.read_text())
@@ -157,12 +160,12 @@ def _mil_census(mlmodel, float_nodes: set[str]) -> dict:
 def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path: str | Path, *,
            calibration=(), float_modules: tuple[str, ...] = (), input_name: str = "input",
            output_name: str = "output") -> Artifact:
-    spec = RECIPES.get(recipe)
+    spec = RECIPES.for_export(recipe, calibration)
     out_path = Path(out_path)
     example_inputs = example_tensors(example_inputs)
     start = time.perf_counter()
     module = module.eval()
-    try:
+    with converting(NAME, recipe):
         with torch.no_grad():
             reference = module(*example_inputs)
             program = torch.export.export(module, example_inputs).run_decompositions({})
@@ -178,12 +181,6 @@ def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path
                                                  f"and uncompressed ({census})")
         mlmodel.save(str(out_path))
         normalize_package(out_path)
-    except ConversionFailed:
-        raise
-    except ExportError as exc:
-        raise ConversionFailed(NAME, recipe, str(exc)) from exc
-    except Exception as exc:
-        raise ConversionFailed.wrap(NAME, recipe, exc) from exc
     weights = out_path / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
     return Artifact(NAME, recipe, out_path, input_name, tuple(example_inputs[0].shape), output_name,
                     tuple(reference.shape), time.perf_counter() - start,
@@ -193,6 +190,23 @@ def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path
                      "deterministic": True, "normalized_for_determinism": NORMALIZED})
 
 
+def runs_here() -> bool:
+    """Core ML executes only through Apple's framework, on macOS."""
+    return platform.system() == "Darwin"
+
+
+def import_runtime() -> None:
+    """Import the runtime (not the artifact): a benchmark takes its memory baseline after this."""
+    import coremltools  # noqa: F401
+
+
+def feature_dict(artifact: Artifact, chunk: np.ndarray) -> dict[str, np.ndarray]:
+    """What ``MLModel.predict`` takes for one PCM chunk: ``{input name: a fresh C-contiguous float32 array of
+    the exported input shape}``. Raises ValueError when the chunk does not fit the artifact."""
+    x = np.ascontiguousarray(chunk, dtype=np.float32).reshape(tuple(artifact.input_shape))
+    return {artifact.input_name: x.copy()}
+
+
 class CoreMLRunner(Runner):
     def __init__(self, artifact: Artifact):
         super().__init__(artifact)
@@ -200,10 +214,30 @@ class CoreMLRunner(Runner):
         self.model = ct.models.MLModel(str(artifact.path), compute_units=ct.ComputeUnit.CPU_ONLY)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        return self.model.predict({self.artifact.input_name: x})[self.artifact.output_name]
+        return self.model.predict(feature_dict(self.artifact, x))[self.artifact.output_name]
 
 
-def load(artifact: Artifact) -> Runner:
-    if platform.system() != "Darwin":
+def load(artifact: Artifact, threads: int | None = None) -> Runner:
+    """Core ML picks its own threads (``threads`` is ignored). Off macOS: :class:`NeedsMacOS`."""
+    if not runs_here():
         raise NeedsMacOS(f"coreml {artifact.recipe} ({Path(artifact.path).name})")
     return CoreMLRunner(artifact)
+
+
+def input_shape(artifact: Artifact) -> tuple[int, ...]:
+    """The input shape the package's spec declares (readable on any OS)."""
+    return tuple(describe(artifact.path)["inputs"][0]["shape"])
+
+
+def check_spec(artifact: Artifact, io: dict) -> list[str]:
+    """The package spec's input and output (name, shape, dtype) against the manifest's
+    ``{"input": .., "output": ..}``, on any OS. Returns the mismatches, empty when they agree."""
+    spec = describe(artifact.path)
+    want_in = {k: io["input"][k] for k in ("name", "shape", "dtype")}
+    want_out = {k: io["output"][k] for k in ("name", "shape", "dtype")}
+    mismatches = []
+    if spec["inputs"] != [want_in]:
+        mismatches.append(f"inputs {spec['inputs']} != manifest {want_in}")
+    if spec["outputs"] != [want_out]:
+        mismatches.append(f"outputs {spec['outputs']} != manifest {want_out}")
+    return mismatches

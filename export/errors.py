@@ -2,6 +2,8 @@
 command line can print it as it is; the cause (a converter's traceback) stays attached as ``__cause__``."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 
 class ExportError(Exception):
     """Base class: something about an export request or its conversion went wrong."""
@@ -47,3 +49,17 @@ class NeedsMacOS(ExportError):
     def __init__(self, what: str):
         super().__init__(f"needs-macos: {what} runs only on macOS (Core ML framework); nothing was executed here")
         self.status = "needs-macos"
+
+
+@contextmanager
+def converting(backend: str, recipe: str):
+    """Around a converter call: whatever it raises becomes one :class:`ConversionFailed` line naming backend
+    and recipe, with the converter's exception kept as ``__cause__`` for the log."""
+    try:
+        yield
+    except ConversionFailed:
+        raise
+    except ExportError as exc:
+        raise ConversionFailed(backend, recipe, str(exc)) from exc
+    except Exception as exc:  # converters raise anything; keep the cause for the log
+        raise ConversionFailed.wrap(backend, recipe, exc) from exc

@@ -3,7 +3,8 @@
 The linear story of ExecuTorch's own XNNPACK example: each recipe returns the ``ExportedProgram`` to lower
 (quantized or not); lowering, the delegation check and serialization are shared. Quantization never touches
 the submodules named in ``float_modules`` (Veil's log-mel frontend): PT2E annotation skips their nodes and
-torchao's ``quantize_`` skips their Linear layers. Runner: ``executorch.runtime``.
+torchao's ``quantize_`` skips their Linear layers. Runner: ``executorch.runtime``. ExecuTorch and torchao are
+imported inside the functions that use them: they are heavy, and only this backend needs them.
 """
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ import numpy as np
 import torch
 
 from export.artifact import Artifact, Runner, example_tensors, in_module, library_versions, single_threaded
-from export.errors import ConversionFailed, ExportError, MissingCalibration
+from export.errors import ConversionFailed, ExportError, converting
 from export.recipes import RecipeRegistry
 
 NAME = "executorch"
 SUFFIX = ".pte"
+TARGET = "android"
+RUNTIME = "executorch.runtime (XNNPACK)"
 DEFAULT_RECIPE = "int8-static"
 RECIPES = RecipeRegistry(NAME)
 INT4_GROUP_SIZE = 32  # XNNPACK delegates int4 weights only in groups of a multiple of 32 (no per-channel int4)
@@ -54,25 +57,27 @@ def _pt2e_quantize(module, example_inputs, calibration, float_modules, *, dynami
     return torch.export.export(converted, example_inputs)
 
 
-@RECIPES.register("fp32", "float32, every op delegated to XNNPACK where it can be")
+@RECIPES.register("fp32", "float32, every op delegated to XNNPACK where it can be", weights="fp32", compute="fp32")
 def _fp32(module, example_inputs, calibration, float_modules):
     return torch.export.export(module, example_inputs), {}
 
 
-@RECIPES.register("int8-dynamic", "PT2E int8 weights per channel, activations quantized at run time")
+@RECIPES.register("int8-dynamic", "PT2E int8 weights per channel, activations quantized at run time",
+                  weights="int8", compute="int8")
 def _int8_dynamic(module, example_inputs, calibration, float_modules):
     return _pt2e_quantize(module, example_inputs, calibration, float_modules, dynamic=True), {}
 
 
 @RECIPES.register("int8-static", "PT2E int8 weights per channel, int8 activations calibrated on real audio",
-                  needs_calibration=True)
+                  weights="int8", compute="int8", needs_calibration=True)
 def _int8_static(module, example_inputs, calibration, float_modules):
     program = _pt2e_quantize(module, example_inputs, calibration, float_modules, dynamic=False)
     return program, {"calibration_chunks": len(calibration)}
 
 
 @RECIPES.register("8da4w", "torchao int8 dynamic activations + int4 weights in groups of 32 on Linear layers; "
-                  "a Linear whose in_features is not a multiple of 32 gets int8 per-channel weights instead")
+                  "a Linear whose in_features is not a multiple of 32 gets int8 per-channel weights instead",
+                  weights="int4", compute="int8")
 def _8da4w(module, example_inputs, calibration, float_modules):
     from torchao.quantization.granularity import PerAxis, PerGroup
     from torchao.quantization.quant_api import Int8DynamicActivationIntxWeightConfig, quantize_
@@ -118,14 +123,12 @@ def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path
            output_name: str = "output") -> Artifact:
     """Export ``module`` with ``recipe`` to ``out_path`` (.pte). ``calibration``: input tensors/arrays shaped
     like ``example_inputs[0]`` (static recipes only). Converter errors become :class:`ConversionFailed`."""
-    spec = RECIPES.get(recipe)
-    if spec.needs_calibration and not len(calibration):
-        raise MissingCalibration(NAME, recipe)
+    spec = RECIPES.for_export(recipe, calibration)
     out_path = Path(out_path)
     example_inputs = example_tensors(example_inputs)
     start = time.perf_counter()
     module = with_persistent_buffers(module.eval())
-    try:
+    with converting(NAME, recipe):
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
         with torch.no_grad():
@@ -137,15 +140,20 @@ def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path
             raise ConversionFailed(NAME, recipe, f"nothing was delegated to XNNPACK "
                                                  f"(0 of {delegation['ops_total']} ops)")
         out_path.write_bytes(edge.to_executorch().buffer)
-    except ExportError as exc:
-        if isinstance(exc, ConversionFailed):
-            raise
-        raise ConversionFailed(NAME, recipe, str(exc)) from exc
-    except Exception as exc:  # converters raise anything; keep the cause for the log
-        raise ConversionFailed.wrap(NAME, recipe, exc) from exc
     return Artifact(NAME, recipe, out_path, input_name, tuple(example_inputs[0].shape), output_name,
                     tuple(reference.shape), time.perf_counter() - start,
                     {"delegation": delegation, **notes, "libraries": library_info(), "deterministic": True})
+
+
+def runs_here() -> bool:
+    """``executorch.runtime`` runs on every OS Veil supports."""
+    return True
+
+
+def import_runtime() -> None:
+    """Import the runtime (not the artifact): a benchmark takes its memory baseline after this."""
+    import executorch.runtime  # noqa: F401
+    from executorch.extension.pybindings import portable_lib  # noqa: F401
 
 
 class ExecuTorchRunner(Runner):
@@ -158,6 +166,28 @@ class ExecuTorchRunner(Runner):
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.method.execute([torch.from_numpy(x)])[0].numpy()
 
+    def thread_info(self) -> dict:
+        from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count
+        return {"xnnpack_threadpool": int(_threadpool_get_thread_count())}
 
-def load(artifact: Artifact) -> Runner:
+
+def load(artifact: Artifact, threads: int | None = None) -> Runner:
+    """``threads``: size of XNNPACK's (process-wide) thread pool; default: leave it as it is."""
+    if threads:
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+        _unsafe_reset_threadpool(int(threads))
     return ExecuTorchRunner(artifact)
+
+
+def input_shape(artifact: Artifact) -> tuple[int, ...]:
+    """The input shape the ``.pte`` itself declares (its method metadata)."""
+    from executorch.runtime import Runtime
+    meta = Runtime.get().load_program(Path(artifact.path)).metadata("forward")
+    return tuple(int(d) for d in meta.input_tensor_meta(0).sizes())
+
+
+def check_spec(artifact: Artifact, io: dict) -> list[str]:
+    """What the file declares against the manifest's ``{"input": .., "output": ..}``: its input shape
+    (a ``.pte`` names no tensors). Returns the mismatches, empty when they agree."""
+    declared, want = list(input_shape(artifact)), list(io["input"]["shape"])
+    return [] if declared == want else [f"input shape {declared} != manifest {want}"]

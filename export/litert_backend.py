@@ -5,7 +5,9 @@ edges float32: ops whose tensors belong to a ``float_modules`` submodule (Veil's
 graph's input and output tensors. Without the second, a static recipe turns the PCM input into int8 (8-bit
 audio) and the embeddings output into int8; with it the quantizer inserts QUANTIZE after the frontend and
 DEQUANTIZE before the output instead, and the runner feeds float32 PCM. Runner:
-``ai_edge_litert.interpreter`` (XNNPACK delegate, on by default).
+``ai_edge_litert.interpreter`` (XNNPACK delegate, on by default). litert-torch, ai-edge-quantizer and
+ai-edge-litert are imported inside the functions that use them: they are heavy, and only this backend needs
+them.
 """
 from __future__ import annotations
 
@@ -17,11 +19,13 @@ import numpy as np
 import torch
 
 from export.artifact import Artifact, Runner, example_tensors, library_versions
-from export.errors import ConversionFailed, ExportError, MissingCalibration
+from export.errors import ConversionFailed, converting
 from export.recipes import RecipeRegistry
 
 NAME = "litert"
 SUFFIX = ".tflite"
+TARGET = "android"
+RUNTIME = "ai_edge_litert Interpreter"
 DEFAULT_RECIPE = "int8-static"
 RECIPES = RecipeRegistry(NAME)
 SIGNATURE = "serving_default"
@@ -90,12 +94,13 @@ def _run_quantizer(q, model, float_modules, calibration=None, input_name=None) -
     return bytes(q.quantize(result, enable_progress_report=False).quantized_model)
 
 
-@RECIPES.register("fp32", "float32 as converted")
+@RECIPES.register("fp32", "float32 as converted", weights="fp32", compute="fp32")
 def _fp32(model, calibration, float_modules, input_name):
     return model
 
 
-@RECIPES.register("fp16", "float16 weights (FULLY_CONNECTED/CONV), float32 compute; frontend stays float32")
+@RECIPES.register("fp16", "float16 weights (FULLY_CONNECTED/CONV), float32 compute; frontend stays float32",
+                  weights="fp16", compute="fp32")
 def _fp16(model, calibration, float_modules, input_name):
     from ai_edge_quantizer import qtyping
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
@@ -105,7 +110,8 @@ def _fp16(model, calibration, float_modules, input_name):
     return _run_quantizer(q, model, float_modules)
 
 
-@RECIPES.register("int8-dynamic", "int8 weights per channel, activations quantized at run time")
+@RECIPES.register("int8-dynamic", "int8 weights per channel, activations quantized at run time",
+                  weights="int8", compute="int8")
 def _int8_dynamic(model, calibration, float_modules, input_name):
     from ai_edge_quantizer import qtyping
     q = _quantizer(model)
@@ -118,7 +124,7 @@ STATIC_INT8_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "BATCH_MAT
 
 @RECIPES.register("int8-static", "int8 weights per channel + int8 activations calibrated on real audio, for the "
                   "compute ops (fully connected, conv, depthwise conv, batch matmul); float32 PCM in, float32 "
-                  "embeddings out", needs_calibration=True)
+                  "embeddings out", weights="int8", compute="int8", needs_calibration=True)
 def _int8_static(model, calibration, float_modules, input_name):
     # Only the compute ops, like ExecuTorch's XNNPACK quantizer: quantizing every supported op (layer-norm
     # arithmetic, softmax, SiLU too) cost 6 dB SNR on a trained 6-block prefix (25.8 vs 31.8 dB).
@@ -159,14 +165,12 @@ def describe(model: bytes, float_modules: tuple[str, ...] = ()) -> dict:
 def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path: str | Path, *,
            calibration=(), float_modules: tuple[str, ...] = (), input_name: str = "input",
            output_name: str = "output") -> Artifact:
-    spec = RECIPES.get(recipe)
-    if spec.needs_calibration and not len(calibration):
-        raise MissingCalibration(NAME, recipe)
+    spec = RECIPES.for_export(recipe, calibration)
     out_path = Path(out_path)
     example_inputs = example_tensors(example_inputs)
     start = time.perf_counter()
     module = module.eval()
-    try:
+    with converting(NAME, recipe):
         import litert_torch
         with torch.no_grad():
             reference = module(*example_inputs)
@@ -182,12 +186,6 @@ def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path
                                                  f"{census['float_module_ops']} ops found, "
                                                  f"{census['float_module_ops_quantized']} quantized")
         out_path.write_bytes(model)
-    except ConversionFailed:
-        raise
-    except ExportError as exc:
-        raise ConversionFailed(NAME, recipe, str(exc)) from exc
-    except Exception as exc:
-        raise ConversionFailed.wrap(NAME, recipe, exc) from exc
     census.pop("signatures")
     return Artifact(NAME, recipe, out_path, input_name, tuple(example_inputs[0].shape), output_name,
                     tuple(reference.shape), time.perf_counter() - start,
@@ -195,17 +193,45 @@ def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path
                      "deterministic": True})
 
 
+def runs_here() -> bool:
+    """``ai_edge_litert`` runs on every OS Veil supports."""
+    return True
+
+
+def import_runtime() -> None:
+    """Import the runtime (not the artifact): a benchmark takes its memory baseline after this."""
+    from ai_edge_litert import interpreter  # noqa: F401
+
+
 class LiteRTRunner(Runner):
     def __init__(self, artifact: Artifact, num_threads: int | None = None):
         super().__init__(artifact)
         from ai_edge_litert.interpreter import Interpreter
-        self.interpreter = Interpreter(model_path=str(artifact.path),
-                                       num_threads=num_threads or max(1, torch.get_num_threads()))
+        self.num_threads = num_threads or max(1, torch.get_num_threads())
+        self.interpreter = Interpreter(model_path=str(artifact.path), num_threads=self.num_threads)
         self.signature = self.interpreter.get_signature_runner(artifact.details.get("signature", SIGNATURE))
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.signature(**{self.artifact.input_name: x})[self.artifact.output_name]
 
+    def thread_info(self) -> dict:
+        return {"interpreter_threads": self.num_threads}
 
-def load(artifact: Artifact) -> Runner:
-    return LiteRTRunner(artifact)
+
+def load(artifact: Artifact, threads: int | None = None) -> Runner:
+    """``threads``: the interpreter's threads (default: torch's thread count)."""
+    return LiteRTRunner(artifact, num_threads=threads)
+
+
+def input_shape(artifact: Artifact) -> tuple[int, ...]:
+    """The input shape the ``.tflite`` itself declares."""
+    from ai_edge_litert.interpreter import Interpreter
+    details = Interpreter(model_path=str(artifact.path)).get_input_details()
+    return tuple(int(d) for d in details[0]["shape"])
+
+
+def check_spec(artifact: Artifact, io: dict) -> list[str]:
+    """What the file declares against the manifest's ``{"input": .., "output": ..}``: its input shape.
+    Returns the mismatches, empty when they agree."""
+    declared, want = list(input_shape(artifact)), list(io["input"]["shape"])
+    return [] if declared == want else [f"input shape {declared} != manifest {want}"]

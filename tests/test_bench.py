@@ -15,8 +15,14 @@ import pytest
 import torch
 
 from toolkit.bench import ceiling, phones, report
-from toolkit.cli import DEFAULT_CORPUS
+from toolkit.bench.cut_points import privacy_by_layer, rejoin_privacy
 from toolkit.cli import main as veil_main
+from toolkit.exporting.prefix_export import ExportRequest, export_prefix
+from toolkit.layer_range import parse_layer_range
+from toolkit.model.asr import VeilModel, split
+from toolkit.model.checkpoint import save_checkpoint
+from toolkit.paths import DEFAULT_CORPUS
+from toolkit.text.tokenizer import CharTokenizer
 
 from tests.conftest import small_config
 
@@ -332,9 +338,6 @@ def corpus(request) -> Path:
 
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory) -> Path:
-    from toolkit.model.asr import VeilModel
-    from toolkit.model.checkpoint import save_checkpoint
-    from toolkit.text.tokenizer import CharTokenizer
     work = tmp_path_factory.mktemp("bench")
     torch.manual_seed(0)
     model = VeilModel(small_config())
@@ -346,7 +349,6 @@ def small_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def small_export(small_checkpoint, corpus) -> Path:
-    from toolkit.exporting.prefix_export import ExportRequest, export_prefix
     out = small_checkpoint.parent / "export"
     export_prefix(ExportRequest(checkpoint=small_checkpoint, target="android",
                                 recipes=["executorch=fp32", "litert=int8-dynamic"], out=out, corpus=corpus))
@@ -356,7 +358,6 @@ def small_export(small_checkpoint, corpus) -> Path:
 @pytest.fixture(scope="module")
 def ios_export(small_checkpoint, corpus) -> Path:
     """A Core ML-only export: with --no-baselines nothing runs on the host, so an --ios-log bench is cheap."""
-    from toolkit.exporting.prefix_export import ExportRequest, export_prefix
     out = small_checkpoint.parent / "export-ios"
     export_prefix(ExportRequest(checkpoint=small_checkpoint, target="ios", recipes=["coreml=fp16"], out=out,
                                 corpus=corpus))
@@ -455,11 +456,12 @@ def test_too_few_runs_and_bad_dirs_are_one_line_errors(tmp_path, capsys):
     assert veil_main(["bench", "--sweep-split", "1..2"]) == 2
     assert "--sweep-split needs --recipe" in capsys.readouterr().err
     assert veil_main(["bench", "--sweep-split", "3..1", "--recipe", "fp32"]) == 2
-    assert "expected 1 <= A <= B" in capsys.readouterr().err
+    assert "range 3..1 runs backwards" in capsys.readouterr().err
+    assert veil_main(["bench", "--sweep-split", "1..9", "--recipe", "fp32"]) == 2
+    assert "--sweep-split 1..9: [7, 8, 9] outside 1..6" in capsys.readouterr().err
 
 
 def test_ceiling_peaks_and_prefix_macs(small_model):
-    from toolkit.model.asr import split
     prefix = split(small_model)[0]
     macs = ceiling.prefix_macs(prefix, small_model.cfg.chunk_samples)
     assert macs["macs_per_chunk"] == sum(macs["per_module"][k] for k in ("frontend", "subsampling", "blocks.0"))
@@ -472,7 +474,6 @@ def test_ceiling_peaks_and_prefix_macs(small_model):
 
 
 def test_sweep_joins_recorded_privacy_by_checkpoint_hash(tmp_path):
-    from toolkit.bench.sweep import parse_range, privacy_by_layer
     layer = {"closed_lr": {"accuracy": 95.0, "chance": 3.125}, "closed_mlp": {"accuracy": 94.0},
              "open_xvector": {"eer": 6.0}}
     (tmp_path / "privacy-a.json").write_text(json.dumps({"models": {"m": {"sha256": "abc", "layers": {"3": layer}},
@@ -482,12 +483,12 @@ def test_sweep_joins_recorded_privacy_by_checkpoint_hash(tmp_path):
     assert found == {3: {"closed_lr_accuracy": 95.0, "closed_mlp_accuracy": 94.0, "xvector_eer": 6.0, "chance": 3.125}}
     assert source.endswith("privacy-a.json")
     assert privacy_by_layer("nope", tmp_path) == ({}, None)
-    assert parse_range("1..6") == (1, 6) and parse_range("3") == (3, 3)
+    assert parse_layer_range("1..6", 1, 6) == [1, 2, 3, 4, 5, 6] and parse_layer_range("3", 1, 6) == [3]
+    assert parse_layer_range("all", 1, 3) == [1, 2, 3] and parse_layer_range("0,2..3", 0, 6) == [0, 2, 3]
 
 
 def test_rejoin_privacy_rewrites_a_recorded_sweep(tmp_path, capsys):
     """Privacy results recorded after a sweep join its rows, and the MD is re-rendered from the JSON."""
-    from toolkit.bench.sweep import rejoin_privacy
     recorded = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "2026-11-26-vm-sweep-executorch-int8-static.json"
     doc = json.loads(recorded.read_text())
     for r in doc["rows"]:

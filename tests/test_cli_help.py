@@ -1,8 +1,12 @@
-"""Every command's --help renders (argparse formats help strings lazily, so a stray '%' only fails here)."""
+"""Every command's --help renders (argparse formats help strings lazily, so a stray '%' only fails here), and
+every command is there: each package's cli.py registered in toolkit.cli.COMMANDS, plus `export-prefix`."""
 import argparse
 
-from toolkit.cli import build_parser
+from toolkit.cli import COMMANDS, build_parser
 from toolkit.exporting import cli as export_cli
+
+ALL_COMMANDS = ("corpus", "corpus build", "train", "transcribe", "evaluate", "publish", "export", "parity", "bench",
+                "privacy", "sweep", "attempts", "attempts add", "attempts render", "render")
 
 
 def _all_parsers(parser):
@@ -13,13 +17,30 @@ def _all_parsers(parser):
                 yield from _all_parsers(sub)
 
 
-def test_every_help_renders():
+def test_every_help_renders_and_every_command_is_there():
     names = []
     for p in _all_parsers(build_parser()):
         assert p.format_help()
         names.append(p.prog)
-    for cmd in ("corpus", "train", "transcribe", "evaluate", "publish", "privacy", "export", "parity"):
-        assert f"veil {cmd}" in names
+    assert sorted(names) == sorted(["veil"] + [f"veil {cmd}" for cmd in ALL_COMMANDS])
+    assert all(name.startswith("toolkit.") and name.endswith(".cli") for name in COMMANDS)
     standalone = argparse.ArgumentParser(prog="export-prefix")
     export_cli.add_arguments(standalone)
     assert "--target" in standalone.format_help()
+
+
+def test_train_options_come_from_the_config_dataclasses():
+    """Every TrainConfig/ModelConfig field a user may set is a `veil train` flag, with its default in the help."""
+    from dataclasses import fields
+
+    from toolkit.config_flags import config_fields, flag_of
+    from toolkit.model.asr import ModelConfig
+    from toolkit.training.loop import TrainConfig
+    train = next(p for p in _all_parsers(build_parser()) if p.prog == "veil train")
+    text = train.format_help()
+    for cls in (TrainConfig, ModelConfig):
+        for f, _ in config_fields(cls):
+            assert flag_of(f) in text, f.name
+    assert "--config" in text and "(default 20000)" in text
+    hidden = {f.name for f in fields(ModelConfig)} - {f.name for f, _ in config_fields(ModelConfig)}
+    assert hidden == {"vocab_size", "n_speakers", "frontend"}  # from the data, or nested: config file only

@@ -1,6 +1,7 @@
 """Export of the on-device prefix: every backend x recipe, real runtimes, manifest, determinism, CLI errors.
 
-A 2-block model (d=64) is exported once per backend x recipe (module-scoped fixtures). ``.pte`` and
+A 2-block model (d=64) is exported once per backend x recipe of the registries (module-scoped fixtures), so a
+recipe added to a backend is tested here without editing a list. ``.pte`` and
 ``.tflite`` files run in ``executorch.runtime`` and ``ai_edge_litert``; ``.mlpackage`` files are checked
 through their spec, and on Linux loading one for execution must raise ``needs-macos``. Calibration and
 check audio are real corpus utterances: ``data/corpus`` when it exists, else conftest's tiny corpus.
@@ -20,21 +21,25 @@ import pytest
 import torch
 
 import export
-from toolkit.cli import DEFAULT_CORPUS
 from toolkit.cli import main as veil_main
 from toolkit.exporting.calibration import calibration_chunks
 from toolkit.exporting.cli import main as export_main
-from toolkit.exporting.prefix_export import FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME
+from toolkit.exporting.manifest import FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME
+from toolkit.files import file_sha256
 from toolkit.model.asr import ModelConfig, VeilModel, split
-from toolkit.model.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from toolkit.model.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.paths import DEFAULT_CORPUS
 from toolkit.text.tokenizer import CharTokenizer
 
-RECIPES = [("executorch", r) for r in ("fp32", "int8-dynamic", "int8-static", "8da4w")] + \
-          [("litert", r) for r in ("fp32", "fp16", "int8-dynamic", "int8-static")] + \
-          [("coreml", r) for r in ("fp16", "fp32", "int8-weights", "palettized-4bit")]
-RUNNABLE = [(b, r) for b, r in RECIPES if b != "coreml"]
-# Minimum SNR of the runtime's embeddings against the float torch prefix, on held-out real audio.
-MIN_SNR_DB = {"fp32": 80.0, "fp16": 45.0, "int8-dynamic": 25.0, "int8-static": 18.0, "8da4w": 12.0}
+RECIPES = [(b, r) for b in export.BACKENDS for r in export.get_backend(b).RECIPES.names()]
+RUNNABLE = [(b, r) for b, r in RECIPES if export.get_backend(b).runs_here()]
+# Minimum SNR of the runtime's embeddings against the float torch prefix, on held-out real audio, by the
+# recipe's precision (the narrower of its weights and its compute).
+MIN_SNR_DB = {"fp32": 80.0, "fp16": 45.0, "int8": 18.0, "int4": 12.0}
+
+
+def recipe_of(backend: str, name: str) -> export.recipes.Recipe:
+    return export.get_backend(backend).RECIPES.get(name)
 CALIBRATION_UTTS = 4
 ON_MACOS = platform.system() == "Darwin"
 
@@ -116,6 +121,7 @@ def exported(work, prefix, calibration):
 @pytest.mark.parametrize("backend,recipe", RECIPES, ids=[f"{b}-{r}" for b, r in RECIPES])
 def test_every_backend_recipe_exports(exported, prefix, backend, recipe):
     art = exported(backend, recipe)
+    spec = recipe_of(backend, recipe)
     assert art.path.exists() and art.size_bytes > 100_000
     assert art.path.suffix == export.get_backend(backend).SUFFIX
     assert art.input_shape == (1, prefix.chunk_samples)
@@ -128,20 +134,20 @@ def test_every_backend_recipe_exports(exported, prefix, backend, recipe):
         ops = art.details["ops"]
         assert ops["input_dtypes"] == ["float32"] and ops["output_dtypes"] == ["float32"]
         assert ops["float_module_ops"] >= 10 and ops["float_module_ops_quantized"] == 0, ops
-        assert (ops["int8_ops"] > 0) == recipe.startswith("int8"), ops
+        assert (ops["int8_ops"] > 0) == (spec.compute == "int8"), ops
     else:
         mil = art.details["mil"]
         assert mil["float_module_ops"] >= 10 and mil["float_module_ops_fp32"] == mil["float_module_ops"], mil
         assert mil["float_module_ops_compressed"] == 0, mil
-        assert (mil["compressed_weights"] > 0) == (recipe in ("int8-weights", "palettized-4bit")), mil
+        assert (mil["compressed_weights"] > 0) == (spec.weights in ("int8", "int4")), mil
 
 
-@pytest.mark.parametrize("backend", ["executorch", "litert", "coreml"])
+@pytest.mark.parametrize("backend", list(export.BACKENDS))
 def test_compressed_recipes_are_smaller_than_fp32(exported, backend):
     fp32 = exported(backend, "fp32").size_bytes
-    for b, recipe in RECIPES:
-        if b == backend and recipe != "fp32":
-            assert exported(b, recipe).size_bytes < 0.8 * fp32, recipe
+    for b, name in RECIPES:
+        if b == backend and recipe_of(b, name).precision != "fp32":
+            assert exported(b, name).size_bytes < 0.8 * fp32, name
 
 
 # ---- real runtimes -----------------------------------------------------------------------------------------
@@ -149,14 +155,15 @@ def test_compressed_recipes_are_smaller_than_fp32(exported, backend):
 @pytest.mark.parametrize("backend,recipe", RUNNABLE, ids=[f"{b}-{r}" for b, r in RUNNABLE])
 def test_runtime_matches_torch(exported, held_out, backend, recipe):
     art = exported(backend, recipe)
+    precision = recipe_of(backend, recipe).precision
     run = export.load(art)
     chunks, refs = held_out
     outs = [run(c) for c in chunks]
     for out in outs:
         assert out.shape == art.output_shape and out.dtype == np.float32
     snr = export.snr_db(np.concatenate(refs), np.concatenate(outs))
-    assert snr >= MIN_SNR_DB[recipe], f"{backend} {recipe}: SNR {snr:.1f} dB"
-    if recipe != "fp32":  # the recipe really changed the arithmetic
+    assert snr >= MIN_SNR_DB[precision], f"{backend} {recipe}: SNR {snr:.1f} dB"
+    if precision != "fp32":  # the recipe really changed the arithmetic
         assert snr < 80.0, f"{backend} {recipe}: SNR {snr:.1f} dB looks unquantized"
 
 
@@ -203,6 +210,35 @@ def test_unknown_recipe_names_backend_and_recipe():
         export.get_backend("onnx")
 
 
+def test_every_recipe_states_its_precision_and_every_backend_its_facts():
+    """What parity gates, bench dtypes and help texts derive from: nothing downstream lists recipes by name."""
+    for b in export.BACKENDS:
+        module = export.get_backend(b)
+        assert module.TARGET in ("android", "ios") and module.RUNTIME and module.SUFFIX.startswith(".")
+        assert module.DEFAULT_RECIPE in module.RECIPES
+        for r in module.RECIPES:
+            assert r.weights in export.recipes.PRECISIONS and r.compute in export.recipes.PRECISIONS
+            assert r.precision == max(r.weights, r.compute, key=export.recipes.PRECISIONS.index)
+    assert export.targets() == {"android": ["executorch", "litert"], "ios": ["coreml"],
+                                "all": ["executorch", "litert", "coreml"]}
+    with pytest.raises(ValueError, match="weights='int3'"):
+        export.recipes.Recipe("x", "", "int3", "fp32", False, None)
+
+
+@pytest.mark.parametrize("backend,recipe", [(b, export.get_backend(b).DEFAULT_RECIPE) for b in export.BACKENDS])
+def test_every_backend_reads_back_what_its_file_declares(exported, prefix, backend, recipe):
+    """input_shape and check_spec read the artifact file itself (its runtime or spec), on any OS."""
+    module = export.get_backend(backend)
+    art = exported(backend, recipe)
+    assert module.input_shape(art) == (1, prefix.chunk_samples)
+    io = {"input": {"name": INPUT_NAME, "shape": [1, prefix.chunk_samples], "dtype": "float32"},
+          "output": {"name": OUTPUT_NAME, "shape": [1, prefix.chunk_samples // 640, 64], "dtype": "float32"}}
+    assert module.check_spec(art, io) == []
+    wrong = {**io, "input": {**io["input"], "shape": [1, 2 * prefix.chunk_samples]}}
+    (mismatch,) = module.check_spec(art, wrong)
+    assert str(2 * prefix.chunk_samples) in mismatch
+
+
 def test_static_recipe_without_calibration_refuses(prefix, work):
     with pytest.raises(export.MissingCalibration, match="executorch int8-static"):
         export.get_backend("executorch").export(prefix, (np.zeros((1, prefix.chunk_samples), np.float32),),
@@ -217,7 +253,7 @@ class DataDependent(torch.nn.Module):
         return x * 2 if x.sum() > 0 else x - 1
 
 
-@pytest.mark.parametrize("backend,recipe", [("executorch", "fp32"), ("litert", "fp32"), ("coreml", "fp16")])
+@pytest.mark.parametrize("backend,recipe", [(b, export.get_backend(b).RECIPES.names()[0]) for b in export.BACKENDS])
 def test_converter_failure_is_one_line_naming_backend_and_recipe(work, backend, recipe):
     x = np.ones((1, 640), np.float32)
     with pytest.raises(export.ConversionFailed) as info:
@@ -289,10 +325,11 @@ def test_cli_artifacts_run_and_match_the_manifest(cli_export, held_out):
                     export.load(art)
             assert entry["spec"]["inputs"][0]["shape"] == manifest["input"]["shape"]
             continue
-        assert entry["check"]["status"] == "ran" and entry["check"]["snr_db"] >= MIN_SNR_DB[entry["recipe"]]
+        floor = MIN_SNR_DB[recipe_of(entry["backend"], entry["recipe"]).precision]
+        assert entry["check"]["status"] == "ran" and entry["check"]["snr_db"] >= floor
         y = export.load(art)(chunks[0])
         assert list(y.shape) == manifest["output"]["shape"] and y.dtype.name == manifest["output"]["dtype"]
-        assert export.snr_db(refs[0], y) >= MIN_SNR_DB[entry["recipe"]]
+        assert export.snr_db(refs[0], y) >= floor
 
 
 def test_exports_are_byte_identical_across_processes(cli_export, exported):

@@ -2,8 +2,15 @@
 import pytest
 import torch
 
-from toolkit.model.asr import ModelConfig, VeilModel, frames_for, run_prefix_chunked, split
+from toolkit.chunking import run_chunked, torch_runner
+from toolkit.model.asr import ModelConfig, VeilModel, frames_for, split
 from tests.conftest import small_config
+
+
+def phone_run(model, prefix, pcm: torch.Tensor) -> torch.Tensor:
+    """A whole utterance (S,) through ``prefix`` chunk by chunk, as the phone runs it: the one chunked runner
+    the pipeline uses (zero-padded last chunk, frames trimmed to ceil(S / frame_samples)). Returns (T, d)."""
+    return torch.from_numpy(run_chunked(torch_runner(prefix), pcm.numpy(), model.cfg.chunk)[0])
 
 
 def _utterances():
@@ -26,7 +33,7 @@ def test_suffix_of_prefix_equals_full_model(small_model):
     for u in _utterances():
         out = small_model(u[None], torch.tensor([len(u)]))
         full = out["log_probs"][0, : int(out["frame_lengths"][0])]
-        emb = run_prefix_chunked(prefix, u)
+        emb = phone_run(small_model, prefix, u)
         assert emb.shape == (frames_for(len(u), 640), 64)
         assert torch.allclose(suffix(emb[None])[0], full, atol=1e-5)
 
@@ -39,7 +46,7 @@ def test_chunked_prefix_equals_training_time_prefix(small_model):
     layers = small_model(pcm, lengths, return_layers=True)["layers"]
     prefix, _ = split(small_model)
     for i, u in enumerate(utts):
-        emb = run_prefix_chunked(prefix, u)
+        emb = phone_run(small_model, prefix, u)
         assert torch.allclose(layers[1][i, : emb.shape[0]], emb, atol=1e-5)
 
 
@@ -63,7 +70,7 @@ def test_split_at_other_layers_and_bounds():
     out = model(u[None], torch.tensor([len(u)]))
     full = out["log_probs"][0, : int(out["frame_lengths"][0])]
     prefix, suffix = split(model, 2)
-    assert torch.allclose(suffix(run_prefix_chunked(prefix, u)[None])[0], full, atol=1e-5)
+    assert torch.allclose(suffix(phone_run(model, prefix, u)[None])[0], full, atol=1e-5)
     assert len(split(model, 3)[1].blocks) == 0
     for bad in (0, 4):
         with pytest.raises(ValueError, match="outside 1..3"):
@@ -90,7 +97,7 @@ def test_split_norm_is_part_of_the_prefix_and_removes_chunk_statistics():
     out = model(pcm, lengths, return_layers=True)
     prefix, suffix = split(model)
     for i, u in enumerate(utts):
-        emb = run_prefix_chunked(prefix, u)
+        emb = phone_run(model, prefix, u)
         assert torch.allclose(out["layers"][1][i, : emb.shape[0]], emb, atol=1e-5)
         n = int(out["frame_lengths"][i])
         assert torch.allclose(suffix(emb[None])[0], out["log_probs"][i, :n], atol=1e-4)

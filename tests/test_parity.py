@@ -17,16 +17,18 @@ import pytest
 import torch
 
 import export
-from toolkit.cli import DEFAULT_CORPUS
+from export.coreml_backend import feature_dict
+from toolkit.chunking import torch_runner
 from toolkit.cli import main as veil_main
 from toolkit.errors import VeilError
 from toolkit.exporting.cli import main as export_main
-from toolkit.exporting.prefix_export import FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME
+from toolkit.exporting.manifest import FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME
 from toolkit.model.asr import ModelConfig, VeilModel, split
 from toolkit.model.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.parity import gates
 from toolkit.parity.bundled import verify_bundled_program
-from toolkit.parity.coreml_offline import predict_inputs
+from toolkit.parity.localize import stage_prefixes
+from toolkit.paths import DEFAULT_CORPUS
 from toolkit.text.tokenizer import CharTokenizer
 
 UTTS = "4"
@@ -198,18 +200,19 @@ def test_coreml_reports_needs_macos_not_pass(ios_int8):
     assert json.loads((out / "manifest.json").read_text())["parity"]["verdict"] == "needs-macos"
 
 
-def test_coreml_predict_inputs_match_the_spec(ios_int8):
+def test_coreml_feature_dict_matches_the_spec(ios_int8):
+    """What CoreMLRunner hands MLModel.predict on macOS, checked here against the package's spec."""
     out, _ = ios_int8
     manifest = json.loads((out / "manifest.json").read_text())
     art = export.Artifact.from_json(manifest["artifacts"][0], out)
     spec = export.get_backend("coreml").describe(art.path)
     pcm = np.linspace(-0.5, 0.5, 16000, dtype=np.float64)
-    feed = predict_inputs(art, pcm)
+    feed = feature_dict(art, pcm)
     assert list(feed) == [spec["inputs"][0]["name"]]
     x = feed[INPUT_NAME]
     assert list(x.shape) == spec["inputs"][0]["shape"] and x.dtype == np.float32 and x.flags.c_contiguous
     with pytest.raises(ValueError):
-        predict_inputs(art, np.zeros(8000, np.float32))
+        feature_dict(art, np.zeros(8000, np.float32))
 
 
 # ---- gates ------------------------------------------------------------------------------------------------------
@@ -231,3 +234,18 @@ def test_gates_defaults_overrides_and_errors(tmp_path):
     for bad in (["int8:snr"], ["snr=3"], ["int8:foo=1"], ["int8:snr=abc"]):
         with pytest.raises(VeilError):
             gates.parse_gate_args(bad)
+
+
+# ---- one definition of the phone's computation ------------------------------------------------------------------
+
+def test_localization_stages_are_the_prefixes_split_returns():
+    """Stage j of a split-norm model is split(model, j)'s prefix: the normalization after the split block is in
+    the stage that includes the block, and the full-depth stage computes exactly the exported prefix."""
+    torch.manual_seed(0)
+    model = VeilModel(ModelConfig(n_blocks=3, split_layer=2, d_model=64, n_heads=4, subsampling_channels=16,
+                                  chunk_samples=16000, split_norm="chunk")).eval()
+    chunk = (np.random.default_rng(1).standard_normal((1, 16000)) * 0.1).astype(np.float32)
+    stages = stage_prefixes(model, 3)
+    assert [len(s.blocks) for s in stages] == [0, 1, 2, 3] and [s.norm_after for s in stages] == [0, 0, 2, 2]
+    for j, stage in enumerate(stages[1:], 1):
+        np.testing.assert_array_equal(torch_runner(stage)(chunk), torch_runner(split(model, j)[0])(chunk))

@@ -11,14 +11,20 @@ import pytest
 import torch
 from scipy.stats import norm
 
+import export as backends
+from export.artifact import tree_sha256
+from toolkit.cli import main as veil_main
 from toolkit.data.corpus_build import CorpusPlan, build_corpus
-from toolkit.data.dataset import AudioSet
+from toolkit.data.dataset import AudioSet, collate
 from toolkit.data.librispeech import read_librispeech
+from toolkit.exporting.cli import main as export_main
+from toolkit.files import file_sha256
 from toolkit.model.asr import VeilModel
-from toolkit.model.checkpoint import save_checkpoint
+from toolkit.model.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.privacy.artifact import load_runners, read_export
 from toolkit.privacy.attackers import (closed_set_attack, eer, min_dcf, open_set_attack, train_xvector,
                                        utterance_split)
-from toolkit.privacy.embeddings import layer_embeddings
+from toolkit.privacy.embeddings import artifact_embeddings, layer_embeddings
 from toolkit.text.tokenizer import CharTokenizer
 from tests.conftest import small_config
 
@@ -148,7 +154,6 @@ def test_layer_embeddings_stop_early_but_match_the_full_forward(speaker_corpus, 
     data = AudioSet.load(read_librispeech(speaker_corpus / "eval-speakers")[:6], progress=False)
     ours = layer_embeddings(model, data, [1, 2], progress=False)
     only_first = layer_embeddings(model, data, [1], progress=False)[1]
-    from toolkit.data.dataset import collate
     for i in range(len(data)):
         pcm, lengths = collate([data.pcm[i]])
         with torch.no_grad():
@@ -162,7 +167,6 @@ def test_layer_embeddings_stop_early_but_match_the_full_forward(speaker_corpus, 
 @pytest.fixture(scope="module")
 def exported(speaker_corpus, tmp_path_factory):
     """A real android export (ExecuTorch + LiteRT, fp32) of a small model: what --artifact attacks."""
-    from toolkit.exporting.cli import main as export_main
     work = tmp_path_factory.mktemp("artifact")
     torch.manual_seed(1)
     ckpt = save_checkpoint(work / "small.safetensors", VeilModel(small_config(grl_layers=[1])), CharTokenizer(),
@@ -179,23 +183,17 @@ def exported(speaker_corpus, tmp_path_factory):
 
 
 def test_artifact_embeddings_are_the_float_prefix_run_in_the_runtime(exported, speaker_corpus):
-    import export as backends
-    from toolkit.privacy.artifact import read_export
-    from toolkit.privacy.embeddings import artifact_embeddings
-    from toolkit.model.checkpoint import load_checkpoint
     ckpt, out = exported
     model = load_checkpoint(ckpt)[0]
     data = AudioSet.load(read_librispeech(speaker_corpus / "eval-speakers")[:4], progress=False)
     ref = layer_embeddings(model, data, [1], progress=False)[1]
     for p in read_export(out):
-        got = artifact_embeddings(backends.load(p.artifact), data, p.chunk_samples, p.frame_samples, progress=False)
+        got = artifact_embeddings(backends.load(p.artifact), data, p.chunk, progress=False)
         assert [g.shape for g in got] == [r.shape for r in ref]
         assert backends.snr_db(np.concatenate(ref), np.concatenate(got)) > 60, p.name
 
 
 def test_privacy_attacks_the_exported_artifact(exported, speaker_corpus, tmp_path, capsys):
-    from toolkit.cli import main as veil_main
-    from toolkit.model.checkpoint import file_sha256
     ckpt, out = exported
     report_dir = tmp_path / "report"
     assert veil_main(["privacy", "--artifact", str(out), "--backend", "executorch", "--baseline", str(ckpt),
@@ -219,10 +217,7 @@ def test_privacy_attacks_the_exported_artifact(exported, speaker_corpus, tmp_pat
 
 
 def test_artifact_input_is_checked_at_the_boundary(exported, speaker_corpus, tmp_path, capsys):
-    from export.artifact import tree_sha256
-    from toolkit.cli import main as veil_main
-    from toolkit.privacy.artifact import load_runners, read_export
-    _, out = exported
+    ckpt, out = exported
     base = ["privacy", "--corpus", str(speaker_corpus), "--out", str(tmp_path / "r")]
 
     def fails(args, message):
@@ -245,14 +240,17 @@ def test_artifact_input_is_checked_at_the_boundary(exported, speaker_corpus, tmp
     # Core ML cannot run off macOS: it is recorded as needs-macos, never attacked; alone it is an error
     if platform.system() == "Darwin":
         return
+    ios = tmp_path / "ios"  # a real Core ML package of the same checkpoint, added to the android export
+    assert export_main(["--checkpoint", str(ckpt), "--target", "ios", "--recipe", "fp16", "--out", str(ios),
+                        "--corpus", str(speaker_corpus), "--no-parity"]) == 0
+    capsys.readouterr()  # the export's progress
     with_coreml = tmp_path / "with-coreml"
     shutil.copytree(out, with_coreml)
     pkg = with_coreml / "prefix-k1-fp16.mlpackage"
-    (pkg / "Data").mkdir(parents=True)
-    (pkg / "Data" / "model.mlmodel").write_bytes(b"placeholder: never executed off macOS")
+    shutil.copytree(ios / pkg.name, pkg)
     manifest = json.loads((with_coreml / "manifest.json").read_text())
-    entry = {**manifest["artifacts"][0], "backend": "coreml", "recipe": "fp16", "file": pkg.name,
-             "sha256": tree_sha256(pkg)}
+    (entry,) = json.loads((ios / "manifest.json").read_text())["artifacts"]
+    assert entry["sha256"] == tree_sha256(pkg)
     manifest["artifacts"].append(entry)
     (with_coreml / "manifest.json").write_text(json.dumps(manifest))
     runnable, skipped = load_runners(read_export(with_coreml))

@@ -14,7 +14,7 @@ from toolkit.data.librispeech import read_librispeech
 from toolkit.errors import VeilError
 from toolkit.model.asr import VeilModel
 from toolkit.model.checkpoint import save_checkpoint
-from toolkit.privacy import sweep
+from toolkit.privacy import grl_sweep
 from toolkit.privacy.attempts import append_attempt, entry_from_privacy, read_log, render_attempts
 from toolkit.text.tokenizer import CharTokenizer
 
@@ -60,7 +60,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny_corpus, runs, tmp_path,
 def test_bad_requests_are_one_line_errors(tiny_corpus, runs, capsys):
     base = ["sweep", "--corpus", str(tiny_corpus), "--out", str(runs), "--layers", "1..2", "--dry-run"]
     cases = [(["--train-arg", "--out x"], "the sweep sets --out itself"),
-             (["--layers", "0..2"], "GRL locations must lie in 1..6"),
+             (["--layers", "0..2"], "--layers 0..2: [0] outside 1..6"),
              (["--layers", "a..b"], "--layers must look like"),
              (["--parallel", "0"], "--parallel must be at least 1")]
     for extra, message in cases:
@@ -100,7 +100,7 @@ def test_skip_train_evaluates_premade_runs_and_refreshes_the_readme(tiny_corpus,
     md = results.with_suffix(".md").read_text()
     assert "| grl-1 | 1 | 5 |" in md and "| paper (Jalal et al." in md and "-33.0 %" in md
     text = readme.read_text()
-    assert text.startswith("# Project\n\nintro\n") and text.count(sweep.MARK_START) == 1
+    assert text.startswith("# Project\n\nintro\n") and text.count(grl_sweep.MARK_START) == 1
     assert "| grl-2 | 2 | 5 |" in text
     # a second run evaluates nothing again and refreshes (not duplicates) the README table
     readme.write_text(text.replace("| grl-2 | 2 | 5 |", "| stale row |") + "\ntrailer\n")
@@ -108,7 +108,7 @@ def test_skip_train_evaluates_premade_runs_and_refreshes_the_readme(tiny_corpus,
     assert veil_main(args) == 0
     assert capsys.readouterr().out.count(": cached (") == 3
     text2 = readme.read_text()
-    assert text2.count(sweep.MARK_START) == 1 and "stale row" not in text2 and text2.endswith("\ntrailer\n")
+    assert text2.count(grl_sweep.MARK_START) == 1 and "stale row" not in text2 and text2.endswith("\ntrailer\n")
     again = json.loads(results.read_text())
     assert [m["privacy"] for m in again["models"]] == [m["privacy"] for m in report["models"]]
     # the Markdown can be regenerated from the JSON alone
@@ -117,6 +117,9 @@ def test_skip_train_evaluates_premade_runs_and_refreshes_the_readme(tiny_corpus,
     assert veil_main(["sweep", "--render", str(results)]) == 0
     assert results.with_suffix(".md").read_text() == md
     assert veil_main(["sweep", "--render", str(tmp_path / "nope.json")]) == 2
+    results.with_suffix(".md").unlink()  # `veil render` is the one re-render verb for every result
+    assert veil_main(["render", str(results), "--readme", str(readme)]) == 0
+    assert results.with_suffix(".md").read_text() == md and readme.read_text() == text2
 
 
 def test_sweep_trains_missing_runs_by_subprocess(tiny_corpus, tmp_path):
@@ -159,6 +162,8 @@ def test_attempts_log_appends_and_renders(tmp_path):
     md = log.with_suffix(".md").read_text()
     assert md == render_attempts(read_log(log))
     assert "| plain-grl-k3 | " in md and "95.1 (95.9)" in md and "`veil train x`" in md
+    log.with_suffix(".md").unlink()
+    assert veil_main(["render", str(log)]) == 0 and log.with_suffix(".md").read_text() == md
     assert veil_main(["attempts", "add", str(tmp_path / "missing.json"), "--name", "n", "--tried", "t",
                       "--verdict", "v", "--log", str(log)]) == 2
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 
@@ -19,3 +20,15 @@ def read_json(path: str | Path, missing: str, what: str = "not valid JSON"):
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise VeilError(f"{path}: {what} ({exc.msg} at line {exc.lineno})") from None
+
+
+def run_guarded(prog: str, func, args) -> int:
+    """Run a command; a VeilError becomes one line on stderr and exit 2 (no traceback), Ctrl-C exit 130."""
+    try:
+        return func(args)
+    except VeilError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -1,2 +1,2 @@
-"""Benchmarks: `veil bench` measures every exported artifact beside torch eager and ONNX Runtime baselines,
-the machine's matmul ceiling, the payload codec, a cut-point sweep and phones (see cli.py)."""
+"""The bench job: `veil bench` (every artifact and two baselines measured side by side) and the cut-point
+sweep (`veil bench --sweep-split`)."""

@@ -11,7 +11,9 @@ between rows of the same run. Nothing here asserts a speed; the targets are reco
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import io
 import os
 import platform
 import shutil
@@ -22,16 +24,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
+import export as backends
+from export.artifact import library_versions
 from toolkit.bench import ceiling as ceil
-from toolkit.bench.runner import REPO_ROOT, run_worker, summarize
+from toolkit.bench import phones, report
+from toolkit.bench.payload_eval import evaluate_payload
+from toolkit.bench.runner import run_worker, summarize
+from toolkit.chunking import chunk_pcm, pick_audio
+from toolkit.console import say
 from toolkit.errors import VeilError
-from toolkit.exporting.console import human_bytes, say
+from toolkit.exporting.manifest import ExportManifest
+from toolkit.files import file_sha256
+from toolkit.model.checkpoint import tokenizer_from
+from toolkit.paths import DEFAULT_CORPUS, EXPORTS_DIR, RESULTS_DIR
 
 BENCH_FORMAT = "veil-bench/1"
-DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
-DEFAULT_CACHE = REPO_ROOT / "exports" / ".bench-cache"
-INT8_RECIPES = ("int8-static", "int8-dynamic", "8da4w", "int8-weights", "palettized-4bit")
+DEFAULT_OUT = RESULTS_DIR
+DEFAULT_CACHE = EXPORTS_DIR / ".bench-cache"
 TARGETS = {"speedup_vs_torch": 5.0, "int8_size_ratio": 0.30, "int8_payload_kBps": 4.0, "int8_payload_dwer_abs": 0.5}
 
 
@@ -43,14 +54,14 @@ class BenchRequest:
     warmup: int = 5
     out_dir: Path = DEFAULT_OUT
     name: str | None = None                 # default <date>-<host>
-    corpus: Path | None = None
+    corpus: Path = DEFAULT_CORPUS
     payload_utts: int = 48
     checkpoint: Path | None = None
     baselines: bool = True
     ceiling: str = "full"                   # full | matmul | none
     cache_dir: Path = DEFAULT_CACHE
     command: str = ""
-    sweep: tuple[int, int] | None = None
+    sweep: str | None = None                # cut-point sweep: the split layers, e.g. "1..6" (toolkit.layer_range)
     recipe: str | None = None
     device: str | None = None
     executor_runner: str | None = None
@@ -61,9 +72,11 @@ class BenchRequest:
     quick: bool = False                     # smoke runs: fewer than 50 timed runs allowed, marked in the JSON
 
 
-def compute_dtype(recipe: str) -> str:
-    """The matmul dtype an artifact's encoder runs in (its frontend is float in every recipe)."""
-    return "int8" if recipe in INT8_RECIPES else "fp32"
+def compute_dtype(backend: str, recipe: str) -> str:
+    """The dtype class an artifact is benched as: ``int8`` when its recipe stores or computes the encoder in
+    int8 or int4 (its ceiling is the int8 matmul; it counts for the int8 targets), else ``fp32``. The
+    frontend is float in every recipe."""
+    return "int8" if backends.get_backend(backend).RECIPES.get(recipe).precision in ("int8", "int4") else "fp32"
 
 
 def host_info() -> dict:
@@ -75,10 +88,11 @@ def host_info() -> dict:
                 break
     except OSError:
         pass
-    from export.artifact import library_versions
     return {"hostname": socket.gethostname(), "platform": f"{platform.system()} {platform.machine()}", "cpu": cpu,
             "cores": os.cpu_count(), "python": platform.python_version(),
-            "libraries": library_versions("torch", "executorch", "ai-edge-litert", "onnxruntime", "onnx", "numpy")}
+            "libraries": dict(sorted({**library_versions("torch", "onnxruntime", "onnx", "numpy"),
+                                      **{k: v for b in backends.BACKENDS
+                                         for k, v in backends.get_backend(b).library_info().items()}}.items()))}
 
 
 def load_average() -> list[float] | None:
@@ -94,41 +108,29 @@ def default_name(suffix: str = "") -> str:
 
 # ---- inputs ------------------------------------------------------------------------------------------------
 
-def read_exports(dirs: list[Path]) -> list[tuple[Path, dict]]:
-    from toolkit.parity.check import read_manifest
+def read_exports(dirs: list[Path]) -> list[ExportManifest]:
+    """The export folders, each checked at the boundary, all of one prefix (checkpoint and split layer) and
+    one chunk geometry."""
     if not dirs:
         raise VeilError("give at least one EXPORT_DIR (made by `veil export`), or --sweep-split with --recipe")
-    out = [(Path(d), read_manifest(Path(d))) for d in dirs]
-    first_dir, first = out[0]
-    for d, m in out[1:]:
-        for key, what in ((("checkpoint", "sha256"), "checkpoint"), (("split_layer",), "split layer"),
-                          (("input", "chunk_samples"), "chunk length")):
-            a, b = first, m
-            for k in key:
-                a, b = a[k], b[k]
+    manifests = [ExportManifest.read(Path(d)) for d in dirs]
+    first = manifests[0]
+    for m in manifests[1:]:
+        for what, a, b in (("checkpoint", first.checkpoint["sha256"], m.checkpoint["sha256"]),
+                           ("split layer", first.split_layer, m.split_layer),
+                           ("chunk length", first.chunk.chunk_samples, m.chunk.chunk_samples)):
             if a != b:
-                raise VeilError(f"{d}: exported with another {what} than {first_dir} ({b} vs {a}); "
+                raise VeilError(f"{m.dir}: exported with another {what} than {first.dir} ({b} vs {a}); "
                                 f"bench export folders of one checkpoint and split layer together")
-    return out
-
-
-def load_model(checkpoint: Path, want_sha: str | None):
-    from toolkit.model.checkpoint import file_sha256, load_checkpoint
-    if not checkpoint.is_file():
-        raise VeilError(f"{checkpoint}: checkpoint not found (pass --checkpoint)")
-    if want_sha and file_sha256(checkpoint) != want_sha:
-        raise VeilError(f"{checkpoint}: not the checkpoint the exports were made from (sha256 differs from "
-                        f"manifest.json); pass --checkpoint with the original")
-    return load_checkpoint(checkpoint)
+    return manifests
 
 
 def bench_audio(corpus: Path, count: int):
     """Real eval-speakers utterances (spread over speakers) for the payload, and the timed input chunk: the
     first chunk of the longest of them."""
-    from toolkit.parity.check import pick_audio
-    split = "eval-speakers" if (corpus / "eval-speakers").is_dir() else "test"
-    utts, pcms = pick_audio(corpus, split, max(1, count))
-    return split, utts, pcms
+    split_name = "eval-speakers" if (Path(corpus) / "eval-speakers").is_dir() else "test"
+    utts, pcms = pick_audio(corpus, split_name, max(1, count), flag="--payload-utts")
+    return split_name, utts, pcms
 
 
 def tensor_bytes_fp32(module) -> int:
@@ -137,10 +139,6 @@ def tensor_bytes_fp32(module) -> int:
 
 def onnx_baseline(prefix, chunk: np.ndarray, cache: Path) -> Path:
     """ONNX export of the float prefix (torch.onnx, dynamo exporter), cached per checkpoint and split layer."""
-    import contextlib
-    import io
-
-    import torch
     path = cache / "prefix-fp32.onnx"
     if path.is_file():
         return path
@@ -152,6 +150,15 @@ def onnx_baseline(prefix, chunk: np.ndarray, cache: Path) -> Path:
                           output_names=["embeddings"], dynamo=True, external_data=False)
     os.replace(tmp, path)
     return path
+
+
+def torch_baseline(prefix, checkpoint: Path, k: int) -> dict:
+    """The torch eager fp32 prefix as a bench target: what a user runs without Veil."""
+    return {"name": "torch eager fp32", "role": "baseline", "backend": "torch", "recipe": "fp32",
+            "runtime": "torch eager (no Veil)", "dtype": "fp32", "file": str(checkpoint),
+            "size_bytes": tensor_bytes_fp32(prefix),
+            "size_note": "float32 bytes of the prefix's parameters and buffers",
+            "spec": {"kind": "torch", "checkpoint": str(checkpoint), "split_layer": k}, "measurements": []}
 
 
 # ---- measuring ---------------------------------------------------------------------------------------------
@@ -298,62 +305,42 @@ def evaluate_targets(targets: list[dict], payload_result: dict | None, threads: 
 
 # ---- the recipe --------------------------------------------------------------------------------------------
 
-def artifact_targets(exports: list[tuple[Path, dict]]) -> list[dict]:
-    import export as backends
+def artifact_targets(manifests: list[ExportManifest]) -> list[dict]:
+    """One bench target per distinct artifact (backend, recipe, sha256) of the export folders. An artifact
+    whose runtime does not run on this OS (Core ML off macOS) gets its size and a ``needs-macos`` status."""
     seen, targets = set(), []
-    for export_dir, manifest in exports:
-        for entry in manifest["artifacts"]:
-            art = backends.Artifact.from_json(entry, export_dir)
-            if not art.path.exists():
-                raise VeilError(f"{art.path}: artifact listed in manifest.json is missing")
-            if art.sha256() != entry["sha256"]:
-                raise VeilError(f"{art.path}: sha256 differs from manifest.json (the file changed after export)")
-            key = (entry["backend"], entry["recipe"], entry["sha256"])
+    for manifest in manifests:
+        for entry, art in manifest.artifacts():
+            key = (art.backend, art.recipe, entry["sha256"])
             if key in seen:
                 continue
             seen.add(key)
-            tgt = {"name": f"{entry['backend']} {entry['recipe']}", "role": "artifact", "backend": entry["backend"],
-                   "recipe": entry["recipe"], "runtime": {"executorch": "executorch.runtime (XNNPACK)",
-                                                         "litert": "ai_edge_litert Interpreter",
-                                                         "coreml": "Core ML"}[entry["backend"]],
-                   "dtype": compute_dtype(entry["recipe"]), "file": str(art.path), "size_bytes": art.size_bytes,
-                   "measurements": []}
-            if entry["backend"] == "coreml":
+            backend = backends.get_backend(art.backend)
+            tgt = {"name": f"{art.backend} {art.recipe}", "role": "artifact", "backend": art.backend,
+                   "recipe": art.recipe, "runtime": backend.RUNTIME, "dtype": compute_dtype(art.backend, art.recipe),
+                   "file": str(art.path), "size_bytes": art.size_bytes, "measurements": []}
+            if not backend.runs_here():
                 tgt["status"] = "needs-macos"
-                tgt["detail"] = "Core ML prediction runs only on macOS/iOS; size measured, latency not"
+                tgt["detail"] = f"{backend.RUNTIME} prediction runs only on macOS/iOS; size measured, latency not"
             else:
-                tgt["spec"] = {"kind": entry["backend"], "entry": entry, "base_dir": str(export_dir)}
+                tgt["spec"] = {"kind": art.backend, "entry": entry, "base_dir": str(manifest.dir)}
             targets.append(tgt)
     return targets
 
 
 def run_bench(req: BenchRequest) -> dict:
     """Measure; write ``<out_dir>/<name>.json`` (+ .md, .png); return the document."""
-    from toolkit.bench import report
-    from toolkit.bench.payload_eval import evaluate_payload
-    from toolkit.cli import DEFAULT_CORPUS
-    from toolkit.model.asr import split
-    from toolkit.model.checkpoint import file_sha256, tokenizer_from
-
     check_request(req)
-    if req.sweep:
-        from toolkit.bench.sweep import run_sweep
-        return run_sweep(req)
-    exports = read_exports(req.export_dirs)
-    manifest = exports[0][1]
-    checkpoint = Path(req.checkpoint or manifest["checkpoint"]["path"])
-    model, config = load_model(checkpoint, manifest["checkpoint"]["sha256"])
-    cfg = model.cfg
-    k = int(manifest["split_layer"])
-    prefix, suffix = split(model, k)
-    prefix.eval(), suffix.eval()
-    corpus = Path(req.corpus or DEFAULT_CORPUS)
-    split_name, utts, pcms = bench_audio(corpus, req.payload_utts)
-    chunk_seconds = cfg.chunk_samples / cfg.frontend.sample_rate
-    from toolkit.exporting.calibration import chunk_pcm
+    manifests = read_exports(req.export_dirs)
+    manifest = manifests[0]
+    model, config, prefix, suffix = manifest.float_prefix(req.checkpoint)
+    checkpoint = Path(req.checkpoint or manifest.checkpoint["path"])
+    k = manifest.split_layer
+    split_name, utts, pcms = bench_audio(Path(req.corpus), req.payload_utts)
+    geometry = manifest.chunk
     longest = int(np.argmax([len(p) for p in pcms]))
-    chunk = chunk_pcm(pcms[longest], cfg.chunk_samples)[0]
-    macs = ceil.prefix_macs(prefix, cfg.chunk_samples)
+    chunk = chunk_pcm(pcms[longest], geometry.chunk_samples)[0]
+    macs = ceil.prefix_macs(prefix, geometry.chunk_samples)
     started = time.time()
     load_start = load_average()
 
@@ -363,33 +350,28 @@ def run_bench(req: BenchRequest) -> dict:
         targets = []
         if req.baselines:
             cache = req.cache_dir / f"{file_sha256(checkpoint)[:16]}-k{k}"
-            targets.append({"name": "torch eager fp32", "role": "baseline", "backend": "torch", "recipe": "fp32",
-                            "runtime": "torch eager (no Veil)", "dtype": "fp32", "file": str(checkpoint),
-                            "size_bytes": tensor_bytes_fp32(prefix),
-                            "size_note": "float32 bytes of the prefix's parameters and buffers",
-                            "spec": {"kind": "torch", "checkpoint": str(checkpoint), "split_layer": k},
-                            "measurements": []})
+            targets.append(torch_baseline(prefix, checkpoint, k))
             onnx_path = onnx_baseline(prefix, chunk, cache)
             targets.append({"name": "onnxruntime fp32", "role": "baseline", "backend": "onnx", "recipe": "fp32",
                             "runtime": "onnxruntime CPUExecutionProvider", "dtype": "fp32", "file": str(onnx_path),
                             "size_bytes": onnx_path.stat().st_size, "spec": {"kind": "onnxruntime", "path": str(onnx_path)},
                             "measurements": []})
-        targets += artifact_targets(exports)
+        targets += artifact_targets(manifests)
         for t in targets:
             if "spec" in t:
                 t["spec"]["input"] = str(work / "input.npy")
         say(f"bench: {len(targets)} targets x threads {req.threads}, {req.runs} timed runs after {req.warmup} "
-            f"warm-up, {macs['macs_per_chunk'] / 1e6:.1f} M MACs per {chunk_seconds:g} s chunk")
-        measure_targets(targets, req, work, chunk_seconds, macs["macs_per_chunk"])
+            f"warm-up, {macs['macs_per_chunk'] / 1e6:.1f} M MACs per {geometry.chunk_seconds:g} s chunk")
+        measure_targets(targets, req, work, geometry.chunk_seconds, macs["macs_per_chunk"])
         ceiling = measure_ceiling(req, work)
         add_efficiency(targets, ceiling)
 
         say(f"payload: {len(pcms)} {split_name} utterances through the float suffix ...")
         payload_result = evaluate_payload(prefix, suffix, pcms, [u.text for u in utts], tokenizer_from(config),
-                                          cfg.chunk_samples, cfg.frame_samples, cfg.frontend.sample_rate)
+                                          geometry)
         device = None
         if req.device:
-            device = measure_device(req, exports, chunk, chunk_seconds, macs["macs_per_chunk"], work)
+            device = measure_device(req, manifests, chunk, geometry.chunk_seconds, macs["macs_per_chunk"], work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -401,12 +383,12 @@ def run_bench(req: BenchRequest) -> dict:
         "command": req.command,
         "host": {**host_info(), "load_average_start": load_start, "load_average_end": load_average()},
         "wall_seconds": round(time.time() - started, 1),
-        "export_dirs": [str(d) for d, _ in exports],
-        "checkpoint": {"path": str(checkpoint), "sha256": manifest["checkpoint"]["sha256"]},
+        "export_dirs": [str(m.dir) for m in manifests],
+        "checkpoint": {"path": str(checkpoint), "sha256": manifest.checkpoint["sha256"]},
         "split_layer": k,
-        "chunk": {"samples": cfg.chunk_samples, "seconds": chunk_seconds,
+        "chunk": {"samples": geometry.chunk_samples, "seconds": geometry.chunk_seconds,
                   "input": f"first chunk of {utts[longest].utt_id} ({split_name})"},
-        "prefix": {**macs, "embedding_dim": cfg.d_model, "frames_per_chunk": cfg.chunk_frames,
+        "prefix": {**macs, "embedding_dim": model.cfg.d_model, "frames_per_chunk": geometry.chunk_frames,
                    "fp32_bytes": tensor_bytes_fp32(prefix), "frontend_fp32_bytes": tensor_bytes_fp32(prefix.frontend)},
         "settings": {"threads": req.threads, "runs": req.runs, "warmup": req.warmup, "quick": req.quick,
                      "rounds": req.rounds,
@@ -428,13 +410,8 @@ def run_bench(req: BenchRequest) -> dict:
     return doc
 
 
-def measure_device(req: BenchRequest, exports, chunk, chunk_seconds, macs, work: Path) -> dict:
-    from toolkit.bench import phones
-    import export as backends
-    arts = []
-    for export_dir, manifest in exports:
-        for entry in manifest["artifacts"]:
-            arts.append((entry, backends.Artifact.from_json(entry, export_dir).path))
+def measure_device(req: BenchRequest, manifests: list[ExportManifest], chunk, chunk_seconds, macs, work: Path) -> dict:
+    arts = [(entry, art.path) for m in manifests for entry, art in m.artifacts()]
     if req.device == "ios":
         say(f"device: ios, from the xcodebuild log {req.ios_log} ...")
         return phones.ios_bench(req.ios_log, arts, chunk_seconds, macs)
@@ -454,15 +431,9 @@ def check_request(req: BenchRequest) -> None:
         raise VeilError(f"--warmup must be >= 0, got {req.warmup}")
     if req.ceiling not in ("full", "matmul", "none"):
         raise VeilError(f"--ceiling {req.ceiling}: expected full, matmul or none")
-    if req.sweep and not req.recipe:
-        raise VeilError("--sweep-split needs --recipe (e.g. --recipe int8-static)")
-    if req.sweep:
-        from toolkit.bench.sweep import sweep_backends
-        sweep_backends(req.recipe)
     if req.ios_log and req.device != "ios":
         raise VeilError("--ios-log goes with --device ios")
     if req.device:
-        from toolkit.bench import phones
         if req.device == "ios":
             phones.check_ios(req.ios_log)
         else:
@@ -470,7 +441,3 @@ def check_request(req: BenchRequest) -> None:
     out = Path(req.out_dir)
     if out.exists() and not out.is_dir():
         raise VeilError(f"{out}: output path exists and is not a directory")
-
-
-def size_text(n: int) -> str:
-    return human_bytes(n)

@@ -18,6 +18,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import export as backends
 
 CEILING_SHAPE = (256, 1024, 1024)  # M, K, N: 268 M MACs per call, milliseconds on one core
 RUNTIME_KERNELS = [("executorch", "fp32", "fp32"), ("executorch", "int8", "int8-static"),
@@ -33,8 +37,6 @@ def shape_macs(shape=CEILING_SHAPE) -> int:
 def prefix_macs(prefix, chunk_samples: int) -> dict:
     """Multiply-accumulates of one chunk through the float prefix (torch's flop counter: conv, mm, bmm,
     attention; 1 MAC = 2 FLOPs), in total and per top-level module."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         prefix(torch.zeros(1, chunk_samples))
     per_module = {}
@@ -46,7 +48,7 @@ def prefix_macs(prefix, chunk_samples: int) -> dict:
 
 
 def _onnx_matmul(path: Path, dtype: str, shape) -> Path:
-    import onnx
+    import onnx  # heavy, needed only when the ONNX ceiling kernels are written
     from onnx import TensorProto, helper, numpy_helper
     m, k, n = shape
     rng = np.random.default_rng(0)
@@ -68,7 +70,6 @@ def _onnx_matmul(path: Path, dtype: str, shape) -> Path:
 
 def matmul_kernel(spec: dict):
     """Worker side: a closure that runs one matmul of ``spec['shape']`` (the input argument is ignored)."""
-    import torch
     runtime, dtype = spec["runtime"], spec["dtype"]
     m, k, n = spec["shape"]
     gen = torch.Generator().manual_seed(0)
@@ -79,7 +80,7 @@ def matmul_kernel(spec: dict):
         a = torch.randint(-127, 128, (m, k), generator=gen, dtype=torch.int8)
         b = torch.randint(-127, 128, (k, n), generator=gen, dtype=torch.int8)
         return lambda _: torch._int_mm(a, b).numpy()
-    import onnxruntime as ort
+    import onnxruntime as ort  # only in the worker that measures it (see toolkit/bench/worker.py)
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(spec["threads"])
     options.inter_op_num_threads = 1
@@ -93,8 +94,6 @@ def matmul_kernel(spec: dict):
 def runtime_kernel_module(shape=CEILING_SHAPE):
     """One Linear (no bias) followed by an add, so the matmul is not the graph's output op (LiteRT's int8
     recipe keeps graph I/O ops float)."""
-    import torch
-
     class MatmulKernel(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -110,7 +109,6 @@ def runtime_kernel_module(shape=CEILING_SHAPE):
 def prepare_kernels(work_dir: Path, runtime_kernels: bool = True, shape=CEILING_SHAPE) -> list[dict]:
     """Kernel descriptions for the workers: ONNX models written, ExecuTorch/LiteRT Linear layers exported
     (skipped with ``runtime_kernels=False``). Each: {name, runtime, dtype, macs, spec (partial worker spec)}."""
-    import export as backends
     work_dir.mkdir(parents=True, exist_ok=True)
     m, k, n = shape
     kernels = []

@@ -13,6 +13,10 @@ import argparse
 import shlex
 from pathlib import Path
 
+from toolkit.bench.bench import DEFAULT_CACHE, DEFAULT_OUT, BenchRequest, run_bench
+from toolkit.bench.cut_points import rejoin_privacy, run_cut_point_sweep
+from toolkit.paths import DEFAULT_CORPUS
+
 
 def _threads(text: str) -> list[int]:
     try:
@@ -35,12 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     p.add_argument("--name", default=None, help="result file stem (default <date>-<host>)")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: the manifest's; sweep: the shipped model)")
-    p.add_argument("--corpus", default=None, help="LibriSpeech-layout corpus (default data/corpus)")
+    p.add_argument("--corpus", default=None, help="LibriSpeech-layout corpus root (default data/corpus)")
     p.add_argument("--payload-utts", type=int, default=48, help="eval-speakers utterances for payload ΔWER")
     p.add_argument("--no-baselines", action="store_true", help="skip torch eager and ONNX Runtime")
     p.add_argument("--ceiling", choices=["full", "matmul", "none"], default="full",
                    help="machine ceiling: full (torch, ORT, ExecuTorch, LiteRT matmuls), matmul (torch, ORT), none")
-    p.add_argument("--sweep-split", default=None, metavar="A..B", help="export and bench every split layer A..B")
+    p.add_argument("--sweep-split", default=None, metavar="LAYERS",
+                   help="the cut-point sweep: export and bench every split layer of LAYERS ('1..6', '2,4', 'all')")
     p.add_argument("--recipe", default=None, help="recipe for --sweep-split (NAME or BACKEND=NAME)")
     p.add_argument("--rejoin-privacy", default=None, metavar="SWEEP_JSON",
                    help="join `veil privacy` results recorded since into an existing sweep result and re-render it")
@@ -70,29 +75,28 @@ def command_line(args) -> str:
     return shlex.join(parts)
 
 
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="latency, memory, size and payload of exported artifacts (+ baselines)")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
 def run(args) -> int:
-    from toolkit.bench.bench import DEFAULT_CACHE, DEFAULT_OUT, BenchRequest, run_bench
-    from toolkit.bench.sweep import parse_range, rejoin_privacy
     if args.rejoin_privacy:
         paths = rejoin_privacy(Path(args.rejoin_privacy), plots=not args.no_plots)
         print("wrote " + ", ".join(str(p) for p in paths))
         return 0
     req = BenchRequest(export_dirs=[Path(d) for d in args.export_dirs], threads=args.threads, runs=args.runs,
-                       warmup=args.warmup, rounds=args.rounds, out_dir=Path(args.out) if args.out else DEFAULT_OUT, name=args.name,
-                       corpus=Path(args.corpus) if args.corpus else None, payload_utts=args.payload_utts,
+                       warmup=args.warmup, rounds=args.rounds, out_dir=Path(args.out) if args.out else DEFAULT_OUT,
+                       name=args.name, corpus=Path(args.corpus or DEFAULT_CORPUS), payload_utts=args.payload_utts,
                        checkpoint=Path(args.checkpoint) if args.checkpoint else None,
-                       baselines=not args.no_baselines, ceiling=args.ceiling,
-                       command=command_line(args),
-                       sweep=parse_range(args.sweep_split) if args.sweep_split else None, recipe=args.recipe,
-                       device=args.device, executor_runner=args.executor_runner, benchmark_model=args.benchmark_model,
-                       ios_log=args.ios_log,
-                       plots=not args.no_plots, quick=args.quick,
+                       baselines=not args.no_baselines, ceiling=args.ceiling, command=command_line(args),
+                       sweep=args.sweep_split, recipe=args.recipe, device=args.device,
+                       executor_runner=args.executor_runner, benchmark_model=args.benchmark_model,
+                       ios_log=args.ios_log, plots=not args.no_plots, quick=args.quick,
                        cache_dir=Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
-    run_bench(req)
+    if req.sweep:
+        run_cut_point_sweep(req)
+    else:
+        run_bench(req)
     return 0
-
-
-def add_bench_parser(sub) -> None:
-    p = sub.add_parser("bench", help="latency, memory, size and payload of exported artifacts (+ baselines)")
-    add_arguments(p)
-    p.set_defaults(func=run)

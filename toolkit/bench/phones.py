@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.bench.runner import latency_summary
 from toolkit.errors import VeilError
 
 DEVICE_DIR = "/data/local/tmp/veil"
@@ -155,7 +156,6 @@ def measurement_from_tool(parsed: dict, threads: int, warmup: int, chunk_seconds
         first = lat[0] if lat else None
         timed = lat[warmup:] if len(lat) > warmup else lat
         if timed:
-            from toolkit.bench.runner import latency_summary
             m.update(latency_summary(timed))
         elif parsed["mean_ms"] is not None:
             m.update(runs=parsed["executions"], mean_ms=parsed["mean_ms"])
@@ -281,7 +281,6 @@ def measurement_from_xctest(test: dict, chunk_seconds: float, macs: int | None) 
     keys = ("runs", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "std_ms")
     m = {k: None for k in keys}
     if clock["values_ms"]:
-        from toolkit.bench.runner import latency_summary
         m.update(latency_summary(clock["values_ms"]))
     else:
         m["mean_ms"] = clock["average_ms"]

@@ -1,12 +1,11 @@
 """Bench results: the JSON schema check, and the Markdown table and plots rendered from the JSON."""
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
+from toolkit.console import number as _f
 from toolkit.errors import VeilError
-from toolkit.model.checkpoint import atomic_write_bytes
+from toolkit.files import json_safe, write_json, write_text
 
 MEASUREMENT_KEYS = {"status": str, "threads": int, "load_ms": (int, float), "first_inference_ms": (int, float),
                     "runs": int, "p50_ms": (int, float), "p90_ms": (int, float), "p99_ms": (int, float),
@@ -57,22 +56,8 @@ def validate(doc: dict) -> None:
             raise SchemaError(f"bench JSON: targets.{key}.status missing")
 
 
-def _clean(x):
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_clean(v) for v in x]
-    return x
-
-
 def _mb(n) -> str:
     return "—" if n is None else f"{n / 1e6:.2f}"
-
-
-def _f(x, fmt="{:.2f}") -> str:
-    return "—" if x is None else fmt.format(x)
 
 
 def artifact_table(doc: dict) -> list[str]:
@@ -201,7 +186,7 @@ def render_markdown(doc: dict) -> str:
 
 
 def render_plots(doc: dict, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # heavy to import, needed only where plots are drawn
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     threads = doc["settings"]["threads"]
@@ -253,30 +238,27 @@ def render_plots(doc: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def rerender(json_path: Path) -> None:
-    """Re-make the .md and .png beside a recorded bench JSON (``python -m toolkit.bench.report FILE.json``)."""
+def rerender(doc: dict, json_path: Path) -> list[Path]:
+    """Re-make the .md and .png beside a recorded bench JSON (``doc``, its content)."""
     json_path = Path(json_path)
-    write_all(json.loads(json_path.read_text()), json_path.parent, json_path.stem)
+    return write_all(doc, json_path.parent, json_path.stem)
 
 
 def write_all(doc: dict, out_dir: Path, name: str, plots: bool = True,
               markdown=render_markdown, plotter=render_plots) -> list[Path]:
+    """``<name>.json`` (non-finite numbers as strings, ``toolkit.files``), then the ``.png`` and ``.md``
+    rendered from what the JSON holds."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    clean = _clean(doc)
+    clean = json_safe(doc)
     json_path, md_path, png_path = out_dir / f"{name}.json", out_dir / f"{name}.md", out_dir / f"{name}.png"
-    atomic_write_bytes(json_path, (json.dumps(clean, indent=1) + "\n").encode())
+    write_json(json_path, clean)
     written = [json_path]
     if plots:
         tmp = png_path.with_name(f".{png_path.stem}.tmp.png")
         plotter(clean, tmp)
         tmp.replace(png_path)
         written.append(png_path)
-    atomic_write_bytes(md_path, markdown({**clean, "_name": name}).encode())
+    write_text(md_path, markdown({**clean, "_name": name}))
     written.append(md_path)
     return written
-
-
-if __name__ == "__main__":
-    import sys
-    for arg in sys.argv[1:]:
-        rerender(Path(arg))

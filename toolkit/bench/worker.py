@@ -56,35 +56,31 @@ def reset_peak() -> bool:
 
 # ---- runners -------------------------------------------------------------------------------------------------
 
+# Each worker imports only what its kind needs, and only inside these two functions: the process baseline
+# (RSS before the artifact is touched) is taken between them, so what a runtime's code costs is not counted
+# as the artifact's, and one runtime's libraries never sit in another's measurement.
+
 def import_runtime(kind: str):
     """Import the runtime before the baseline is taken: its code is not the artifact's cost."""
-    if kind == "executorch":
-        import executorch.runtime  # noqa: F401
-        from executorch.extension.pybindings import portable_lib  # noqa: F401
-    elif kind == "litert":
-        from ai_edge_litert import interpreter  # noqa: F401
+    import torch  # noqa: F401  (every backend module of `export` imports torch too)
+
+    import export
+    if kind in export.BACKENDS:
+        export.get_backend(kind).import_runtime()
     elif kind == "onnxruntime":
         import onnxruntime  # noqa: F401
-    import torch  # noqa: F401  (every backend module of `export` imports torch too)
-    import export  # noqa: F401
 
 
 def load_runner(spec: dict):
     """-> callable(np.ndarray) -> np.ndarray, plus facts about the runtime's threads."""
-    kind, threads = spec["kind"], int(spec["threads"])
     import torch
+
+    import export
+    kind, threads = spec["kind"], int(spec["threads"])
     torch.set_num_threads(threads)
-    if kind in ("executorch", "litert"):
-        import export
-        artifact = export.Artifact.from_json(spec["entry"], spec["base_dir"])
-        if kind == "executorch":
-            from executorch.extension.pybindings.portable_lib import (_threadpool_get_thread_count,
-                                                                      _unsafe_reset_threadpool)
-            _unsafe_reset_threadpool(threads)
-            runner = export.load(artifact)
-            return runner, {"xnnpack_threadpool": int(_threadpool_get_thread_count())}
-        from export.litert_backend import LiteRTRunner
-        return LiteRTRunner(artifact, num_threads=threads), {"interpreter_threads": threads}
+    if kind in export.BACKENDS:
+        runner = export.load(export.Artifact.from_json(spec["entry"], spec["base_dir"]), threads=threads)
+        return runner, runner.thread_info()
     if kind == "onnxruntime":
         import onnxruntime as ort
         options = ort.SessionOptions()

@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+import soundfile as sf
 from tqdm import tqdm
 
 from toolkit.data.sentences import load_sentences
@@ -96,7 +97,6 @@ def plan_utterances(seed: int, size: float, plan: CorpusPlan) -> tuple[list[Voic
 def _render_job(args) -> list[tuple[str, int]]:
     """Synthesize one speaker's utterances of one split into their final FLAC paths."""
     voice_dict, items, out_dir = args
-    import soundfile as sf
     voice = Voice(**voice_dict)
     with tempfile.TemporaryDirectory(prefix="veil-tts-") as tmp:
         wavs = synthesize(voice, [it["text"] for it in items], Path(tmp))

@@ -1,1 +1,1 @@
-"""`export-prefix` / `veil export`: checkpoint -> prefix -> backend artifacts + manifest."""
+"""The export job: `export-prefix` / `veil export` (checkpoint -> prefix -> backend artifacts + manifest)."""

@@ -1,14 +1,14 @@
 """`export-prefix` and `veil export`: export a checkpoint's on-device prefix for Android and/or iOS.
 
-    export-prefix [--checkpoint PATH] [--target android|ios|all] [--recipe NAME | BACKEND=NAME]...
+    export-prefix [--checkpoint PATH] [--target android|ios|all|BACKEND] [--recipe NAME | BACKEND=NAME]...
                   [--split-layer K] [--out DIR] [--calibration-utts N] [--corpus DIR] [--verbose]
                   [--no-parity] [--parity-utts N] [--gate RECIPE:METRIC=VALUE]... [--gates-file JSON]
 
 After exporting, parity runs every artifact in its real runtime on eval-speakers audio against the float
 model (toolkit/parity); a failed gate exits 1 with the artifact kept and the verdict in the manifest.
 
-android -> ExecuTorch .pte + LiteRT .tflite, ios -> Core ML .mlpackage, all -> the three. Mistakes print one
-line and exit 2.
+android -> ExecuTorch .pte + LiteRT .tflite, ios -> Core ML .mlpackage, all -> the three, a backend's name ->
+that backend alone. Mistakes print one line and exit 2.
 """
 from __future__ import annotations
 
@@ -16,23 +16,31 @@ import argparse
 import sys
 from pathlib import Path
 
+import export as backends
+from toolkit.errors import run_guarded
 from toolkit.exporting.calibration import CALIBRATION_UTTS
+from toolkit.exporting.prefix_export import ExportRequest, export_prefix, targets
+from toolkit.parity import cli as parity_cli
+from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
 
 
-RECIPE_HELP = ("recipe for every backend of the target, or BACKEND=NAME for one (repeatable). Defaults: "
-               "executorch int8-static, litert int8-static, coreml int8-weights. Recipes: executorch fp32, "
-               "int8-dynamic, int8-static, 8da4w; litert fp32, fp16, int8-dynamic, int8-static; coreml fp16, "
-               "fp32, int8-weights, palettized-4bit")
+def recipe_help() -> str:
+    """The --recipe help, from the backends' registries."""
+    names = list(backends.BACKENDS)
+    defaults = ", ".join(f"{b} {backends.get_backend(b).DEFAULT_RECIPE}" for b in names)
+    recipes = "; ".join(f"{b} " + ", ".join(backends.get_backend(b).RECIPES.names()) for b in names)
+    return (f"recipe for every backend of the target, or BACKEND=NAME for one (repeatable). Defaults: {defaults}. "
+            f"Recipes: {recipes} (export/README.md)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from toolkit.cli import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
     p.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED), help="model checkpoint (.safetensors)")
-    p.add_argument("--target", default="all", metavar="android|ios|all",
-                   help="android: .pte + .tflite; ios: .mlpackage; all: the three (default)")
-    p.add_argument("--recipe", action="append", default=[], metavar="NAME", help=RECIPE_HELP)
+    p.add_argument("--target", default="all", metavar="|".join(targets()),
+                   help="android: .pte + .tflite; ios: .mlpackage; all: the three (default); a backend: that one")
+    p.add_argument("--recipe", action="append", default=[], metavar="NAME", help=recipe_help())
     p.add_argument("--split-layer", type=int, default=None, metavar="K",
-                   help="export frontend + blocks 1..K (default: the checkpoint's split layer)")
+                   help="the phone runs frontend + blocks 1..K (default: the checkpoint's split layer, the one it "
+                        "was trained for; another K is a what-if cut, recorded in the manifest)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output directory (default: exports/<checkpoint>-k<K>); replaced atomically")
     p.add_argument("--calibration-utts", type=int, default=CALIBRATION_UTTS, metavar="N",
@@ -42,36 +50,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true", help="show converter output and full tracebacks")
     p.add_argument("--no-parity", action="store_true",
                    help="skip the parity check that runs after every export (see `veil parity`)")
-    from toolkit.parity.cli import add_parity_options
-    add_parity_options(p)
+    parity_cli.add_parity_options(p)
 
 
-def run(args) -> int:
-    from toolkit.exporting.prefix_export import ExportRequest, export_prefix
-    manifest = export_prefix(ExportRequest(checkpoint=Path(args.checkpoint), target=args.target, recipes=args.recipe,
-                                split_layer=args.split_layer, out=Path(args.out) if args.out else None,
-                                corpus=Path(args.corpus), calibration_split=args.calibration_split,
-                                calibration_utts=args.calibration_utts, verbose=args.verbose))
-    if args.no_parity:
-        return 0
-    from toolkit.cli import REPO_ROOT
-    from toolkit.parity.cli import request_from, run_and_report
-    out = Path(args.out) if args.out else REPO_ROOT / "exports" / f"{Path(args.checkpoint).stem}-k{manifest['split_layer']}"
-    return run_and_report(request_from(args, out, Path(args.checkpoint)))
-
-
-def add_export_parser(sub) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export the on-device prefix (ExecuTorch, LiteRT, Core ML) + manifest")
     add_arguments(p)
     p.set_defaults(func=run)
 
 
+def run(args) -> int:
+    out, _ = export_prefix(ExportRequest(checkpoint=Path(args.checkpoint), target=args.target, recipes=args.recipe,
+                                         split_layer=args.split_layer, out=Path(args.out) if args.out else None,
+                                         corpus=Path(args.corpus), calibration_split=args.calibration_split,
+                                         calibration_utts=args.calibration_utts, verbose=args.verbose))
+    if args.no_parity:
+        return 0
+    return parity_cli.run_and_report(parity_cli.request_from(args, out, Path(args.checkpoint)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="export-prefix", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    from toolkit.cli import run_guarded
-    return run_guarded("export-prefix", run, args)
+    return run_guarded("export-prefix", run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -2,15 +2,14 @@
 
 A linear story: check the request (targets, recipes, split layer, output folder) before any slow work,
 load the checkpoint, cut the prefix, gather calibration audio when a recipe needs it, export each backend
-into a temporary folder beside ``--out``, run each artifact once in its real runtime as a smoke check, write
-the manifest, and only then move the folder into place. A failure anywhere removes the temporary folder,
-so no partial artifact or manifest is ever left in ``--out``; converter output and tracebacks go to a log
-file (kept only when something failed) unless ``--verbose`` shows them on the terminal.
+into a temporary folder beside ``--out``, check each file against the manifest's input/output and run it
+once in its real runtime as a smoke check, write the manifest, and only then move the folder into place. A
+failure anywhere removes the temporary folder, so no partial artifact or manifest is ever left in ``--out``;
+converter output and tracebacks go to a log file (kept only when something failed) unless ``--verbose``
+shows them on the terminal.
 """
 from __future__ import annotations
 
-import datetime
-import json
 import os
 import shutil
 import tempfile
@@ -21,16 +20,22 @@ from pathlib import Path
 import numpy as np
 
 import export as backends
+from toolkit.chunking import ChunkSpec, torch_runner
+from toolkit.console import captured_output, human_bytes, say
 from toolkit.errors import VeilError
-from toolkit.exporting.calibration import CALIBRATION_UTTS
-from toolkit.exporting.console import captured_output, human_bytes, say
+from toolkit.exporting.calibration import CALIBRATION_UTTS, calibration_chunks
+from toolkit.exporting.manifest import FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME, ExportManifest, io_description
+from toolkit.model.asr import split
+from toolkit.model.checkpoint import load_checkpoint
+from toolkit.paths import DEFAULT_CORPUS, default_export_dir
 
-TARGETS = {"android": ("executorch", "litert"), "ios": ("coreml",), "all": ("executorch", "litert", "coreml")}
-FLOAT_MODULES = ("frontend",)  # the in-graph log-mel frontend: never quantized, never compressed
-INPUT_NAME, OUTPUT_NAME = "pcm", "embeddings"
-MANIFEST_FORMAT = "veil-export/1"
 CHECK_SPLIT, CHECK_UTTS = "dev", 2
 MIN_CHECK_SNR_DB = 10.0  # below this an artifact computes something else than the float prefix
+
+
+def targets() -> dict[str, list[str]]:
+    """``android``, ``ios`` and ``all`` (from each backend's ``TARGET``), and each backend by its own name."""
+    return {**backends.targets(), **{b: [b] for b in backends.BACKENDS}}
 
 
 @dataclass
@@ -40,7 +45,7 @@ class ExportRequest:
     recipes: list[str] = field(default_factory=list)  # "NAME" for every backend, or "BACKEND=NAME"
     split_layer: int | None = None
     out: Path | None = None
-    corpus: Path | None = None  # default: toolkit.cli.DEFAULT_CORPUS
+    corpus: Path = DEFAULT_CORPUS
     calibration_split: str = "train"
     calibration_utts: int = CALIBRATION_UTTS
     verbose: bool = False
@@ -54,9 +59,10 @@ class Plan:
 
 def plan_backends(target: str, recipe_args: list[str]) -> Plan:
     """Which backends and recipes a request means; every mistake is a one-line VeilError."""
-    if target not in TARGETS:
-        raise VeilError(f"unknown target '{target}' (targets: {', '.join(TARGETS)})")
-    names = list(TARGETS[target])
+    known = targets()
+    if target not in known:
+        raise VeilError(f"unknown target '{target}' (targets: {', '.join(known)})")
+    names = list(known[target])
     recipes = {b: backends.get_backend(b).DEFAULT_RECIPE for b in names}
     for arg in recipe_args:
         backend, sep, recipe = arg.partition("=")
@@ -113,23 +119,21 @@ def move_into_place(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def check_chunks(corpus: Path, chunk_samples: int) -> tuple[list[np.ndarray], str]:
+def check_chunks(corpus: Path, chunk: ChunkSpec) -> tuple[list[np.ndarray], str]:
     """A few real chunks for the smoke check (corpus ``dev`` split, disjoint from calibration); a fixed
     synthetic signal (tones + noise) when no corpus is there."""
-    from toolkit.exporting.calibration import calibration_chunks
-    split_dir = corpus / CHECK_SPLIT
+    split_dir = Path(corpus) / CHECK_SPLIT
     if split_dir.is_dir():
-        chunks, info = calibration_chunks(split_dir, CHECK_UTTS, chunk_samples)
+        chunks, info = calibration_chunks(split_dir, CHECK_UTTS, chunk.chunk_samples)
         return chunks, f"{info['utterances']} utterances ({info['chunks']} chunks) of {split_dir}"
     rng = np.random.default_rng(0)
-    t = np.arange(chunk_samples) / 16000
-    pcm = 0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t) + 0.02 * rng.standard_normal(chunk_samples)
+    t = np.arange(chunk.chunk_samples) / chunk.sample_rate
+    pcm = 0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t) + 0.02 * rng.standard_normal(chunk.chunk_samples)
     return [pcm.astype(np.float32).reshape(1, -1)], "synthetic: 220 Hz tone with 3 Hz envelope + noise, seed 0"
 
 
 def smoke_check(artifact, prefix, chunks: list[np.ndarray], check_audio: str) -> dict:
     """Run the artifact once per chunk in its real runtime and compare with the float torch prefix."""
-    import torch
     try:
         runner = backends.load(artifact)
     except backends.NeedsMacOS as exc:
@@ -137,8 +141,8 @@ def smoke_check(artifact, prefix, chunks: list[np.ndarray], check_audio: str) ->
                 "checked_instead": "spec inputs/outputs match this manifest; frontend ops are float32 and "
                                    "uncompressed in the MIL program"}
     outs = np.concatenate([runner(c) for c in chunks])
-    with torch.no_grad():
-        refs = np.concatenate([prefix(torch.from_numpy(c)).numpy() for c in chunks])
+    reference = torch_runner(prefix)
+    refs = np.concatenate([reference(c) for c in chunks])
     if not np.all(np.isfinite(outs)):
         raise backends.ConversionFailed(artifact.backend, artifact.recipe, "the artifact produces non-finite embeddings")
     snr = backends.snr_db(refs, outs)
@@ -150,31 +154,12 @@ def smoke_check(artifact, prefix, chunks: list[np.ndarray], check_audio: str) ->
             "snr_db": round(snr, 2), "max_abs_error": float(np.max(np.abs(outs - refs)))}
 
 
-def check_coreml_spec(artifact, manifest_io: dict) -> None:
-    """On any OS: the .mlpackage spec must declare exactly the manifest's input and output."""
-    spec = artifact.details["spec"]
-    want_in = [{"name": manifest_io["input"]["name"], "shape": manifest_io["input"]["shape"], "dtype": "float32"}]
-    want_out = [{"name": manifest_io["output"]["name"], "shape": manifest_io["output"]["shape"], "dtype": "float32"}]
-    if spec["inputs"] != want_in or spec["outputs"] != want_out:
+def check_spec(artifact, io: dict) -> None:
+    """On any OS: the file must declare the manifest's input (and, where it names them, output)."""
+    mismatches = backends.get_backend(artifact.backend).check_spec(artifact, io)
+    if mismatches:
         raise backends.ConversionFailed(artifact.backend, artifact.recipe,
-                                        f"spec I/O {spec['inputs']} -> {spec['outputs']} does not match the "
-                                        f"manifest {want_in} -> {want_out}")
-
-
-def io_description(cfg, split_layer: int) -> dict:
-    frames = cfg.chunk_frames
-    sample_rate = cfg.frontend.sample_rate
-    return {
-        "input": {"name": INPUT_NAME, "shape": [1, cfg.chunk_samples], "dtype": "float32",
-                  "sample_rate": sample_rate, "chunk_samples": cfg.chunk_samples,
-                  "chunk_seconds": cfg.chunk_samples / sample_rate, "range": [-1.0, 1.0],
-                  "layout": "mono PCM; an utterance is cut into chunks, the last one zero-padded"},
-        "output": {"name": OUTPUT_NAME, "shape": [1, frames, cfg.d_model], "dtype": "float32",
-                   "frames_per_chunk": frames, "frame_samples": cfg.frame_samples,
-                   "frame_rate_hz": sample_rate / cfg.frame_samples, "embedding_dim": cfg.d_model,
-                   "layer": split_layer,
-                   "valid_frames": "ceil(utterance_samples / frame_samples) over the concatenated chunks"},
-    }
+                                        "the file does not declare the manifest's I/O: " + "; ".join(mismatches))
 
 
 def all_library_versions(names: list[str]) -> dict:
@@ -185,26 +170,24 @@ def all_library_versions(names: list[str]) -> dict:
     return dict(sorted(versions.items()))
 
 
-def export_prefix(req: ExportRequest) -> dict:
-    """Run the whole export; returns the manifest. Raises VeilError for anything a user can fix."""
-    from toolkit.cli import DEFAULT_CORPUS, REPO_ROOT
-    from toolkit.model.checkpoint import load_checkpoint
-
+def export_prefix(req: ExportRequest) -> tuple[Path, ExportManifest]:
+    """Run the whole export; returns the output folder and its manifest. Raises VeilError for anything a
+    user can fix."""
     plan = plan_backends(req.target, req.recipes)
-    req = replace(req, corpus=Path(req.corpus or DEFAULT_CORPUS))
     checkpoint = Path(req.checkpoint)
     if not checkpoint.is_file():
         raise VeilError(f"{checkpoint}: checkpoint not found (train one with `veil train`, or pass --checkpoint)")
     model, config = load_checkpoint(checkpoint)
     cfg = model.cfg
     k = check_split_layer(req.split_layer, cfg)
-    out = Path(req.out) if req.out else REPO_ROOT / "exports" / f"{checkpoint.stem}-k{k}"
+    out = Path(req.out) if req.out else default_export_dir(checkpoint, k)
+    req = replace(req, out=out, corpus=Path(req.corpus))
     tmp = prepare_out_dir(out)
     say(f"checkpoint {checkpoint}: {cfg.n_blocks} blocks, d={cfg.d_model}, trained chunked through block "
         f"{cfg.split_layer}; exporting frontend + blocks 1..{k}")
     if k > cfg.split_layer:
         say(f"  note: blocks {cfg.split_layer + 1}..{k} were trained on whole utterances and will run on "
-            f"{cfg.chunk_samples / cfg.frontend.sample_rate:.2f} s chunks on the phone "
+            f"{cfg.chunk.chunk_seconds:.2f} s chunks on the phone "
             f"(manifest: trained_chunked_through={cfg.split_layer})")
     log_path, keep_log, manifest = None, False, None
     try:
@@ -212,7 +195,7 @@ def export_prefix(req: ExportRequest) -> dict:
         log_path = Path(log_name)
         with os.fdopen(log_fd, "w") as log:
             try:
-                manifest = _export_into(tmp, out, plan, req, model, config, k, log)
+                manifest = _export_into(tmp, plan, req, model, config, k, log)
             except backends.ExportError as exc:
                 traceback.print_exc(file=log)
                 if req.verbose:
@@ -224,15 +207,10 @@ def export_prefix(req: ExportRequest) -> dict:
             shutil.rmtree(tmp, ignore_errors=True)
         if log_path is not None and not keep_log:
             log_path.unlink(missing_ok=True)
-    return manifest
+    return out, manifest
 
 
-def _export_into(tmp: Path, out: Path, plan: Plan, req: ExportRequest, model, config, k: int, log) -> dict:
-    from toolkit import __version__
-    from toolkit.exporting.calibration import calibration_chunks
-    from toolkit.model.asr import split
-    from toolkit.model.checkpoint import config_path, file_sha256
-
+def _export_into(tmp: Path, plan: Plan, req: ExportRequest, model, config, k: int, log) -> ExportManifest:
     cfg = model.cfg
     prefix, _ = split(model, k)
     prefix.eval()
@@ -243,7 +221,7 @@ def _export_into(tmp: Path, out: Path, plan: Plan, req: ExportRequest, model, co
                                                            cfg.chunk_samples)
         say(f"calibration: {calibration_info['utterances']} utterances ({calibration_info['speakers']} speakers), "
             f"{len(calibration)} chunks from {calibration_info['corpus_split']}")
-    chunks, check_audio = check_chunks(corpus, cfg.chunk_samples)
+    chunks, check_audio = check_chunks(corpus, cfg.chunk)
     io = io_description(cfg, k)
     artifacts = []
     for i, name in enumerate(plan.backends, 1):
@@ -257,8 +235,7 @@ def _export_into(tmp: Path, out: Path, plan: Plan, req: ExportRequest, model, co
                 artifact = backend.export(prefix, (chunks[0],), recipe, tmp / filename, calibration=calibration,
                                           float_modules=FLOAT_MODULES, input_name=INPUT_NAME,
                                           output_name=OUTPUT_NAME)
-                if name == "coreml":
-                    check_coreml_spec(artifact, io)
+                check_spec(artifact, io)
                 check = smoke_check(artifact, prefix, chunks, check_audio)
         except backends.ExportError:
             say("failed")
@@ -268,25 +245,12 @@ def _export_into(tmp: Path, out: Path, plan: Plan, req: ExportRequest, model, co
         artifacts.append(entry)
         say(f"{artifact.export_seconds:.1f} s, {human_bytes(artifact.size_bytes)}, {_check_text(check, entry)}")
 
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "created_by": f"veil {__version__} export-prefix",
-        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "checkpoint": {"path": str(req.checkpoint), "sha256": file_sha256(req.checkpoint),
-                       "config_sha256": file_sha256(config_path(req.checkpoint)), "config": config["model"]},
-        "split_layer": k,
-        "trained_chunked_through": cfg.split_layer,
-        "chunked_beyond_training": k > cfg.split_layer,
-        "float_modules": list(FLOAT_MODULES),
-        "recipe": dict(plan.recipes),
-        **io,
-        "calibration": calibration_info,
-        "libraries": all_library_versions(plan.backends),
-        "artifacts": artifacts,
-    }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    move_into_place(tmp, out)
-    print_summary(out, manifest)
+    manifest = ExportManifest.new(req.out, checkpoint=req.checkpoint, config=config, cfg=cfg, split_layer=k,
+                                  recipes=plan.recipes, calibration=calibration_info,
+                                  libraries=all_library_versions(plan.backends), artifacts=artifacts)
+    manifest.write(tmp)
+    move_into_place(tmp, req.out)
+    print_summary(req.out, manifest.data)
     return manifest
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from toolkit.chunking import ChunkSpec
 from toolkit.model.conformer import ConformerBlock, ConvSubsampling
 from toolkit.model.frontend import FrontendConfig, LogMelFrontend
 from toolkit.model.grl import SPEAKER_HEADS, grad_reverse
@@ -20,25 +21,35 @@ from toolkit.model.grl import SPEAKER_HEADS, grad_reverse
 SUBSAMPLING = 4
 
 
+SPLIT_NORMS = ("none", "chunk")
+
+
 @dataclass
 class ModelConfig:
-    vocab_size: int = 29
-    d_model: int = 144
-    n_heads: int = 4
-    ff_mult: int = 4
-    conv_kernel: int = 15
-    n_blocks: int = 6
-    subsampling_channels: int = 64
-    dropout: float = 0.1
-    chunk_samples: int = 32000          # 2.0 s at 16 kHz -> 50 embedding frames
-    split_layer: int = 3                # blocks 1..split_layer run on the phone, chunk-local
-    grl_layers: list[int] = field(default_factory=list)  # 1-based block indices with a speaker head
-    grl_lambda_max: float = 1.0
-    grl_gamma: float = 10.0
-    n_speakers: int = 0
-    speaker_hidden: int = 256
-    speaker_head: str = "mlp"           # adversary behind each GRL: "mlp" (pooled stats) or "tdnn" (x-vector)
-    split_norm: str = "none"            # "chunk": instance-normalize the embedding per chunk before it leaves
+    """The architecture, stored as JSON in every checkpoint. ``veil train`` builds its options from these
+    fields (``toolkit/config_flags.py``): the comment on a field's line is its help."""
+    vocab_size: int = field(default=29, metadata={"cli": False})  # from the tokenizer
+    d_model: int = 144                  # embedding width (the prefix's output dimension)
+    n_heads: int = field(default=4, metadata={"flag": "heads", "help": "attention heads per block"})
+    ff_mult: int = 4                    # feed-forward width = ff_mult x d_model
+    conv_kernel: int = 15               # depthwise convolution kernel of each block, in frames
+    n_blocks: int = field(default=6, metadata={"flag": "blocks", "help": "conformer blocks"})
+    subsampling_channels: int = 64      # channels of the conv subsampling (x4 in time)
+    dropout: float = 0.1                # dropout in the conformer blocks (training only)
+    chunk_samples: int = 32000          # PCM samples per chunk: 2.0 s at 16 kHz -> 50 embedding frames
+    split_layer: int = 3                # the phone runs frontend + blocks 1..K, trained chunk-local
+    grl_layers: list[int] = field(default_factory=list, metadata={
+        "flag": "grl-layer", "metavar": "K",
+        "help": "attach a GRL + speaker head after block K (default: after the split layer; --no-grl: none)"})
+    grl_lambda_max: float = field(default=1.0, metadata={
+        "flag": "lambda-max", "help": "GRL strength at the end of Ganin's schedule"})
+    grl_gamma: float = 10.0             # steepness of Ganin's lambda schedule
+    n_speakers: int = field(default=0, metadata={"cli": False})  # from the training split
+    speaker_hidden: int = 256           # hidden width of each speaker head
+    speaker_head: str = field(default="mlp", metadata={
+        "choices": sorted(SPEAKER_HEADS), "help": "adversary behind each GRL: pooled-stats MLP, or an x-vector TDNN"})
+    split_norm: str = field(default="none", metadata={
+        "choices": SPLIT_NORMS, "help": "'chunk': instance-normalize the prefix output per chunk before it leaves"})
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
 
     def __post_init__(self):
@@ -55,9 +66,13 @@ class ModelConfig:
     def chunk_frames(self) -> int:
         return self.chunk_samples // self.frame_samples
 
+    @property
+    def chunk(self) -> ChunkSpec:
+        """The chunk geometry the phone runs (the same object the export manifest carries)."""
+        return ChunkSpec(self.frontend.sample_rate, self.chunk_samples, self.frame_samples)
+
     def validate(self) -> None:
-        if self.chunk_samples % self.frame_samples:
-            raise ValueError(f"chunk_samples={self.chunk_samples} is not a multiple of {self.frame_samples}")
+        _ = self.chunk  # ChunkSpec checks the geometry: chunk_samples a multiple of frame_samples
         if not 1 <= self.split_layer <= self.n_blocks:
             raise ValueError(f"split_layer={self.split_layer} is outside 1..{self.n_blocks}")
         for k in self.grl_layers:
@@ -65,7 +80,7 @@ class ModelConfig:
                 raise ValueError(f"GRL layer {k} is outside 1..{self.n_blocks}")
         if self.grl_layers and self.n_speakers < 2:
             raise ValueError("a speaker head needs n_speakers >= 2")
-        if self.split_norm not in ("none", "chunk"):
+        if self.split_norm not in SPLIT_NORMS:
             raise ValueError(f"split_norm={self.split_norm!r} is not 'none' or 'chunk'")
         if self.speaker_head not in SPEAKER_HEADS:
             raise ValueError(f"speaker_head={self.speaker_head!r} is not one of {sorted(SPEAKER_HEADS)}")
@@ -126,39 +141,22 @@ class VeilModel(nn.Module):
             {str(k): SPEAKER_HEADS[cfg.speaker_head](cfg.d_model, cfg.n_speakers, cfg.speaker_hidden)
              for k in cfg.grl_layers})
 
-    # ---- the on-device part -------------------------------------------------------------------------
-    def encode_chunks(self, chunks: torch.Tensor, upto: int, augment: bool = False,
-                      generator: torch.Generator | None = None, keep: tuple[int, ...] = ()):
-        """(N, chunk_samples) -> (N, chunk_frames, d) after block ``upto``; also block outputs in ``keep``."""
-        feats = self.frontend(chunks)
-        if augment:
-            feats = spec_augment(feats, generator)
-        x = self.subsampling(feats)
-        kept = {}
-        for i in range(upto):
-            x = self.blocks[i](x)
-            if i + 1 == self.cfg.split_layer and self.cfg.split_norm == "chunk":
-                x = chunk_instance_norm(x)
-            if i + 1 in keep:
-                kept[i + 1] = x
-        return x, kept
-
-    # ---- the whole model, batched -------------------------------------------------------------------
-    def forward(self, pcm: torch.Tensor, lengths: torch.Tensor, augment: bool = False,
-                grl_lambda: float = 0.0, generator: torch.Generator | None = None,
-                return_layers: bool = False) -> dict:
-        """pcm (B, S) zero-padded, lengths (B,) in samples. Returns CTC log-probs (B, T, V), frame lengths,
-        speaker logits per GRL layer, and (optionally) every block's output (B, T, d)."""
+    # ---- the encoder as training runs it, batched -------------------------------------------------------
+    def encode(self, pcm: torch.Tensor, lengths: torch.Tensor, upto: int, keep=(), augment: bool = False,
+               generator: torch.Generator | None = None):
+        """pcm (B, S) zero-padded, lengths (B,) in samples, through block ``upto``. Blocks 1..split_layer run
+        chunk by chunk through :class:`Prefix` (what the phone runs, with SpecAugment when ``augment``); later
+        blocks see the whole utterance. Returns the output of block ``upto`` (B, T, d), ``{k: (B, T, d)}``
+        for the blocks in ``keep``, the valid frames per utterance (B,) and the valid-frame mask (B, T)."""
         cfg = self.cfg
         b, s = pcm.shape
         cs, cf = cfg.chunk_samples, cfg.chunk_frames
         n_chunks = max(1, math.ceil(s / cs))
-        pcm = nn.functional.pad(pcm, (0, n_chunks * cs - s)).reshape(b * n_chunks, cs)
+        chunks = nn.functional.pad(pcm, (0, n_chunks * cs - s)).reshape(b * n_chunks, cs)
         chunk_valid = (torch.arange(n_chunks, device=pcm.device)[None, :] * cs < lengths[:, None]).reshape(-1)
         idx = chunk_valid.nonzero().squeeze(1)
-        keep = tuple(range(1, cfg.split_layer + 1)) if return_layers else tuple(
-            k for k in cfg.grl_layers if k <= cfg.split_layer)
-        x_chunks, kept = self.encode_chunks(pcm[idx], cfg.split_layer, augment, generator, keep)
+        on_device = Prefix(self, min(upto, cfg.split_layer))
+        x_chunks, kept = on_device.layers(chunks[idx], augment, generator, keep)
 
         def unchunk(y):
             full = y.new_zeros(b * n_chunks, cf, y.shape[-1])
@@ -169,10 +167,21 @@ class VeilModel(nn.Module):
         mask = torch.arange(n_chunks * cf, device=pcm.device)[None, :] < frame_lengths[:, None]
         layers = {k: unchunk(v) for k, v in kept.items()}
         x = unchunk(x_chunks)
-        for i in range(cfg.split_layer, cfg.n_blocks):
+        for i in range(cfg.split_layer, upto):
             x = self.blocks[i](x, mask)
-            if return_layers or (i + 1) in cfg.grl_layers:
+            if i + 1 in keep:
                 layers[i + 1] = x
+        return x, layers, frame_lengths, mask
+
+    # ---- the whole model, batched -------------------------------------------------------------------
+    def forward(self, pcm: torch.Tensor, lengths: torch.Tensor, augment: bool = False,
+                grl_lambda: float = 0.0, generator: torch.Generator | None = None,
+                return_layers: bool = False) -> dict:
+        """pcm (B, S) zero-padded, lengths (B,) in samples. Returns CTC log-probs (B, T, V), frame lengths,
+        speaker logits per GRL layer, and (optionally) every block's output (B, T, d)."""
+        cfg = self.cfg
+        keep = range(1, cfg.n_blocks + 1) if return_layers else cfg.grl_layers
+        x, layers, frame_lengths, mask = self.encode(pcm, lengths, cfg.n_blocks, tuple(keep), augment, generator)
         out = {"log_probs": torch.log_softmax(self.ctc_head(x), dim=-1), "frame_lengths": frame_lengths,
                "mask": mask, "speaker_logits": {}}
         for k in cfg.grl_layers:
@@ -183,7 +192,9 @@ class VeilModel(nn.Module):
 
 
 class Prefix(nn.Module):
-    """What the phone runs: one PCM chunk (1, chunk_samples) -> embeddings (1, chunk_frames, d).
+    """What the phone runs: one PCM chunk (1, chunk_samples) -> embeddings (1, chunk_frames, d). The only
+    definition of the on-device computation: exports, parity's references and estimates, localization's
+    stages and the training forward all run this module.
     With ``split_norm`` the per-chunk instance normalization follows block ``cfg.split_layer`` wherever the
     cut is: at the end of the trained prefix, inside a deeper what-if prefix (cut-point sweep)."""
 
@@ -197,12 +208,24 @@ class Prefix(nn.Module):
         self.norm_after = cfg.split_layer if cfg.split_norm == "chunk" and split_layer >= cfg.split_layer else 0
 
     def forward(self, pcm: torch.Tensor) -> torch.Tensor:
-        x = self.subsampling(self.frontend(pcm))
+        return self.layers(pcm)[0]
+
+    def layers(self, pcm: torch.Tensor, augment: bool = False, generator: torch.Generator | None = None,
+               keep=()) -> tuple[torch.Tensor, dict]:
+        """(N, chunk_samples) -> the last block's output (N, chunk_frames, d) and ``{k: output of block k}``
+        for k in ``keep``; ``augment`` applies SpecAugment to the features (training only)."""
+        feats = self.frontend(pcm)
+        if augment:
+            feats = spec_augment(feats, generator)
+        x = self.subsampling(feats)
+        kept = {}
         for i, block in enumerate(self.blocks, 1):
             x = block(x)
             if i == self.norm_after:
                 x = chunk_instance_norm(x)
-        return x
+            if i in keep:
+                kept[i] = x
+        return x, kept
 
 
 class Suffix(nn.Module):
@@ -237,13 +260,3 @@ def split(model: VeilModel, k: int | None = None) -> tuple[Prefix, Suffix]:
         raise ValueError(f"split layer {k} is outside 1..{model.cfg.n_blocks}")
     return Prefix(model, k), Suffix(model, k)
 
-
-def run_prefix_chunked(prefix: Prefix, pcm: torch.Tensor) -> torch.Tensor:
-    """Run a whole utterance (S,) through ``prefix`` one chunk at a time, as a phone does: zero-pad the
-    last chunk, concatenate the chunks' frames, trim to ceil(S / frame_samples). Returns (T, d)."""
-    cs = prefix.chunk_samples
-    n = max(1, math.ceil(pcm.shape[-1] / cs))
-    padded = nn.functional.pad(pcm, (0, n * cs - pcm.shape[-1]))
-    frames = [prefix(padded[i * cs:(i + 1) * cs].unsqueeze(0))[0] for i in range(n)]
-    frame_samples = prefix.frontend.cfg.hop_length * SUBSAMPLING
-    return torch.cat(frames, 0)[: frames_for(pcm.shape[-1], frame_samples)]

@@ -6,17 +6,15 @@ seed/size, command, steps, metrics). Writes go to temporary files renamed into p
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from toolkit.errors import VeilError
+from toolkit.files import atomic_save_tensors, file_sha256, write_json
 from toolkit.model.asr import ModelConfig, VeilModel
 from toolkit.text.tokenizer import CharTokenizer
 
@@ -26,38 +24,6 @@ DERIVED_BUFFERS = ("frontend.dft", "frontend.mel")
 
 def config_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
-
-
-def _umask_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, _umask_mode())  # mkstemp makes files private; these are ordinary outputs
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_save_tensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -79,16 +45,8 @@ def save_checkpoint(path: str | Path, model: VeilModel, tokenizer: CharTokenizer
     config = {"format": FORMAT, "model": model.cfg.to_dict(), "tokenizer": tokenizer.to_config(),
               "speakers": list(speakers), "provenance": provenance, "storage_dtype": storage_dtype,
               "weights_sha256": file_sha256(path)}
-    atomic_write_bytes(config_path(path), (json.dumps(config, indent=1) + "\n").encode())
+    write_json(config_path(path), config)
     return path
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_config(path: str | Path) -> dict:

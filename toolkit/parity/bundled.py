@@ -13,9 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toolkit.files import atomic_write_bytes
+
 
 def write_bundled_program(pte: Path, out: Path, chunks: list[np.ndarray], expected: list[np.ndarray],
                           atol: float) -> dict:
+    # ExecuTorch's devtools: a heavy import, needed only when a bundle is written
     from executorch.devtools import BundledProgram
     from executorch.devtools.bundled_program.config import MethodTestCase, MethodTestSuite
     from executorch.devtools.bundled_program.serialize import serialize_from_bundled_program_to_flatbuffer
@@ -25,7 +28,6 @@ def write_bundled_program(pte: Path, out: Path, chunks: list[np.ndarray], expect
     bundle = BundledProgram(None, [MethodTestSuite(method_name="forward", test_cases=cases)],
                             pte_file_path=str(pte))
     data = serialize_from_bundled_program_to_flatbuffer(bundle)
-    from toolkit.model.checkpoint import atomic_write_bytes
     atomic_write_bytes(out, data)
     return {"file": out.name, "size_bytes": len(data), "test_cases": len(cases), "method": "forward",
             "expected": "float torch prefix embeddings", "atol": atol, "rtol": 0.0,
@@ -34,6 +36,7 @@ def write_bundled_program(pte: Path, out: Path, chunks: list[np.ndarray], expect
 
 def verify_bundled_program(path: Path, cases: int, atol: float) -> dict:
     """Load the .bpte with ExecuTorch's bundled loader, run each test case, compare with its expected output."""
+    # ExecuTorch's bundled-program loader: a heavy import, needed only here
     from executorch.devtools.bundled_program.serialize import deserialize_from_flatbuffer_to_bundled_program
     from executorch.extension.pybindings import portable_lib as et
     data = Path(path).read_bytes()

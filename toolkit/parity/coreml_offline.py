@@ -1,8 +1,7 @@
 """Core ML parity pieces. Execution needs Apple's Core ML framework (macOS); what Linux can check is done
 here and labelled as such: the package's input/output spec against the manifest, its weights (dequantized
-from int8 / palettized storage) against the torch weights, and a torch *estimate* of the fp16 numerics.
-On macOS the same parity runs the real ``MLModel.predict`` through ``export.load`` with the inputs built
-by :func:`predict_inputs`.
+from int8 / palettized storage) against the torch weights, and a torch *estimate* of the fp16 numerics. On
+macOS parity runs the real ``MLModel.predict`` through ``export.load`` instead.
 """
 from __future__ import annotations
 
@@ -13,27 +12,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import export as backends
+from toolkit.model.asr import Prefix
+
 COMPRESSED_SUFFIXES = ("_quantized", "_palettized", "_to_fp16", "_to_fp32")
 
 
-def predict_inputs(artifact, chunk: np.ndarray) -> dict[str, np.ndarray]:
-    """The feature dict ``MLModel.predict`` takes for one PCM chunk: the manifest's input name, a fresh
-    float32 (1, chunk_samples) array. Raises ValueError when the chunk does not fit the artifact."""
-    x = np.ascontiguousarray(chunk, dtype=np.float32).reshape(tuple(artifact.input_shape))
-    return {artifact.input_name: x.copy()}
-
-
-def spec_vs_manifest(path: Path, manifest: dict) -> dict:
+def spec_vs_manifest(artifact: backends.Artifact, manifest: dict) -> dict:
     """The .mlpackage spec's input/output names, shapes and dtypes against the manifest's I/O."""
-    import export
-    spec = export.get_backend("coreml").describe(path)
-    want_in = {k: manifest["input"][k] for k in ("name", "shape", "dtype")}
-    want_out = {k: manifest["output"][k] for k in ("name", "shape", "dtype")}
-    mismatches = []
-    if spec["inputs"] != [want_in]:
-        mismatches.append(f"inputs {spec['inputs']} != manifest {want_in}")
-    if spec["outputs"] != [want_out]:
-        mismatches.append(f"outputs {spec['outputs']} != manifest {want_out}")
+    backend = backends.get_backend(artifact.backend)
+    spec = backend.describe(artifact.path)
+    mismatches = backend.check_spec(artifact, manifest)
     return {"status": "ok" if not mismatches else "mismatch", "spec_version": spec["spec_version"],
             "model_type": spec["model_type"], "inputs": spec["inputs"], "outputs": spec["outputs"],
             "mismatches": mismatches}
@@ -41,7 +30,7 @@ def spec_vs_manifest(path: Path, manifest: dict) -> dict:
 
 def package_weights(path: Path) -> dict[str, tuple[str, np.ndarray]]:
     """MIL weight name -> (storage: const | constexpr op type, float32 value as the runtime would see it)."""
-    import coremltools as ct
+    import coremltools as ct  # heavy, needed only for a Core ML package
     from coremltools.converters.mil.frontend.milproto.load import load as load_mil
     mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
     spec = mlmodel.get_spec()
@@ -99,29 +88,39 @@ def match_weights(prefix: torch.nn.Module, weights: dict, skip: tuple[str, ...] 
             "compressed": sum(r["storage"] != "const" for r in rows), "tensors": rows}
 
 
-def estimate_prefix(prefix: torch.nn.Module, weights: dict, matching: dict, fp16: bool) -> torch.nn.Module:
-    """A torch stand-in for the package: the package's (dequantized) weights; in float16 after the frontend
-    when the recipe computes in fp16. It is an *estimate*: Core ML's kernels, fusions and accumulation
-    order are not reproduced."""
+def estimate_prefix(prefix: Prefix, weights: dict, matching: dict, fp16: bool) -> torch.nn.Module:
+    """A torch stand-in for the package: a copy of ``prefix`` with the package's (dequantized) weights and,
+    when the recipe computes in fp16, in float16 after the float32 frontend (:class:`Float16AfterFrontend`).
+    It runs ``Prefix.forward`` itself, so it computes the artifact's function, split normalization included.
+    An *estimate*: Core ML's kernels, fusions and accumulation order are not reproduced."""
     est = copy.deepcopy(prefix).eval()
     params = dict(est.named_parameters())
     with torch.no_grad():
         for row in matching["tensors"]:
             params[row["param"]].copy_(torch.from_numpy(weights[row["package_weight"]][1].reshape(row["shape"])))
-    if not fp16:
-        return est
-    return _HalfAfterFrontend(est)
+    return Float16AfterFrontend(est) if fp16 else est
 
 
-class _HalfAfterFrontend(torch.nn.Module):
-    def __init__(self, prefix):
+class _CastOutput(torch.nn.Module):
+    def __init__(self, module: torch.nn.Module, dtype: torch.dtype):
         super().__init__()
-        self.frontend = prefix.frontend
-        self.subsampling = copy.deepcopy(prefix.subsampling).half()
-        self.blocks = copy.deepcopy(prefix.blocks).half()
+        self.module, self.dtype = module, dtype
 
-    def forward(self, pcm):
-        x = self.subsampling(self.frontend(pcm).half())
-        for block in self.blocks:
-            x = block(x)
-        return x.float()
+    def forward(self, x):
+        return self.module(x).to(self.dtype)
+
+
+class Float16AfterFrontend(torch.nn.Module):
+    """A dtype cast around a :class:`Prefix` (modified in place): the frontend computes in float32 and its
+    output is cast to float16; subsampling, blocks and the split normalization run in float16, as the Core ML
+    fp16 recipes compute; the embeddings come back as float32."""
+
+    def __init__(self, prefix: Prefix):
+        super().__init__()
+        prefix.frontend = _CastOutput(prefix.frontend, torch.float16)
+        prefix.subsampling.half()
+        prefix.blocks.half()
+        self.prefix = prefix
+
+    def forward(self, pcm: torch.Tensor) -> torch.Tensor:
+        return self.prefix(pcm).float()

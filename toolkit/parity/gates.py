@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import export as backends
 from toolkit.errors import VeilError
 
 DWER_MAX = 1.0
-DEFAULT_SNR_DB = {"fp32": 60.0, "fp16": 35.0, "int8-dynamic": 15.0, "int8-static": 15.0, "8da4w": 15.0,
-                  "int8-weights": 15.0, "palettized-4bit": 15.0}
+SNR_DB_BY_PRECISION = {"fp32": 60.0, "fp16": 35.0, "int8": 15.0, "int4": 15.0}  # by a recipe's ``precision``
 UNKNOWN_RECIPE_SNR_DB = 15.0
 BORDERLINE_DB = 6.0  # an artifact within this of its SNR gate gets its gap localized
 METRICS = {  # gate name -> (metric key, direction, unit)
@@ -25,10 +25,36 @@ METRICS = {  # gate name -> (metric key, direction, unit)
 }
 
 
+def recipe_precisions() -> dict[str, str]:
+    """``{recipe name: precision}`` over every backend's registry. A name two backends would give different
+    precisions is keyed ``backend/recipe`` instead, so each keeps its own default gate."""
+    by_name: dict[str, set[tuple[str, str]]] = {}
+    for b in backends.BACKENDS:
+        for recipe in backends.get_backend(b).RECIPES:
+            by_name.setdefault(recipe.name, set()).add((b, recipe.precision))
+    out = {}
+    for name, found in by_name.items():
+        if len({p for _, p in found}) == 1:
+            out[name] = next(iter(found))[1]
+        else:
+            out.update({f"{b}/{name}": p for b, p in sorted(found)})
+    return out
+
+
 def default_gates() -> dict[str, dict[str, float]]:
-    gates = {r: {"snr": snr, "dwer": DWER_MAX} for r, snr in DEFAULT_SNR_DB.items()}
+    """Every registered recipe's default gate (SNR by its precision, ΔWER ≤ DWER_MAX) and ``*``."""
+    gates = {r: {"snr": SNR_DB_BY_PRECISION[p], "dwer": DWER_MAX} for r, p in recipe_precisions().items()}
     gates["*"] = {"snr": UNKNOWN_RECIPE_SNR_DB, "dwer": DWER_MAX}
     return gates
+
+
+def defaults_text() -> str:
+    """The default gates in words, for help texts: ``snr ≥ 60 dB fp32; ≥ 35 dB fp16 (...)``."""
+    by_snr: dict[float, list[str]] = {}
+    for recipe, precision in recipe_precisions().items():
+        by_snr.setdefault(SNR_DB_BY_PRECISION[precision], []).append(recipe)
+    parts = [f"≥ {snr:g} dB {', '.join(names)}" for snr, names in sorted(by_snr.items(), reverse=True)]
+    return f"snr {'; '.join(parts)} (unknown recipes ≥ {UNKNOWN_RECIPE_SNR_DB:g} dB); dwer ≤ {DWER_MAX:g} pp for every recipe"
 
 
 def _parse_values(text: str, where: str) -> dict[str, float]:

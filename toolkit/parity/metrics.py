@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from export import snr_db
 from toolkit.decoding.ctc import error_rates, greedy_ids
 
 
@@ -21,17 +22,6 @@ def frame_cosine(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
     return np.where(both_zero, 1.0, cos)
-
-
-def snr_db(ref: np.ndarray, test: np.ndarray) -> float:
-    ref = ref.astype(np.float64)
-    noise = float(np.mean((test.astype(np.float64) - ref) ** 2))
-    signal = float(np.mean(ref ** 2))
-    if noise == 0.0:
-        return float("inf")
-    if not np.isfinite(noise):
-        return float("-inf")
-    return 10.0 * float(np.log10(signal / noise)) if signal > 0 else float("-inf")
 
 
 def embedding_metrics(refs: list[np.ndarray], tests: list[np.ndarray]) -> dict:

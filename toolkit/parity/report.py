@@ -4,31 +4,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
-import math
 from pathlib import Path
 
-from toolkit.model.checkpoint import atomic_write_bytes
+from toolkit.console import number as _num
+from toolkit.files import json_safe, write_json, write_text
 from toolkit.parity.gates import describe_failure
-
-
-def _clean(x):
-    """JSON has no inf/NaN: write them as strings so the file stays standard JSON."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return "nan" if x != x else ("inf" if x > 0 else "-inf")
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
-
-
-def _num(x, fmt="{:.2f}"):
-    if x is None:
-        return "—"
-    if isinstance(x, str):
-        return x
-    return fmt.format(x)
 
 
 def rows(report: dict) -> list[dict]:
@@ -104,7 +84,7 @@ def _png(fig) -> str:
 
 
 def plots(report: dict) -> list[tuple[str, str]]:
-    import matplotlib
+    import matplotlib  # heavy to import, needed only where plots are drawn
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     out = []
@@ -177,8 +157,20 @@ def render_html(report: dict) -> str:
             f"</head><body>{''.join(out)}</body></html>\n")
 
 
-def write_reports(export_dir: Path, report: dict) -> None:
-    clean = _clean(report)
-    atomic_write_bytes(export_dir / "parity.json", (json.dumps(clean, indent=1) + "\n").encode())
-    atomic_write_bytes(export_dir / "parity.md", render_markdown(clean).encode())
-    atomic_write_bytes(export_dir / "parity.html", render_html(clean).encode())
+def write_reports(export_dir: Path, report: dict) -> list[Path]:
+    """``parity.json`` (non-finite numbers as strings, ``toolkit.files``), then ``parity.md`` and
+    ``parity.html`` rendered from what the JSON holds."""
+    clean = json_safe(report)
+    export_dir = Path(export_dir)
+    write_json(export_dir / "parity.json", clean)
+    write_text(export_dir / "parity.md", render_markdown(clean))
+    write_text(export_dir / "parity.html", render_html(clean))
+    return [export_dir / name for name in ("parity.json", "parity.md", "parity.html")]
+
+
+def rerender(report: dict, json_path: Path) -> list[Path]:
+    """Re-make ``parity.md`` and ``parity.html`` beside a recorded ``parity.json`` (``report``, its content)."""
+    folder = Path(json_path).parent
+    write_text(folder / "parity.md", render_markdown(report))
+    write_text(folder / "parity.html", render_html(report))
+    return [folder / "parity.md", folder / "parity.html"]

@@ -14,14 +14,13 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+from toolkit.console import number
 from toolkit.errors import VeilError, read_json
+from toolkit.files import write_json, write_text
+from toolkit.paths import RESULTS_DIR
 
 ATTEMPTS_FILE = "privacy-attempts.json"
-
-
-def default_log() -> Path:
-    from toolkit.cli import REPO_ROOT
-    return REPO_ROOT / "benchmarks" / "results" / ATTEMPTS_FILE
+DEFAULT_LOG = RESULTS_DIR / ATTEMPTS_FILE
 
 
 def _read_json(path: Path, what: str) -> dict | list:
@@ -94,7 +93,6 @@ def read_log(path: Path) -> list[dict]:
 
 def append_attempt(path: Path, entry: dict) -> list[dict]:
     """Append ``entry`` (never rewriting earlier ones) and re-render the Markdown beside the log."""
-    from toolkit.privacy.evaluate import write_json, write_text
     entries = read_log(path)
     if any(e.get("name") == entry["name"] for e in entries):
         raise VeilError(f"{path}: an attempt named {entry['name']!r} is already logged (names are unique)")
@@ -105,7 +103,7 @@ def append_attempt(path: Path, entry: dict) -> list[dict]:
 
 
 def _v(x, fmt="{:.1f}") -> str:
-    return "—" if x is None else fmt.format(x)
+    return number(x, fmt)
 
 
 def render_attempts(entries: list[dict]) -> str:
@@ -126,44 +124,13 @@ def render_attempts(entries: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# ---- command line -----------------------------------------------------------------------------------------
-
-def _cmd_attempts(args) -> int:
-    from toolkit.privacy.evaluate import write_text
-    log = Path(args.log) if args.log else default_log()
-    if args.attempts_command == "add":
-        entry = entry_from_privacy(Path(args.privacy_json), args.name, args.tried, args.verdict, args.layer,
-                                   args.model, Path(args.metrics) if args.metrics else None,
-                                   Path(args.baseline_metrics) if args.baseline_metrics else None,
-                                   args.train_command, args.date,
-                                   Path(args.baseline_privacy) if args.baseline_privacy else None)
-        entries = append_attempt(log, entry)
-        print(f"appended attempt {args.name!r} to {log} ({len(entries)} entries); wrote {log.with_suffix('.md')}")
-    else:
-        md = log.with_suffix(".md")
-        write_text(md, render_attempts(read_log(log)))
-        print(f"wrote {md}")
-    return 0
+def is_attempts_log(doc) -> bool:
+    """An attempts log is a JSON list of entries (it has no ``format`` field: it is append-only)."""
+    return isinstance(doc, list) and all(isinstance(e, dict) and {"name", "probe", "eer"} <= set(e) for e in doc)
 
 
-def add_attempts_parser(sub) -> None:
-    p = sub.add_parser("attempts", help="the privacy attempts log: append a result, render Markdown")
-    asub = p.add_subparsers(dest="attempts_command", metavar="ACTION", required=True)
-    a = asub.add_parser("add", help="append an attempt from a `veil privacy` result JSON")
-    a.add_argument("privacy_json", metavar="PRIVACY_JSON")
-    a.add_argument("--name", required=True)
-    a.add_argument("--tried", required=True, help="what was tried, in a sentence")
-    a.add_argument("--verdict", required=True)
-    a.add_argument("--layer", type=int, default=None, help="layer to log (default: the model's GRL layer)")
-    a.add_argument("--model", default=None, help="attacked model in the report (default: the non-baseline one)")
-    a.add_argument("--metrics", default=None, help="`veil evaluate --json` file of the model (test WER)")
-    a.add_argument("--baseline-metrics", default=None, help="the same for the baseline")
-    a.add_argument("--baseline-privacy", default=None, metavar="PRIVACY_JSON",
-                   help="baseline results from this other report (e.g. one `--baseline --layers all` run)")
-    a.add_argument("--train-command", default=None)
-    a.add_argument("--date", default=None, help="when the attempt was made (default today, YYYY-MM-DD)")
-    a.add_argument("--log", default=None, help=f"attempts log (default benchmarks/results/{ATTEMPTS_FILE})")
-    a.set_defaults(func=_cmd_attempts)
-    r = asub.add_parser("render", help="rewrite the Markdown beside the attempts log")
-    r.add_argument("--log", default=None)
-    r.set_defaults(func=_cmd_attempts)
+def rerender(entries: list[dict], json_path: Path) -> list[Path]:
+    """Rewrite the Markdown beside an attempts log (``entries``, its content)."""
+    md = Path(json_path).with_suffix(".md")
+    write_text(md, render_attempts(entries))
+    return [md]

@@ -29,31 +29,44 @@ from toolkit.data.librispeech import read_librispeech
 from toolkit.decoding.evaluate import evaluate_set
 from toolkit.errors import VeilError
 from toolkit.model.asr import ModelConfig, VeilModel
-from toolkit.model.checkpoint import atomic_save_tensors, load_checkpoint, save_checkpoint
+from toolkit.files import atomic_save_tensors
+from toolkit.model.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.model.grl import SPEAKER_HEADS, ganin_lambda
+from toolkit.paths import DEFAULT_CORPUS
 from toolkit.text.tokenizer import CharTokenizer
 
 
 @dataclass
 class TrainConfig:
-    corpus: str = "data/corpus"
-    out: str = "runs/baseline"
-    steps: int = 20000
-    lr: float = 1.5e-3
-    warmup: int = 800
-    weight_decay: float = 1e-2
-    max_batch_seconds: float = 60.0
-    eval_every: int = 500
-    dev_utts: int = 256
-    speaker_weight: float = 1.0
-    seed: int = 0
-    time_limit_min: float = 0.0   # stop (after a checkpoint) when this much wall time has passed; 0 = none
-    init_from: str = ""           # start from these weights (e.g. the baseline) instead of random
+    """One training run. ``veil train`` builds its options from these fields and ModelConfig's
+    (``toolkit/config_flags.py``: the comment on a field's line is its help), and ``--config RUN.json`` reads
+    the same fields from a file."""
+    corpus: str = field(default=str(DEFAULT_CORPUS), metadata={
+        "metavar": "DIR", "help": "LibriSpeech-layout corpus root (train and dev splits)"})
+    out: str = field(default="", metadata={"metavar": "DIR", "help": "run directory (checkpoints, log); rerun to resume"})
+    steps: int = 20000            # optimizer steps
+    lr: float = 1.5e-3            # peak learning rate (linear warm-up, cosine decay to 5 %)
+    warmup: int = 800             # warm-up steps
+    weight_decay: float = 1e-2    # AdamW weight decay
+    max_batch_seconds: float = field(default=60.0, metadata={
+        "flag": "batch-seconds", "help": "audio seconds per batch (padded)"})
+    eval_every: int = 500         # dev evaluation and checkpoint every N steps
+    dev_utts: int = 256           # dev utterances evaluated
+    speaker_weight: float = 1.0   # weight of each speaker loss
+    seed: int = 0                 # seeds the model's initialization, batching and SpecAugment
+    time_limit_min: float = field(default=0.0, metadata={
+        "flag": "time-limit", "help": "minutes; checkpoint and stop after this (0 = none)"})
+    init_from: str = field(default="", metadata={
+        "metavar": "CKPT", "help": "start from these weights (e.g. the baseline) instead of random"})
     threads: int = 0              # CPU threads (0 = all cores); small models train as fast on 1
-    max_batch_utts: int = 64      # cap on utterances per batch (raise it with --batch-seconds on a GPU)
-    time_budget_min: float = 0.0  # >0: after 200 steps (100 timed), set ``steps`` so that training fills this budget
+    max_batch_utts: int = field(default=64, metadata={
+        "flag": "batch-utts", "help": "at most this many utterances per batch"})
+    time_budget_min: float = field(default=0.0, metadata={
+        "flag": "time-budget", "help": "minutes: time 100 steps, then fit --steps (and the LR schedule) to this budget"})
     load_workers: int = 1         # processes decoding the corpus (decoded audio is cached in the corpus dir)
-    head_reset_every: int = 0     # >0: re-initialize the speaker heads (and their Adam moments) every N steps
+    head_reset_every: int = field(default=0, metadata={
+        "flag": "head-reset", "metavar": "N",
+        "help": "re-initialize the speaker heads (and their Adam moments) every N steps: fresh adversaries"})
     model: ModelConfig = field(default_factory=ModelConfig)
 
 
@@ -203,7 +216,7 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
         best_cer = prev.get("best_dev_cer", math.inf)
         provenance["train_seconds"] = prev.get("train_seconds", 0.0)
     provenance.setdefault("train_seconds", 0.0)
-    max_samples = int(cfg.max_batch_seconds * 16000)
+    max_samples = int(cfg.max_batch_seconds * model.cfg.frontend.sample_rate)
     lengths = [len(x) for x in train_set.pcm]
     start = wall_start = time.time()
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)

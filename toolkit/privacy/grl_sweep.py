@@ -1,8 +1,8 @@
-"""`veil sweep`: the paper's experiment as a recipe — the GRL at every location k, beside a baseline.
+"""`veil sweep` (the GRL sweep): the paper's experiment as a recipe — the GRL at every location k, beside a baseline.
 
     veil sweep --corpus C --out DIR [--layers 1..L] [--steps N] [--init-from CKPT] [--parallel P]
                [--train-arg "--speaker-head tdnn"]... [--skip-train] [--dry-run] [--readme README.md]
-    veil sweep --render RESULTS.json [--readme README.md]
+    veil render RESULTS.json [--readme README.md]      (also: veil sweep --render RESULTS.json)
 
 1. Train ``DIR/baseline`` (``veil train --no-grl``) and ``DIR/grl-k`` (``veil train --grl-layer k``) for each
    k, each as a subprocess whose exact command is recorded. A run directory whose ``last.json`` already
@@ -17,7 +17,7 @@
 3. Write ``benchmarks/results/privacy-sweep-<date>.json`` (+ ``.md``): per model WER, relative WER change,
    closed-set accuracy and its relative change vs the baseline at the same layer, EER, beside the paper's
    −33 % relative speaker accuracy and −6.2 % relative WER; the train commands are in the JSON.
-   ``--render`` rebuilds the Markdown from a JSON; ``--readme`` refreshes the table between
+   ``veil render`` rebuilds the Markdown from a JSON; ``--readme`` refreshes the table between
    ``<!-- privacy-sweep:start -->`` and ``<!-- privacy-sweep:end -->``.
 """
 from __future__ import annotations
@@ -33,7 +33,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+from toolkit.data.dataset import AudioSet
+from toolkit.data.librispeech import read_librispeech
+from toolkit.decoding.evaluate import evaluate_set
+from toolkit.console import number
 from toolkit.errors import VeilError, read_json
+from toolkit.files import file_sha256, write_json, write_text
+from toolkit.layer_range import parse_layer_range
+from toolkit.model.asr import ModelConfig
+from toolkit.model.checkpoint import load_checkpoint, read_config, tokenizer_from
+from toolkit.paths import REPO_ROOT, RESULTS_DIR
+from toolkit.privacy.leakage import AttackSettings, attack_model, layer_embeddings, load_attack_data, vs_baseline
+from toolkit.privacy.leakage import relative_change
+from toolkit.training.options import parse_train_args
 
 SWEEP_FORMAT = "veil-privacy-sweep/1"
 EVAL_CACHE = "privacy-eval.json"
@@ -41,7 +55,6 @@ PAPER = {"reference": "Jalal et al., Interspeech 2023 (arXiv 2307.13343)",
          "speaker_accuracy_rel": -33.0, "wer_rel": -6.2}
 MARK_START, MARK_END = "<!-- privacy-sweep:start -->", "<!-- privacy-sweep:end -->"
 CONTROLLED = {"--out", "--corpus", "--grl-layer", "--no-grl", "--init-from"}  # set by the sweep per run
-DEFAULT_BLOCKS = 6  # `veil train --blocks` default
 
 
 @dataclass
@@ -65,23 +78,6 @@ class SweepRun:
 
 # ---- the plan -------------------------------------------------------------------------------------------------
 
-def parse_layer_range(spec: str | None, n_blocks: int) -> list[int]:
-    """'1..6', '2,4', '3' or 'all' -> sorted block indices within 1..n_blocks."""
-    if spec in (None, "all"):
-        return list(range(1, n_blocks + 1))
-    layers: set[int] = set()
-    try:
-        for part in spec.split(","):
-            a, sep, b = part.partition("..")
-            layers |= set(range(int(a), int(b) + 1)) if sep else {int(a)}
-    except ValueError:
-        raise VeilError(f"--layers must look like '1..{n_blocks}', '2,4' or 'all', got {spec!r}") from None
-    bad = sorted(k for k in layers if not 1 <= k <= n_blocks)
-    if bad or not layers:
-        raise VeilError(f"--layers {spec}: GRL locations must lie in 1..{n_blocks}")
-    return sorted(layers)
-
-
 def split_train_args(values: list[str]) -> list[str]:
     """Each ``--train-arg`` value is shell-split ("--speaker-head tdnn" -> two words); options the sweep
     sets per run are refused."""
@@ -95,19 +91,14 @@ def split_train_args(values: list[str]) -> list[str]:
 
 
 def model_depth(init_from: Path | None, train_args: list[str]) -> int:
-    """How many blocks the sweep's models have: --blocks among the train args, else the --init-from
-    checkpoint's, else `veil train`'s default."""
-    for i, w in enumerate(train_args):
-        if w.startswith("--blocks"):
-            value = w.split("=", 1)[1] if "=" in w else (train_args[i + 1] if i + 1 < len(train_args) else "")
-            try:
-                return int(value)
-            except ValueError:
-                raise VeilError(f"--train-arg --blocks {value!r}: not an integer") from None
+    """How many blocks the sweep's models have: the depth the train args set (``--blocks``, or a ``--config``
+    file's), else the --init-from checkpoint's, else `veil train`'s default."""
+    given = parse_train_args(train_args).get("model", {})
+    if "n_blocks" in given:
+        return int(given["n_blocks"])
     if init_from:
-        from toolkit.model.checkpoint import read_config
         return int(read_config(init_from)["model"]["n_blocks"])
-    return DEFAULT_BLOCKS
+    return ModelConfig().n_blocks
 
 
 def plan_runs(corpus: Path, out: Path, layers: list[int], steps: int | None, init_from: Path | None,
@@ -191,50 +182,37 @@ def train_runs(runs: list[SweepRun], parallel: int, log=print) -> None:
 
 # ---- evaluation -------------------------------------------------------------------------------------------------
 
-@dataclass
-class SweepSettings:
-    corpus: Path
-    seed: int = 0
-    xvector_epochs: int = 30
-    attacker_utts: int = 10
-    eval_limit: int = 0
-
-    def cache_key(self, sha256: str, layers: list[int]) -> dict:
-        return {"checkpoint_sha256": sha256, "corpus": str(Path(self.corpus).resolve()), "seed": self.seed,
-                "xvector_epochs": self.xvector_epochs, "attacker_utts": self.attacker_utts,
-                "eval_limit": self.eval_limit, "layers": layers}
+def cache_key(corpus: Path, attack: AttackSettings, sha256: str, layers: list[int]) -> dict:
+    """What an evaluation depends on: a cached one is reused only when all of it matches."""
+    return {"checkpoint_sha256": sha256, "corpus": str(Path(corpus).resolve()), "seed": attack.seed,
+            "xvector_epochs": attack.xvector_epochs, "attacker_utts": attack.attacker_utts,
+            "eval_limit": attack.eval_limit, "layers": layers}
 
 
 class Evaluator:
     """Loads the audio once (lazily: a fully cached sweep loads none) and evaluates checkpoints."""
 
-    def __init__(self, settings: SweepSettings, progress: bool = True):
-        self.s, self.progress = settings, progress
+    def __init__(self, corpus: Path, attack: AttackSettings, progress: bool = True):
+        self.corpus, self.attack, self.progress = Path(corpus), attack, progress
         self._attack = self._test = None
 
     def attack_data(self):
         if self._attack is None:
-            from toolkit.privacy.evaluate import load_attack_data
-            self._attack = load_attack_data(self.s.corpus, self.s.attacker_utts, self.s.eval_limit, self.s.seed,
-                                            self.progress)
+            a = self.attack
+            self._attack = load_attack_data(self.corpus, a.attacker_utts, a.eval_limit, a.seed, self.progress)
         return self._attack
 
     def test_data(self):
         if self._test is None:
-            from toolkit.data.dataset import AudioSet
-            from toolkit.data.librispeech import read_librispeech
-            split = Path(self.s.corpus) / "test"
+            split = self.corpus / "test"
             if not split.is_dir():
                 raise VeilError(f"{split}: corpus test split not found")
             self._test = AudioSet.load(read_librispeech(split), "loading test", self.progress)
         return self._test
 
     def evaluate(self, run: SweepRun, layers: list[int], log=print) -> dict:
-        from toolkit.decoding.evaluate import evaluate_set
-        from toolkit.model.checkpoint import file_sha256, load_checkpoint, tokenizer_from
-        from toolkit.privacy.evaluate import attack_model, layer_embeddings, write_json
         sha = file_sha256(run.checkpoint)
-        key = self.s.cache_key(sha, layers)
+        key = cache_key(self.corpus, self.attack, sha, layers)
         cache = run.run_dir / EVAL_CACHE
         if cache.exists():
             try:
@@ -257,7 +235,7 @@ class Evaluator:
         t_emb = time.time() - t1
         log(f"evaluate {run.name}: test WER {test['wer']:.2f} %  CER {test['cer']:.2f} %  [{t_test:.0f} s]; "
             f"embeddings of layers {layers} [{t_emb:.0f} s]")
-        res, _ = attack_model(emb_eval, emb_train, data, layers, self.s.seed, self.s.xvector_epochs, log)
+        res, _ = attack_model(emb_eval, emb_train, data, layers, self.attack.seed, self.attack.xvector_epochs, log)
         result = {"checkpoint": str(run.checkpoint), "sha256": sha, "steps": run.steps_done,
                   "grl_layers": model.cfg.grl_layers, "split_layer": model.cfg.split_layer,
                   "speaker_head": getattr(model.cfg, "speaker_head", None),
@@ -285,15 +263,11 @@ class SweepRequest:
     dry_run: bool = False
     results: Path | None = None   # default benchmarks/results/privacy-sweep-<date>.json
     readme: Path | None = None
-    seed: int = 0
-    xvector_epochs: int = 30
-    attacker_utts: int = 10
-    eval_limit: int = 0
+    attack: AttackSettings = field(default_factory=AttackSettings)
 
 
 def default_results_path() -> Path:
-    from toolkit.cli import REPO_ROOT
-    return REPO_ROOT / "benchmarks" / "results" / f"privacy-sweep-{datetime.date.today().isoformat()}.json"
+    return RESULTS_DIR / f"privacy-sweep-{datetime.date.today().isoformat()}.json"
 
 
 def run_sweep(req: SweepRequest, progress: bool = True) -> dict | None:
@@ -312,7 +286,7 @@ def run_sweep(req: SweepRequest, progress: bool = True) -> dict | None:
     if out.exists() and not out.is_dir():
         raise VeilError(f"{out}: --out exists and is not a directory")
     train_args = split_train_args(req.train_args)
-    layers = parse_layer_range(req.layers, model_depth(req.init_from, train_args))
+    layers = parse_layer_range(req.layers, 1, model_depth(req.init_from, train_args))
     runs = plan_runs(corpus, out, layers, req.steps, req.init_from, train_args, req.parallel)
     results_path = Path(req.results) if req.results else default_results_path()
 
@@ -346,8 +320,7 @@ def run_sweep(req: SweepRequest, progress: bool = True) -> dict | None:
             log(f"warning: {r.run_dir} stopped at step {r.steps_done} (planned {req.steps or 'its own'}); "
                 f"evaluated as is")
 
-    evaluator = Evaluator(SweepSettings(corpus, req.seed, req.xvector_epochs, req.attacker_utts, req.eval_limit),
-                          progress)
+    evaluator = Evaluator(corpus, req.attack, progress)
     t1 = time.time()
     evaluated = {}
     for r in runs:
@@ -362,7 +335,6 @@ def run_sweep(req: SweepRequest, progress: bool = True) -> dict | None:
 
 
 def build_report(req: SweepRequest, runs: list[SweepRun], evaluated: dict, layers: list[int], seconds: dict) -> dict:
-    from toolkit.privacy.evaluate import relative_change
     base = evaluated["baseline"]
     models = []
     for r in runs:
@@ -378,13 +350,11 @@ def build_report(req: SweepRequest, runs: list[SweepRun], evaluated: dict, layer
                 "layer": r.grl_layer,
                 "wer_rel": relative_change(e["test"]["wer"], base["test"]["wer"]),
                 "cer_rel": relative_change(e["test"]["cer"], base["test"]["cer"]),
-                "closed_lr_rel": relative_change(mine["closed_lr"]["accuracy"], theirs["closed_lr"]["accuracy"]),
-                "closed_mlp_rel": relative_change(mine["closed_mlp"]["accuracy"], theirs["closed_mlp"]["accuracy"]),
-                "closed_best_rel": relative_change(mine["closed_best"], theirs["closed_best"]),
-                "eer_pp": mine["open_xvector"]["eer"] - theirs["open_xvector"]["eer"]}
+                **vs_baseline(mine, theirs)}
         models.append(entry)
-    attack = {"seed": req.seed, "xvector_epochs": req.xvector_epochs, "attacker_utts_per_speaker": req.attacker_utts,
-              "eval_limit": req.eval_limit, "attacker": "semi-informed (trained on the attacked model's embeddings)"}
+    a = req.attack
+    attack = {"seed": a.seed, "xvector_epochs": a.xvector_epochs, "attacker_utts_per_speaker": a.attacker_utts,
+              "eval_limit": a.eval_limit, "attacker": "semi-informed (trained on the attacked model's embeddings)"}
     attack.update(base["attack_data"])
     return {"format": SWEEP_FORMAT, "date": datetime.date.today().isoformat(),
             "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -398,18 +368,17 @@ def build_report(req: SweepRequest, runs: list[SweepRun], evaluated: dict, layer
 
 
 def _torch_threads() -> int:
-    import torch
     return torch.get_num_threads()
 
 
 # ---- reports --------------------------------------------------------------------------------------------------
 
 def _f(v, fmt="{:.1f}") -> str:
-    return "—" if v is None else fmt.format(v)
+    return number(v, fmt)
 
 
 def _rel(v) -> str:
-    return "—" if v is None else f"{v:+.1f} %"
+    return number(v, "{:+.1f} %")
 
 
 def render_table(report: dict) -> str:
@@ -462,7 +431,6 @@ def render_markdown(report: dict) -> str:
 def refresh_readme(readme: Path, table: str) -> None:
     """Put ``table`` between the privacy-sweep markers of ``readme`` (appending a section with the markers
     when they are absent); written through a temporary file and a rename."""
-    from toolkit.privacy.evaluate import write_text
     readme = Path(readme)
     if not readme.is_file():
         raise VeilError(f"{readme}: README not found")
@@ -483,7 +451,6 @@ def refresh_readme(readme: Path, table: str) -> None:
 
 
 def write_results(report: dict, path: Path, readme: Path | None = None) -> None:
-    from toolkit.privacy.evaluate import write_json, write_text
     path = Path(path)
     report["results_file"] = _display_path(path)
     write_json(path, report)
@@ -493,7 +460,6 @@ def write_results(report: dict, path: Path, readme: Path | None = None) -> None:
 
 
 def _display_path(path: Path) -> str:
-    from toolkit.cli import REPO_ROOT
     try:
         return str(Path(path).resolve().relative_to(REPO_ROOT))
     except ValueError:
@@ -507,67 +473,16 @@ def load_results(path: Path) -> dict:
     return report
 
 
-def render_results(path: Path, readme: Path | None = None) -> Path:
-    """Rebuild the Markdown beside a results JSON (and the README table) from the JSON alone."""
-    from toolkit.privacy.evaluate import write_text
-    report = load_results(path)
-    md = Path(path).with_suffix(".md")
+def rerender(report: dict, json_path: Path, readme: Path | None = None) -> list[Path]:
+    """Rebuild the Markdown beside a results JSON (``report``, its content), and with ``readme`` the table
+    between the privacy-sweep markers there, from the JSON alone."""
+    if not isinstance(report, dict) or report.get("format") != SWEEP_FORMAT:
+        raise VeilError(f"{json_path}: not a privacy-sweep result (format {SWEEP_FORMAT} expected)")
+    md = Path(json_path).with_suffix(".md")
     try:
         write_text(md, render_markdown(report))
+        if readme:
+            refresh_readme(readme, render_table(report))
     except KeyError as exc:
-        raise VeilError(f"{path}: sweep result lacks field {exc}") from None
-    if readme:
-        refresh_readme(readme, render_table(report))
-    return md
-
-
-# ---- command line ---------------------------------------------------------------------------------------------
-
-def _cmd_sweep(args) -> int:
-    readme = Path(args.readme) if args.readme else None
-    if args.render:
-        md = render_results(Path(args.render), readme)
-        print(f"wrote {md}" + (f"; refreshed the table in {readme}" if readme else ""))
-        return 0
-    if not args.out:
-        raise VeilError("--out DIR is required (or --render RESULTS.json)")
-    if args.threads < 0:
-        raise VeilError(f"--threads must be 0 (default) or more, got {args.threads}")
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
-    run_sweep(SweepRequest(corpus=Path(args.corpus), out=Path(args.out), layers=args.layers, steps=args.steps,
-                           init_from=Path(args.init_from) if args.init_from else None, parallel=args.parallel,
-                           train_args=args.train_arg, skip_train=args.skip_train, dry_run=args.dry_run,
-                           results=Path(args.results) if args.results else None, readme=readme, seed=args.seed,
-                           xvector_epochs=args.xvector_epochs, attacker_utts=args.attacker_utts,
-                           eval_limit=args.limit))
-    return 0
-
-
-def add_sweep_parser(sub) -> None:
-    from toolkit.cli import DEFAULT_CORPUS
-    p = sub.add_parser("sweep", help="the paper's experiment: baseline + a GRL model per layer k, WER and leakage")
-    p.add_argument("--corpus", default=str(DEFAULT_CORPUS))
-    p.add_argument("--out", default=None, metavar="DIR", help="run directories DIR/baseline, DIR/grl-K")
-    p.add_argument("--layers", default=None, metavar="1..L", help="GRL locations: '1..6', '2,4', 'all' (default)")
-    p.add_argument("--steps", type=int, default=None, help="training steps per model (default: veil train's)")
-    p.add_argument("--init-from", default=None, metavar="CKPT", help="start every model from these weights")
-    p.add_argument("--parallel", type=int, default=1, metavar="P", help="train P models at a time")
-    p.add_argument("--train-arg", action="append", default=[], metavar="ARGS",
-                   help="extra `veil train` arguments for every run, shell-split (repeatable), "
-                        "e.g. --train-arg '--speaker-head tdnn'")
-    p.add_argument("--skip-train", action="store_true", help="evaluate existing runs only; never train")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and the commands; run nothing")
-    p.add_argument("--results", default=None, metavar="JSON",
-                   help="results file (default benchmarks/results/privacy-sweep-<date>.json; .md beside it)")
-    p.add_argument("--render", default=None, metavar="JSON", help="only rebuild the Markdown from this results JSON")
-    p.add_argument("--readme", default=None, metavar="README",
-                   help="refresh the table between <!-- privacy-sweep:start/end --> in this file")
-    p.add_argument("--attacker-utts", type=int, default=10, help="training-split utterances per speaker for the x-vector")
-    p.add_argument("--xvector-epochs", type=int, default=30)
-    p.add_argument("--limit", type=int, default=0, help="use only the first N eval-speakers utterances")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch threads for the evaluation (0 = torch's default; 1 is faster on a busy machine)")
-    p.set_defaults(func=_cmd_sweep)
+        raise VeilError(f"{json_path}: sweep result lacks field {exc}") from None
+    return [md] + ([Path(readme)] if readme else [])

@@ -1,17 +1,17 @@
-"""The cut-point sweep: export the prefix at every split layer in a range with one recipe, and chart latency,
-peak memory, size and payload against the split layer.
+"""The cut-point sweep (``veil bench --sweep-split 1..6 --recipe R``): export the prefix at every split layer
+of a set with one recipe, and chart latency, peak memory, size and payload against the split layer.
 
-Exports are cached under ``exports/.bench-cache/sweep/`` (keyed by checkpoint sha256, layer and recipe), so a
-re-run only measures. Blocks beyond the checkpoint's trained split layer were trained on whole utterances and
-run here on chunks, as they would on a phone (the export manifest says so too). Per-layer speaker leakage joins
-the chart from recorded ``veil privacy`` results of the same checkpoint (matched by sha256) in the results
-folder; without them ``privacy`` is recorded as pending.
+Each cut is exported by ``export-prefix``'s own code (same recipe, calibration, checks and manifest), into a
+cache under ``exports/.bench-cache/sweep/`` keyed by checkpoint sha256, layer and recipe, so a re-run only
+measures. Blocks beyond the checkpoint's trained split layer were trained on whole utterances and run here on
+chunks, as they would on a phone (the export manifest says so too). Per-layer speaker leakage joins the chart
+from recorded ``veil privacy`` results of the same checkpoint (matched by sha256) in the results folder;
+without them ``privacy`` is recorded as pending.
 """
 from __future__ import annotations
 
 import datetime
 import json
-import re
 import shutil
 import tempfile
 import time
@@ -20,89 +20,57 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.bench import ceiling as ceil
+from toolkit.bench import report
+from toolkit.bench.bench import (BenchRequest, artifact_targets, bench_audio, check_request, default_name, host_info,
+                                 load_average, measure_targets, torch_baseline)
+from toolkit.bench.payload_eval import evaluate_payload
+from toolkit.chunking import chunk_pcm
+from toolkit.console import say
 from toolkit.errors import VeilError, read_json
-from toolkit.exporting.console import say
+from toolkit.exporting.manifest import ExportManifest
+from toolkit.exporting.prefix_export import ExportRequest, export_prefix, plan_backends
+from toolkit.files import file_sha256
+from toolkit.layer_range import parse_layer_range
+from toolkit.model.asr import split
+from toolkit.model.checkpoint import load_checkpoint, tokenizer_from
+from toolkit.paths import DEFAULT_ANONYMIZED, export_dir_name
 
-SWEEP_FORMAT = "veil-bench-sweep/1"
-
-
-def parse_range(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*(?:\.\.|-)\s*(\d+)\s*", text) or re.fullmatch(r"\s*(\d+)\s*", text)
-    if not m:
-        raise VeilError(f"--sweep-split {text!r}: expected A..B (e.g. 1..6)")
-    lo, hi = int(m.group(1)), int(m.group(m.lastindex))
-    if lo < 1 or hi < lo:
-        raise VeilError(f"--sweep-split {text}: expected 1 <= A <= B")
-    return lo, hi
+CUT_POINTS_FORMAT = "veil-bench-sweep/1"
 
 
-def sweep_backends(recipe: str) -> dict[str, str]:
-    """``NAME`` -> every Android backend with that recipe; ``BACKEND=NAME`` -> that backend only."""
-    import export as backends
+def sweep_target(recipe: str) -> tuple[str, list[str]]:
+    """``--recipe`` of the sweep as an export request: ``NAME`` -> every Android backend with that recipe;
+    ``BACKEND=NAME`` -> that backend only. A recipe a backend lacks is a one-line error."""
     backend, sep, name = recipe.partition("=")
-    chosen = {backend: name} if sep else {b: recipe for b in ("executorch", "litert")}
-    for b, r in chosen.items():
-        try:
-            backends.get_backend(b).RECIPES.get(r)
-        except (backends.UnknownBackend, backends.UnknownRecipe) as exc:
-            raise VeilError(f"--recipe {recipe}: {exc}") from None
-    return chosen
-
-
-def sweep_export(model, checkpoint: Path, sha: str, k: int, recipe: str, cache: Path, corpus: Path) -> tuple[Path, dict]:
-    """The prefix cut after block ``k``, exported with ``recipe`` through Veil's ``export`` backends (the
-    same calls and options as ``export-prefix``, minus the backends the recipe does not name), into a folder
-    with a minimal manifest; reused when it exists for this checkpoint."""
-    import os
-
-    import export as backends
-    from toolkit.exporting.calibration import CALIBRATION_UTTS, calibration_chunks
-    from toolkit.exporting.prefix_export import FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME, check_chunks
-    from toolkit.model.asr import split
-    from toolkit.parity.check import read_manifest
-    out = cache / f"{checkpoint.stem}-{sha[:12]}-k{k}-{recipe.replace('=', '-')}"
-    if (out / "manifest.json").is_file():
-        manifest = read_manifest(out)
-        if manifest["checkpoint"]["sha256"] == sha:
-            return out, manifest
-    chosen = sweep_backends(recipe)
-    cfg = model.cfg
-    prefix = split(model, k)[0].eval()
-    calibration = []
-    if any(backends.get_backend(b).RECIPES.get(r).needs_calibration for b, r in chosen.items()):
-        calibration, _ = calibration_chunks(corpus / "train", CALIBRATION_UTTS, cfg.chunk_samples)
-    example, _ = check_chunks(corpus, cfg.chunk_samples)
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=cache))
+    target, recipes = (backend, [name]) if sep else ("android", [recipe])
     try:
-        entries = []
-        for b, r in chosen.items():
-            mod = backends.get_backend(b)
-            say(f"sweep: split layer {k}: exporting {b} {r} ...")
-            try:
-                art = mod.export(prefix, (example[0],), r, tmp / f"prefix-k{k}-{r}{mod.SUFFIX}", calibration=calibration,
-                                 float_modules=FLOAT_MODULES, input_name=INPUT_NAME, output_name=OUTPUT_NAME)
-            except backends.ExportError as exc:
-                raise VeilError(f"sweep: split layer {k}: {exc}") from None
-            entries.append(art.to_json(relative_to=tmp))
-        manifest = {"format": "veil-export/1", "created_by": "veil bench --sweep-split",
-                    "checkpoint": {"path": str(checkpoint), "sha256": sha}, "split_layer": k,
-                    "trained_chunked_through": cfg.split_layer, "recipe": chosen,
-                    "input": {"name": INPUT_NAME, "shape": [1, cfg.chunk_samples], "chunk_samples": cfg.chunk_samples},
-                    "artifacts": entries}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out, manifest
+        plan_backends(target, recipes)
+    except VeilError as exc:
+        raise VeilError(f"--recipe {recipe}: {exc}") from None
+    return target, recipes
+
+
+def sweep_export(checkpoint: Path, sha: str, k: int, recipe: str, cache: Path, corpus: Path) -> ExportManifest:
+    """The prefix cut after block ``k``, exported with ``recipe`` exactly as ``export-prefix --split-layer k``
+    would (minus the backends the recipe does not name), into the cache; reused when a checked export of this
+    checkpoint is already there."""
+    out = cache / export_dir_name(checkpoint, k, f"{sha[:12]}-{recipe.replace('=', '-')}")
+    try:
+        manifest = ExportManifest.read(out)
+        if manifest.checkpoint["sha256"] == sha and manifest.split_layer == k:
+            return manifest
+    except VeilError:
+        pass  # not there yet, or stale (an older cache layout): export again
+    target, recipes = sweep_target(recipe)
+    say(f"sweep: split layer {k}: exporting {recipe} ...")
+    export_prefix(ExportRequest(checkpoint=checkpoint, target=target, recipes=recipes, split_layer=k, out=out,
+                                corpus=corpus))
+    return ExportManifest.read(out)
 
 
 def privacy_by_layer(sha: str, results_dir: Path) -> tuple[dict, str | None]:
     """Per-layer speaker leakage of this exact checkpoint from recorded `veil privacy` results (matched by
     sha256): {layer: {closed_lr_accuracy, closed_mlp_accuracy, xvector_eer, chance}}, and the file used."""
-    import json
     found, source = {}, None
     for path in sorted(results_dir.glob("privacy*.json")):
         try:
@@ -125,68 +93,56 @@ def privacy_by_layer(sha: str, results_dir: Path) -> tuple[dict, str | None]:
     return found, source
 
 
-def run_sweep(req) -> dict:
-    from toolkit.bench import report
-    from toolkit.bench.bench import (artifact_targets, bench_audio, default_name, host_info, load_average,
-                                     measure_targets, tensor_bytes_fp32)
-    from toolkit.bench.payload_eval import evaluate_payload
-    from toolkit.cli import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
-    from toolkit.exporting.calibration import chunk_pcm
-    from toolkit.model.asr import split
-    from toolkit.model.checkpoint import file_sha256, load_checkpoint, tokenizer_from
-
+def run_cut_point_sweep(req: BenchRequest) -> dict:
+    """Export and bench every split layer of ``req.sweep``; write the sweep JSON (+ .md, .png); return it."""
+    check_request(req)
+    if not req.recipe:
+        raise VeilError("--sweep-split needs --recipe (e.g. --recipe int8-static)")
+    sweep_target(req.recipe)
     checkpoint = Path(req.checkpoint or DEFAULT_ANONYMIZED)
-    if not checkpoint.is_file():
-        raise VeilError(f"{checkpoint}: checkpoint not found (pass --checkpoint)")
     model, config = load_checkpoint(checkpoint)
     cfg = model.cfg
-    lo, hi = req.sweep
-    if hi > cfg.n_blocks:
-        raise VeilError(f"--sweep-split {lo}..{hi}: the checkpoint has {cfg.n_blocks} blocks")
+    layers = parse_layer_range(req.sweep, 1, cfg.n_blocks, "--sweep-split")
     sha = file_sha256(checkpoint)
-    corpus = Path(req.corpus or DEFAULT_CORPUS)
-    split_name, utts, pcms = bench_audio(corpus, req.payload_utts)
-    chunk_seconds = cfg.chunk_samples / cfg.frontend.sample_rate
-    chunk = chunk_pcm(pcms[int(np.argmax([len(p) for p in pcms]))], cfg.chunk_samples)[0]
+    split_name, utts, pcms = bench_audio(Path(req.corpus), req.payload_utts)
+    geometry = cfg.chunk
+    chunk = chunk_pcm(pcms[int(np.argmax([len(p) for p in pcms]))], geometry.chunk_samples)[0]
     tokenizer = tokenizer_from(config)
     started, load_start = time.time(), load_average()
     rows = []
     work = Path(tempfile.mkdtemp(prefix="veil-sweep-"))
     try:
         np.save(work / "input.npy", chunk)
-        for k in range(lo, hi + 1):
-            out, manifest = sweep_export(model, checkpoint, sha, k, req.recipe, req.cache_dir / "sweep", corpus)
+        for k in layers:
+            manifest = sweep_export(checkpoint, sha, k, req.recipe, req.cache_dir / "sweep", Path(req.corpus))
             prefix, suffix = split(model, k)
             prefix.eval(), suffix.eval()
-            macs = ceil.prefix_macs(prefix, cfg.chunk_samples)
-            targets = [{"name": "torch eager fp32", "role": "baseline", "backend": "torch", "recipe": "fp32",
-                        "runtime": "torch eager (no Veil)", "dtype": "fp32", "file": str(checkpoint),
-                        "size_bytes": tensor_bytes_fp32(prefix),
-                        "spec": {"kind": "torch", "checkpoint": str(checkpoint), "split_layer": k},
-                        "measurements": []}] + artifact_targets([(out, manifest)])
+            macs = ceil.prefix_macs(prefix, geometry.chunk_samples)
+            targets = [torch_baseline(prefix, checkpoint, k)] + artifact_targets([manifest])
             for t in targets:
                 if "spec" in t:
                     t["spec"]["input"] = str(work / "input.npy")
             say(f"sweep: split layer {k}: {macs['macs_per_chunk'] / 1e6:.1f} M MACs per chunk")
-            measure_targets(targets, req, work / f"k{k}", chunk_seconds, macs["macs_per_chunk"])
+            measure_targets(targets, req, work / f"k{k}", geometry.chunk_seconds, macs["macs_per_chunk"])
             for t in targets:
                 t.pop("spec", None)
-            pay = evaluate_payload(prefix, suffix, pcms, [u.text for u in utts], tokenizer, cfg.chunk_samples,
-                                   cfg.frame_samples, cfg.frontend.sample_rate)
-            rows.append({"split_layer": k, "export_dir": str(out), "trained_chunked": k <= cfg.split_layer,
+                t.pop("size_note", None)
+            pay = evaluate_payload(prefix, suffix, pcms, [u.text for u in utts], tokenizer, geometry)
+            rows.append({"split_layer": k, "export_dir": str(manifest.dir), "trained_chunked": k <= cfg.split_layer,
                          "macs_per_chunk": macs["macs_per_chunk"], "artifacts": targets,
                          "payload": {c: {key: v[key] for key in ("kB_per_second", "dwer", "wer", "snr_db")}
                                      for c, v in pay["codecs"].items()},
                          "float_wer": pay["float"]["wer"]})
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    doc = {"format": SWEEP_FORMAT,
+    doc = {"format": CUT_POINTS_FORMAT,
            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "command": req.command, "host": {**host_info(), "load_average_start": load_start,
                                             "load_average_end": load_average()},
            "wall_seconds": round(time.time() - started, 1),
            "checkpoint": {"path": str(checkpoint), "sha256": sha, "trained_split_layer": cfg.split_layer},
-           "recipe": req.recipe, "range": [lo, hi], "chunk": {"samples": cfg.chunk_samples, "seconds": chunk_seconds},
+           "recipe": req.recipe, "range": [layers[0], layers[-1]], "layers": layers,
+           "chunk": {"samples": geometry.chunk_samples, "seconds": geometry.chunk_seconds},
            "settings": {"threads": req.threads, "runs": req.runs, "warmup": req.warmup, "quick": req.quick,
                         "payload_utterances": len(pcms)},
            "rows": rows}
@@ -199,9 +155,8 @@ def run_sweep(req) -> dict:
 
 
 def validate_sweep(doc: dict) -> None:
-    from toolkit.bench.report import SchemaError
-    if doc.get("format") != SWEEP_FORMAT or not doc.get("rows"):
-        raise SchemaError("sweep JSON: wrong format or no rows")
+    if doc.get("format") != CUT_POINTS_FORMAT or not doc.get("rows"):
+        raise report.SchemaError("sweep JSON: wrong format or no rows")
     for r in doc["rows"]:
         for key in ("split_layer", "macs_per_chunk", "artifacts", "payload"):
             if key not in r:
@@ -228,11 +183,11 @@ def _series(doc: dict, threads: int):
 
 def join_privacy(doc: dict, results_dir: Path) -> None:
     """Attach the recorded per-layer leakage of the sweep's checkpoint (by sha256) to its rows, then validate."""
-    lo, hi = doc["range"]
+    swept = {r["split_layer"] for r in doc["rows"]}
     leakage, source = privacy_by_layer(doc["checkpoint"]["sha256"], results_dir)
     for r in doc["rows"]:
         r["privacy"] = leakage.get(r["split_layer"])
-    covered = sorted(k for k in leakage if lo <= k <= hi)
+    covered = sorted(k for k in leakage if k in swept)
     doc["privacy"] = ({"status": "joined", "source": source, "layers": covered,
                        "note": "closed-set speaker identification accuracy (pooled LR/MLP, %) and x-vector EER (%) "
                                "at each split layer, from `veil privacy` results of this checkpoint"} if covered else
@@ -248,9 +203,14 @@ def rejoin_privacy(sweep_json: Path, plots: bool = True) -> list[Path]:
     doc = read_json(sweep_json, f"{sweep_json}: sweep result not found")
     if not isinstance(doc, dict) or "rows" not in doc or "range" not in doc:
         raise VeilError(f"{sweep_json}: not a `veil bench --sweep-split` result")
-    from toolkit.bench import report
-    join_privacy(doc, sweep_json.parent)
-    return report.write_all(doc, sweep_json.parent, sweep_json.stem, plots=plots, markdown=render_sweep_markdown,
+    join_privacy(doc, Path(sweep_json).parent)
+    return rerender(doc, sweep_json, plots)
+
+
+def rerender(doc: dict, json_path: Path, plots: bool = True) -> list[Path]:
+    """Re-make the .md and .png beside a recorded sweep JSON (``doc``, its content)."""
+    json_path = Path(json_path)
+    return report.write_all(doc, json_path.parent, json_path.stem, plots=plots, markdown=render_sweep_markdown,
                             plotter=render_sweep_plot)
 
 
@@ -286,7 +246,7 @@ def render_sweep_markdown(doc: dict) -> str:
 
 
 def render_sweep_plot(doc: dict, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # heavy to import, needed only where plots are drawn
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     th = doc["settings"]["threads"][0]

@@ -1,4 +1,4 @@
-"""Console plumbing for long exports: converter chatter goes to a log file, Veil's progress to the terminal.
+"""What a person sees: progress on stderr, converter chatter captured into a log, and numbers in reports.
 
 Converters print from Python and from C++ (MLIR, XNNPACK, cpuinfo), so the capture works on file
 descriptors 1 and 2, not on ``sys.stdout``.
@@ -45,3 +45,13 @@ def human_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1000
     return f"{n} B"
+
+
+def number(x, fmt: str = "{:.2f}") -> str:
+    """A number for a report table: ``—`` when there is none, a non-finite value as JSON holds it
+    (``"inf"``, see ``toolkit.files``), else ``fmt``."""
+    if x is None:
+        return "—"
+    if isinstance(x, str):
+        return x
+    return fmt.format(x)

@@ -11,7 +11,6 @@ The headline is the strongest (semi-informed) attacker; chance is reported besid
 """
 from __future__ import annotations
 
-import json
 import platform
 import shlex
 import sys
@@ -21,27 +20,46 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.console import number
 from toolkit.data.dataset import AudioSet
 from toolkit.data.librispeech import read_librispeech
 from toolkit.errors import VeilError
-from toolkit.model.checkpoint import atomic_write_bytes, file_sha256, load_checkpoint
+from toolkit.files import file_sha256, write_json, write_text
+from toolkit.layer_range import parse_layer_range
+from toolkit.model.checkpoint import load_checkpoint
+from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
+from toolkit.privacy.artifact import load_runners, read_export
 from toolkit.privacy.attackers import fit_closed_set, open_set_attack, train_xvector, utterance_split
 from toolkit.privacy.embeddings import artifact_embeddings, layer_embeddings
 
 REPORT_FORMAT = "veil-privacy/2"
 
 
-def parse_layers(spec: str, n_blocks: int) -> list[int]:
-    if spec == "all":
-        return list(range(0, n_blocks + 1))
-    try:
-        layers = sorted({int(x) for x in spec.split(",")})
-    except ValueError:
-        raise VeilError(f"--layers must be 'all' or comma-separated block indices, got {spec!r}") from None
-    bad = [k for k in layers if not 0 <= k <= n_blocks]
-    if bad:
-        raise VeilError(f"--layers {bad} outside 0..{n_blocks} (0 = log-mel input)")
-    return layers
+@dataclass
+class AttackSettings:
+    """How the attackers are built, shared by ``veil privacy`` and ``veil sweep`` (their options are built
+    from these fields; the comment on a field's line is its help)."""
+    seed: int = 0                 # attacker seed; also draws the closed-set utterance split
+    xvector_epochs: int = 30      # training epochs of the x-vector attacker
+    attacker_utts: int = 10       # training-split utterances per speaker for the x-vector
+    eval_limit: int = field(default=0, metadata={
+        "flag": "limit", "help": "use only the first N eval-speakers utterances (0 = all)"})
+
+
+@dataclass
+class PrivacyRequest:
+    """One ``veil privacy`` run: attack ``checkpoint``'s layers (or, with ``artifact``, what an export folder's
+    artifacts emit at their split layer), beside ``baseline`` when given."""
+    checkpoint: Path = DEFAULT_ANONYMIZED
+    baseline: Path | None = None
+    corpus: Path = DEFAULT_CORPUS
+    layers: str | None = None               # toolkit.layer_range syntax; default all (0 = log-mel)
+    out: Path = Path("privacy")
+    attack: AttackSettings = field(default_factory=AttackSettings)
+    attacker_seeds: int = 1                 # repeat the attacks with seeds seed, seed+1, ...: mean and sd
+    artifact: Path | None = None            # an export folder
+    backends: list[str] = field(default_factory=list)  # with artifact: only these backends
+    progress: bool = True
 
 
 def _select(frames, idx):
@@ -170,28 +188,25 @@ def relative_change(value: float, reference: float) -> float | None:
 
 # ---- the recipe -------------------------------------------------------------------------------------------------
 
-def run_privacy(checkpoint: Path | None, baseline: Path | None, corpus: Path, layers_spec: str | None,
-                out_dir: Path, train_utts_per_speaker: int = 10, xvector_epochs: int = 30, seed: int = 0,
-                eval_limit: int = 0, progress: bool = True, artifact: Path | None = None,
-                backends: list[str] | None = None, attacker_seeds: int = 1) -> dict:
-    """Attack a checkpoint's layers (or, with ``artifact``, an export folder's artifacts at their split
-    layer), optionally beside a baseline checkpoint; write privacy.json/.md/.png into ``out_dir``."""
-    log = print if progress else (lambda *a, **k: None)
-    if attacker_seeds < 1:
-        raise VeilError(f"--attacker-seeds must be at least 1, got {attacker_seeds}")
+def run_privacy(req: PrivacyRequest) -> dict:
+    """Attack the request's sources; write privacy.json/.md/.png into ``req.out``; return the report."""
+    log = print if req.progress else (lambda *a, **k: None)
+    attack = req.attack
+    if req.attacker_seeds < 1:
+        raise VeilError(f"--attacker-seeds must be at least 1, got {req.attacker_seeds}")
     started = time.time()
     sources: dict[str, dict] = {}  # name -> {"kind": "checkpoint"|"artifact", ...}
     loaded = {}
     skipped: list[dict] = []
+    baseline = req.baseline
     if baseline:
         loaded["baseline"] = load_checkpoint(baseline)[0]
         sources["baseline"] = {"kind": "checkpoint", "checkpoint": str(baseline), "sha256": file_sha256(baseline)}
-    if artifact is not None:
-        from toolkit.privacy.artifact import load_runners, read_export
-        prefixes = read_export(Path(artifact), backends)
+    if req.artifact is not None:
+        prefixes = read_export(Path(req.artifact), req.backends)
         k = prefixes[0].split_layer
-        if layers_spec not in (None, str(k)):
-            raise VeilError(f"--layers {layers_spec}: an exported prefix emits only its split layer ({k})")
+        if req.layers not in (None, str(k)):
+            raise VeilError(f"--layers {req.layers}: an exported prefix emits only its split layer ({k})")
         layers = [k]
         for model in loaded.values():
             if not 1 <= k <= model.cfg.n_blocks:
@@ -202,22 +217,22 @@ def run_privacy(checkpoint: Path | None, baseline: Path | None, corpus: Path, la
             sources[name] = {"kind": "artifact", **p.describe(), "runtime": type(runner).__name__}
             loaded[name] = (p, runner)
     else:
-        checkpoint = Path(checkpoint)
+        checkpoint = Path(req.checkpoint)
         model = load_checkpoint(checkpoint)[0]
         if baseline and loaded["baseline"].cfg.n_blocks != model.cfg.n_blocks:
             raise VeilError(f"{checkpoint}: baseline and anonymized models have different depths "
                             f"{sorted({loaded['baseline'].cfg.n_blocks, model.cfg.n_blocks})}")
-        layers = parse_layers(layers_spec or "all", model.cfg.n_blocks)
+        layers = parse_layer_range(req.layers, 0, model.cfg.n_blocks)
         loaded["anonymized"] = model
         sources["anonymized"] = {"kind": "checkpoint", "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
 
-    data = load_attack_data(Path(corpus), train_utts_per_speaker, eval_limit, seed, progress)
+    data = load_attack_data(Path(req.corpus), attack.attacker_utts, attack.eval_limit, attack.seed, req.progress)
     report = {"format": REPORT_FORMAT, "command": "veil " + shlex.join(sys.argv[1:]), "host": platform.node(),
-              **data.describe(), "layers": layers, "seed": seed, "attacker_seeds": attacker_seeds,
-              "xvector_epochs": xvector_epochs,
+              **data.describe(), "layers": layers, "seed": attack.seed, "attacker_seeds": req.attacker_seeds,
+              "xvector_epochs": attack.xvector_epochs,
               "models": {}, "ignorant": {}}
-    if artifact is not None:
-        report["artifact"] = {"export_dir": str(artifact),
+    if req.artifact is not None:
+        report["artifact"] = {"export_dir": str(req.artifact),
                               "attacked": [s for s in sources.values() if s["kind"] == "artifact"],
                               "not_run": skipped}
     embs, fitted = {}, {}
@@ -227,17 +242,18 @@ def run_privacy(checkpoint: Path | None, baseline: Path | None, corpus: Path, la
         log(f"{name}: {src['path'] if src['kind'] == 'artifact' else src['checkpoint']}")
         if sources[name]["kind"] == "artifact":
             p, runner = obj
-            emb_eval = {layers[0]: artifact_embeddings(runner, data.eval_data, p.chunk_samples, p.frame_samples,
-                                                       progress, desc=f"{p.name} eval-speakers")}
-            emb_train = {layers[0]: artifact_embeddings(runner, data.train_data, p.chunk_samples, p.frame_samples,
-                                                        progress, desc=f"{p.name} attacker training set")}
+            emb_eval = {layers[0]: artifact_embeddings(runner, data.eval_data, p.chunk, req.progress,
+                                                       desc=f"{p.name} eval-speakers")}
+            emb_train = {layers[0]: artifact_embeddings(runner, data.train_data, p.chunk, req.progress,
+                                                        desc=f"{p.name} attacker training set")}
             grl, split = None, p.split_layer
         else:
-            emb_eval = layer_embeddings(obj, data.eval_data, layers, progress=progress)
-            emb_train = layer_embeddings(obj, data.train_data, layers, progress=progress)
+            emb_eval = layer_embeddings(obj, data.eval_data, layers, progress=req.progress)
+            emb_train = layer_embeddings(obj, data.train_data, layers, progress=req.progress)
             grl, split = obj.cfg.grl_layers, obj.cfg.split_layer
         t_emb = time.time() - t0
-        res, fit = attack_model(emb_eval, emb_train, data, layers, seed, xvector_epochs, log, attacker_seeds)
+        res, fit = attack_model(emb_eval, emb_train, data, layers, attack.seed, attack.xvector_epochs, log,
+                                req.attacker_seeds)
         embs[name], fitted[name] = emb_eval, fit
         report["models"][name] = {**sources[name], "grl_layers": grl, "split_layer": split,
                                   "embedding_seconds": round(t_emb, 1), "seconds": round(time.time() - t0, 1),
@@ -249,8 +265,17 @@ def run_privacy(checkpoint: Path | None, baseline: Path | None, corpus: Path, la
                 report["ignorant"][name] = {str(k): v for k, v in ign.items()}
         _add_relative_changes(report)
     report["seconds"] = round(time.time() - started, 1)
-    write_report(report, Path(out_dir))
+    write_report(report, Path(req.out))
     return report
+
+
+def vs_baseline(row: dict, base: dict) -> dict:
+    """One layer's attack results against the baseline's at the same layer: relative changes of the
+    closed-set accuracies in percent, and the EER difference in percentage points."""
+    return {"closed_lr_rel": relative_change(row["closed_lr"]["accuracy"], base["closed_lr"]["accuracy"]),
+            "closed_mlp_rel": relative_change(row["closed_mlp"]["accuracy"], base["closed_mlp"]["accuracy"]),
+            "closed_best_rel": relative_change(row["closed_best"], base["closed_best"]),
+            "eer_pp": row["open_xvector"]["eer"] - base["open_xvector"]["eer"]}
 
 
 def _add_relative_changes(report: dict) -> None:
@@ -263,30 +288,13 @@ def _add_relative_changes(report: dict) -> None:
         for k, row in m["layers"].items():
             b = base["layers"].get(k)
             if b:
-                row["vs_baseline"] = {
-                    "closed_lr_rel": relative_change(row["closed_lr"]["accuracy"], b["closed_lr"]["accuracy"]),
-                    "closed_mlp_rel": relative_change(row["closed_mlp"]["accuracy"], b["closed_mlp"]["accuracy"]),
-                    "closed_best_rel": relative_change(row["closed_best"], b["closed_best"]),
-                    "eer_pp": row["open_xvector"]["eer"] - b["open_xvector"]["eer"]}
+                row["vs_baseline"] = vs_baseline(row, b)
 
 
 # ---- reports ------------------------------------------------------------------------------------------------
 
-def write_json(path: Path, obj) -> None:
-    """Write JSON through a temporary file and a rename: a reader never sees half a report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
-
-
-def write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, text.encode())
-
-
 def _pct(v) -> str:
-    return "—" if v is None else f"{v:+.1f} %"
+    return number(v, "{:+.1f} %")
 
 
 def render_markdown(report: dict) -> str:
@@ -339,16 +347,24 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write_report(report: dict, out_dir: Path) -> list[Path]:
+    out_dir = Path(out_dir)
     write_json(out_dir / "privacy.json", report)
-    write_text(out_dir / "privacy.md", render_markdown(report))
-    plot_layers(report, out_dir / "privacy.png")
+    return [out_dir / "privacy.json", *rerender(report, out_dir / "privacy.json")]
+
+
+def rerender(report: dict, json_path: Path) -> list[Path]:
+    """Re-make ``privacy.md`` and ``privacy.png`` beside a recorded privacy JSON (``report``, its content)."""
+    json_path = Path(json_path)
+    md, png = json_path.with_suffix(".md"), json_path.with_suffix(".png")
+    write_text(md, render_markdown(report))
+    plot_layers(report, png)
+    return [md, png]
 
 
 def plot_layers(report: dict, path: Path) -> None:
     """Closed-set accuracy (best of LR, MLP) and x-vector EER per layer, one line per model."""
-    import matplotlib
+    import matplotlib  # heavy to import, needed only where plots are drawn
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))

@@ -1,0 +1,65 @@
+"""`veil transcribe` (text from audio files) and `veil evaluate` (CER/WER of a checkpoint on corpus splits),
+both with the whole float model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from toolkit.audio import load_audio
+from toolkit.data.dataset import AudioSet
+from toolkit.data.librispeech import read_librispeech
+from toolkit.decoding.ctc import greedy_decode
+from toolkit.decoding.evaluate import evaluate_set
+from toolkit.files import write_json
+from toolkit.model.checkpoint import load_checkpoint, tokenizer_from
+from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
+
+DEFAULT_SPLITS = ("test", "eval-speakers")
+
+
+def add_parser(sub) -> None:
+    tr = sub.add_parser("transcribe", help="transcribe audio files with the full model")
+    tr.add_argument("files", nargs="+")
+    tr.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED))
+    tr.set_defaults(func=run)
+
+    ev = sub.add_parser("evaluate", help="CER/WER of a checkpoint on corpus splits")
+    ev.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED))
+    ev.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    ev.add_argument("--split", action="append", default=None,
+                    help=f"corpus split (repeatable; default {' and '.join(DEFAULT_SPLITS)})")
+    ev.add_argument("--limit", type=int, default=0, help="only the first N utterances of each split")
+    ev.add_argument("--json", help="also write the results to this JSON file")
+    ev.set_defaults(func=run)
+
+
+def run(args) -> int:
+    return transcribe(args) if args.command == "transcribe" else evaluate(args)
+
+
+def transcribe(args) -> int:
+    model, config = load_checkpoint(args.checkpoint)
+    tok = tokenizer_from(config)
+    for path in args.files:
+        pcm = torch.from_numpy(load_audio(path, min_samples=model.cfg.frontend.win_length))
+        with torch.no_grad():
+            out = model(pcm[None], torch.tensor([pcm.shape[0]]))
+        print(f"{path}\t{greedy_decode(out['log_probs'], out['frame_lengths'], tok)[0]}")
+    return 0
+
+
+def evaluate(args) -> int:
+    model, config = load_checkpoint(args.checkpoint)
+    tok = tokenizer_from(config)
+    results = {}
+    for split in args.split or DEFAULT_SPLITS:  # `append` with a list default would add to the default
+        utts = read_librispeech(Path(args.corpus) / split)
+        if args.limit:
+            utts = utts[: args.limit]
+        r = evaluate_set(model, tok, AudioSet.load(utts, f"loading {split}"))
+        results[split] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
+        print(f"{split:14s} CER {r['cer']:6.2f} %   WER {r['wer']:6.2f} %   ({r['utterances']} utterances)")
+    if args.json:
+        write_json(args.json, {"checkpoint": str(args.checkpoint), "results": results})
+    return 0

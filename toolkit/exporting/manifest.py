@@ -1,0 +1,262 @@
+"""The export manifest: the one contract between the export and everything that uses an export folder
+(parity, bench, privacy, the cloud service, the phone apps). Its format is documented field by field in
+``docs/MANIFEST.md``.
+
+:meth:`ExportManifest.new` builds it (every producer: ``export-prefix``, the cut-point sweep through the same
+export) and :meth:`ExportManifest.write` writes it atomically. :meth:`ExportManifest.read` is the boundary:
+it checks, once, everything a reader relies on and raises a one-line :class:`VeilError` naming the file:
+
+- the folder holds a ``manifest.json`` that parses, with ``format`` ``veil-export/1`` and the fields below;
+- one chunk geometry (:class:`ChunkSpec`) everywhere: ``input``, ``output``, every artifact's entry and the
+  input shape the artifact file itself declares (read through its runtime, or its spec for Core ML);
+- every artifact listed is present, of a backend this Veil knows, and unchanged since export (sha256).
+
+Sections a reader does not know (a later version's optional additions) are ignored and kept when the
+manifest is rewritten (parity writes its verdict back into it), so adding an optional section never breaks
+an older reader; a change that would is a new major version (``veil-export/2``), which this reader refuses.
+"""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+import export as backends
+from toolkit import __version__
+from toolkit.chunking import ChunkSpec
+from toolkit.errors import VeilError, read_json
+from toolkit.files import file_sha256, write_json
+from toolkit.model.asr import split
+from toolkit.model.checkpoint import config_path, load_checkpoint
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "veil-export/1"
+FLOAT_MODULES = ("frontend",)  # the in-graph log-mel frontend: never quantized, never compressed
+INPUT_NAME, OUTPUT_NAME = "pcm", "embeddings"
+
+
+@dataclass(frozen=True)
+class PrefixIdentity:
+    """Which prefix an artifact computes: the float checkpoint (sha256 of its weights file) cut after block
+    ``split_layer``. Every artifact of one export, whatever its backend or recipe, has the same identity; a
+    cloud suffix serves exactly one, because a suffix fed another prefix's embeddings returns fluent garbage,
+    not an error."""
+    checkpoint_sha256: str
+    split_layer: int
+
+    @property
+    def key(self) -> str:
+        """``<checkpoint sha256>:k<split layer>``, e.g. ``fc5f6175...:k4``."""
+        return f"{self.checkpoint_sha256}:k{self.split_layer}"
+
+    def to_json(self) -> dict:
+        return {"checkpoint_sha256": self.checkpoint_sha256, "split_layer": self.split_layer}
+
+
+def io_description(cfg, split_layer: int) -> dict:
+    """The manifest's ``input`` and ``output`` sections for a prefix of model config ``cfg`` cut after
+    ``split_layer``."""
+    chunk = cfg.chunk
+    return {
+        "input": {"name": INPUT_NAME, "shape": [1, chunk.chunk_samples], "dtype": "float32",
+                  "sample_rate": chunk.sample_rate, "chunk_samples": chunk.chunk_samples,
+                  "chunk_seconds": chunk.chunk_seconds, "range": [-1.0, 1.0],
+                  "layout": "mono PCM; an utterance is cut into chunks, the last one zero-padded"},
+        "output": {"name": OUTPUT_NAME, "shape": [1, chunk.chunk_frames, cfg.d_model], "dtype": "float32",
+                   "frames_per_chunk": chunk.chunk_frames, "frame_samples": chunk.frame_samples,
+                   "frame_rate_hz": chunk.frame_rate_hz, "embedding_dim": cfg.d_model,
+                   "layer": split_layer,
+                   "valid_frames": "ceil(utterance_samples / frame_samples) over the concatenated chunks"},
+    }
+
+
+class ExportManifest:
+    """An export folder's ``manifest.json``: ``data`` is the JSON document itself, ``dir`` the folder."""
+
+    def __init__(self, data: dict, export_dir: Path, only: list[str] | None = None):
+        self.data = data
+        self.dir = Path(export_dir)
+        self._only = list(only or [])
+
+    # ---- writing -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def new(cls, export_dir: Path, *, checkpoint: Path, config: dict, cfg, split_layer: int, recipes: dict,
+            calibration: dict | None, libraries: dict, artifacts: list[dict]) -> "ExportManifest":
+        """The manifest of a prefix of ``checkpoint`` (its JSON ``config``, model config ``cfg``) cut after
+        ``split_layer``, with one entry per exported artifact (``Artifact.to_json`` + its smoke check)."""
+        checkpoint = Path(checkpoint)
+        data = {
+            "format": MANIFEST_FORMAT,
+            "created_by": f"veil {__version__} export-prefix",
+            "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "checkpoint": {"path": str(checkpoint), "sha256": file_sha256(checkpoint),
+                           "config_sha256": file_sha256(config_path(checkpoint)), "config": config["model"]},
+            "split_layer": split_layer,
+            "trained_chunked_through": cfg.split_layer,
+            "chunked_beyond_training": split_layer > cfg.split_layer,
+            "float_modules": list(FLOAT_MODULES),
+            "recipe": dict(recipes),
+            **io_description(cfg, split_layer),
+            "calibration": calibration,
+            "libraries": libraries,
+            "artifacts": artifacts,
+        }
+        return cls(data, export_dir)
+
+    def write(self, export_dir: Path | None = None) -> Path:
+        """Write ``manifest.json`` into ``export_dir`` (default: this manifest's folder), atomically."""
+        path = Path(export_dir or self.dir) / MANIFEST
+        write_json(path, self.data)
+        return path
+
+    # ---- reading: the boundary -------------------------------------------------------------------------------
+
+    @classmethod
+    def read(cls, export_dir: str | Path, only: list[str] | None = None) -> "ExportManifest":
+        """Read and check an export folder (see the module docstring). ``only``: check and use only the
+        artifacts of these backends (an unknown or absent backend is an error)."""
+        export_dir = Path(export_dir)
+        path = export_dir / MANIFEST
+        data = read_json(path, f"{export_dir}: no {MANIFEST} (not an export folder; run `veil export` first)",
+                         "not a Veil export manifest: not valid JSON")
+        manifest = cls(data, export_dir, only)
+        manifest._check_document(path)
+        for entry, art in manifest.artifacts():
+            manifest._check_artifact(path, entry, art)
+        return manifest
+
+    def _check_document(self, path: Path) -> None:
+        data = self.data
+        if not isinstance(data, dict) or not isinstance(data.get("format"), str):
+            raise VeilError(f"{path}: not a Veil export manifest (missing or bad field 'format')")
+        family, _, major = data["format"].partition("/")
+        if family != MANIFEST_FORMAT.split("/")[0]:
+            raise VeilError(f"{path}: not a Veil export manifest (format {data['format']!r})")
+        if data["format"] != MANIFEST_FORMAT:
+            raise VeilError(f"{path}: format {data['format']} is not one this Veil reads ({MANIFEST_FORMAT}); "
+                            f"it was written by another version")
+        try:
+            int(data["split_layer"]), str(data["checkpoint"]["sha256"]), list(data["artifacts"])
+            chunk = self.chunk
+            shape_in = list(data["input"]["shape"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VeilError(f"{path}: not a Veil export manifest (missing or bad field {exc})") from None
+        if shape_in[-1] != chunk.chunk_samples:
+            raise VeilError(f"chunk length mismatch: {path} input.shape says {shape_in[-1]} samples, "
+                            f"input.chunk_samples says {chunk.chunk_samples}")
+        known = sorted({e.get("backend", "?") for e in data["artifacts"] if isinstance(e, dict)})
+        for b in self._only:
+            if b not in backends.BACKENDS:
+                raise VeilError(f"--backend {b}: unknown backend (backends: {', '.join(backends.BACKENDS)})")
+            if b not in known:
+                raise VeilError(f"{path}: export has no {b} artifact (it has: {', '.join(known) or 'none'})")
+        if not self.entries():
+            raise VeilError(f"{path}: lists no artifacts")
+
+    def _check_artifact(self, path: Path, entry: dict, art: backends.Artifact) -> None:
+        chunk = self.chunk.chunk_samples
+        name = entry.get("file", "?")
+        if not art.path.exists():
+            raise VeilError(f"{art.path}: artifact listed in {MANIFEST} is missing")
+        if art.sha256() != entry.get("sha256"):
+            raise VeilError(f"{art.path}: sha256 differs from {MANIFEST} (the file changed after export)")
+        try:
+            declared = tuple(backends.get_backend(art.backend).input_shape(art))
+        except Exception as exc:  # a runtime or spec parser that cannot read the file: name it, one line
+            raise VeilError(f"{art.path}: {art.backend} cannot read it ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        for where, value in ((f"the file declares shape {list(declared)}", declared[-1]),
+                             ("its manifest entry", art.input_shape[-1])):
+            if value != chunk:
+                raise VeilError(f"chunk length mismatch: {name} takes {value}-sample chunks ({where}) but "
+                                f"{MANIFEST} input.chunk_samples says {chunk}")
+        if art.output_shape[-2] * self.chunk.frame_samples != chunk:
+            raise VeilError(f"{art.path}: emits {art.output_shape[-2]} frames per {chunk}-sample chunk, "
+                            f"{MANIFEST} says {self.chunk.frame_samples} samples per frame")
+
+    # ---- what readers use --------------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self.dir / MANIFEST
+
+    @property
+    def split_layer(self) -> int:
+        return int(self.data["split_layer"])
+
+    @property
+    def trained_chunked_through(self) -> int | None:
+        return self.data.get("trained_chunked_through")
+
+    @property
+    def checkpoint(self) -> dict:
+        """``{"path", "sha256", "config_sha256", "config"}`` of the float checkpoint the prefix was cut from."""
+        return self.data["checkpoint"]
+
+    @property
+    def chunk(self) -> ChunkSpec:
+        inp, out = self.data["input"], self.data["output"]
+        try:
+            return ChunkSpec(int(inp["sample_rate"]), int(inp["chunk_samples"]), int(out["frame_samples"]))
+        except ValueError as exc:
+            raise VeilError(f"{self.path}: {exc}") from None
+
+    @property
+    def prefix_identity(self) -> PrefixIdentity:
+        return PrefixIdentity(self.checkpoint["sha256"], self.split_layer)
+
+    @property
+    def recipes(self) -> dict:
+        """``{backend: recipe}`` of this export."""
+        return dict(self.data.get("recipe") or {})
+
+    @property
+    def calibration(self) -> dict | None:
+        return self.data.get("calibration")
+
+    def section(self, name: str) -> dict | None:
+        """An optional top-level section (``parity``, or one a later version adds), or None."""
+        return self.data.get(name)
+
+    def entries(self) -> list[dict]:
+        """The artifact entries (of the backends in ``only``, when given), in manifest order."""
+        return [e for e in self.data["artifacts"] if not self._only or e.get("backend") in self._only]
+
+    def artifacts(self) -> list[tuple[dict, backends.Artifact]]:
+        """(manifest entry, :class:`export.Artifact` with its path in this folder) per selected artifact."""
+        out = []
+        for entry in self.entries():
+            if entry.get("backend") not in backends.BACKENDS:
+                raise VeilError(f"{self.path}: artifact {entry.get('file', '?')!r} is for backend "
+                                f"{entry.get('backend')!r}, which this Veil does not know "
+                                f"(backends: {', '.join(backends.BACKENDS)})")
+            try:
+                out.append((entry, backends.Artifact.from_json(entry, self.dir)))
+            except (KeyError, TypeError) as exc:
+                raise VeilError(f"{self.path}: artifact entry {entry.get('file', '?')!r} lacks field {exc}") from None
+        return out
+
+    def float_prefix(self, checkpoint: str | Path | None = None):
+        """The float model this export was cut from (:meth:`load_checkpoint`), its prefix and suffix at this
+        export's split layer (eval mode): ``(model, checkpoint config, prefix, suffix)``."""
+        model, config = self.load_checkpoint(checkpoint)
+        prefix, suffix = split(model, self.split_layer)
+        return model, config, prefix.eval(), suffix.eval()
+
+    def load_checkpoint(self, checkpoint: str | Path | None = None):
+        """The float model this export was cut from: ``checkpoint`` (default: the manifest's path), checked to
+        be that very file (sha256) with the same chunk geometry. Returns ``(model, checkpoint config)``."""
+        path = Path(checkpoint or self.checkpoint["path"])
+        if not path.is_file():
+            raise VeilError(f"{path}: checkpoint of this export not found (pass --checkpoint)")
+        if file_sha256(path) != self.checkpoint["sha256"]:
+            raise VeilError(f"{path}: not the checkpoint this export was made from (sha256 differs from "
+                            f"{MANIFEST}); pass --checkpoint with the original")
+        model, config = load_checkpoint(path)
+        if model.cfg.chunk != self.chunk:
+            raise VeilError(f"chunk length mismatch: checkpoint {path.name} runs {model.cfg.chunk.chunk_samples}-"
+                            f"sample chunks, {MANIFEST} says {self.chunk.chunk_samples}")
+        if not 1 <= self.split_layer <= model.cfg.n_blocks:
+            raise VeilError(f"{self.path}: split layer {self.split_layer} is outside 1..{model.cfg.n_blocks}")
+        return model, config

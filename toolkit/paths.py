@@ -1,0 +1,26 @@
+"""Where things live by default: the repository root and the folders and files under it.
+
+Every default path of every command comes from here, so a library module never has to ask the command line
+for one. Paths are absolute (resolved from this file), so commands work from any working directory.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = REPO_ROOT / "data" / "corpus"
+MODELS_DIR = REPO_ROOT / "models"
+DEFAULT_ANONYMIZED = MODELS_DIR / "anonymized.safetensors"
+EXPORTS_DIR = REPO_ROOT / "exports"
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+
+
+def export_dir_name(checkpoint: str | Path, split_layer: int, variant: str = "") -> str:
+    """The folder name of an export: ``<checkpoint stem>-k<split layer>`` and, for a variant of the same
+    prefix (other recipes, a cache key), ``-<variant>``."""
+    return f"{Path(checkpoint).stem}-k{split_layer}" + (f"-{variant}" if variant else "")
+
+
+def default_export_dir(checkpoint: str | Path, split_layer: int, variant: str = "") -> Path:
+    """``exports/<checkpoint stem>-k<split layer>[-variant]``: where ``export-prefix`` writes by default."""
+    return EXPORTS_DIR / export_dir_name(checkpoint, split_layer, variant)

@@ -1,0 +1,135 @@
+"""The privacy commands:
+
+    veil privacy [--checkpoint M] [--baseline B] [--layers all|0..6|2,4] [--artifact EXPORT_DIR] ...
+    veil sweep --out DIR [--layers 1..L] [--steps N] [--skip-train] ...       the GRL sweep (paper's experiment)
+    veil attempts add PRIVACY_JSON --name N --tried T --verdict V ...          the privacy attempts log
+
+The attackers' settings (``--seed``, ``--xvector-epochs``, ``--attacker-utts``, ``--limit``) are the fields of
+:class:`AttackSettings`, shared by ``privacy`` and ``sweep``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from toolkit.config_flags import add_config_flags, build_config, given_flags
+from toolkit.errors import VeilError
+from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
+from toolkit.privacy import attempts, grl_sweep
+from toolkit.privacy.leakage import AttackSettings, PrivacyRequest, run_privacy
+
+
+def attack_settings(args) -> AttackSettings:
+    return build_config(AttackSettings, given_flags(args, AttackSettings, "attack."), "attack settings")
+
+
+def add_parser(sub) -> None:
+    pv = sub.add_parser("privacy", help="speaker leakage of a model's embeddings per layer (attackers)")
+    pv.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED))
+    pv.add_argument("--baseline", default=None, help="also attack this baseline (and run the ignorant attacker)")
+    pv.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    pv.add_argument("--layers", default=None, metavar="LAYERS",
+                    help="'all' (default), '0..6', '2,4' (0 = log-mel input, k = block k)")
+    pv.add_argument("--artifact", default=None, metavar="EXPORT_DIR",
+                    help="attack what the exported prefix emits, run chunk by chunk in its runtime (its split layer)")
+    pv.add_argument("--backend", action="append", default=[], help="with --artifact: only this backend (repeatable)")
+    pv.add_argument("--out", default="privacy")
+    pv.add_argument("--attacker-seeds", type=int, default=1, metavar="N",
+                    help="repeat the attacks with N attacker seeds (seed, seed+1, ...): mean and sd beside the headline")
+    add_config_flags(pv, AttackSettings, dest_prefix="attack.", title="attackers")
+    pv.set_defaults(func=run)
+
+    sw = sub.add_parser("sweep", help="the paper's experiment: baseline + a GRL model per layer k, WER and leakage")
+    sw.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    sw.add_argument("--out", default=None, metavar="DIR", help="run directories DIR/baseline, DIR/grl-K")
+    sw.add_argument("--layers", default=None, metavar="LAYERS", help="GRL locations: '1..6', '2,4', 'all' (default)")
+    sw.add_argument("--steps", type=int, default=None, help="training steps per model (default: veil train's)")
+    sw.add_argument("--init-from", default=None, metavar="CKPT", help="start every model from these weights")
+    sw.add_argument("--parallel", type=int, default=1, metavar="P", help="train P models at a time")
+    sw.add_argument("--train-arg", action="append", default=[], metavar="ARGS",
+                    help="extra `veil train` arguments for every run, shell-split (repeatable), "
+                         "e.g. --train-arg '--speaker-head tdnn'")
+    sw.add_argument("--skip-train", action="store_true", help="evaluate existing runs only; never train")
+    sw.add_argument("--dry-run", action="store_true", help="print the plan and the commands; run nothing")
+    sw.add_argument("--results", default=None, metavar="JSON",
+                    help="results file (default benchmarks/results/privacy-sweep-<date>.json; .md beside it)")
+    sw.add_argument("--render", default=None, metavar="JSON",
+                    help="only rebuild the Markdown from this results JSON (the same as `veil render JSON`)")
+    sw.add_argument("--readme", default=None, metavar="README",
+                    help="refresh the table between <!-- privacy-sweep:start/end --> in this file")
+    sw.add_argument("--threads", type=int, default=0,
+                    help="torch threads for the evaluation (0 = torch's default; 1 is faster on a busy machine)")
+    add_config_flags(sw, AttackSettings, dest_prefix="attack.", title="attackers")
+    sw.set_defaults(func=run)
+
+    at = sub.add_parser("attempts", help="the privacy attempts log: append a result, render Markdown")
+    asub = at.add_subparsers(dest="attempts_command", metavar="ACTION", required=True)
+    a = asub.add_parser("add", help="append an attempt from a `veil privacy` result JSON")
+    a.add_argument("privacy_json", metavar="PRIVACY_JSON")
+    a.add_argument("--name", required=True)
+    a.add_argument("--tried", required=True, help="what was tried, in a sentence")
+    a.add_argument("--verdict", required=True)
+    a.add_argument("--layer", type=int, default=None, help="layer to log (default: the model's GRL layer)")
+    a.add_argument("--model", default=None, help="attacked model in the report (default: the non-baseline one)")
+    a.add_argument("--metrics", default=None, help="`veil evaluate --json` file of the model (test WER)")
+    a.add_argument("--baseline-metrics", default=None, help="the same for the baseline")
+    a.add_argument("--baseline-privacy", default=None, metavar="PRIVACY_JSON",
+                   help="baseline results from this other report (e.g. one `--baseline --layers all` run)")
+    a.add_argument("--train-command", default=None)
+    a.add_argument("--date", default=None, help="when the attempt was made (default today, YYYY-MM-DD)")
+    a.add_argument("--log", default=None, help=f"attempts log (default benchmarks/results/{attempts.ATTEMPTS_FILE})")
+    a.set_defaults(func=run)
+    r = asub.add_parser("render", help="rewrite the Markdown beside the attempts log (the same as `veil render LOG`)")
+    r.add_argument("--log", default=None)
+    r.set_defaults(func=run)
+
+
+def run(args) -> int:
+    return {"privacy": privacy, "sweep": sweep, "attempts": attempts_log}[args.command](args)
+
+
+def privacy(args) -> int:
+    run_privacy(PrivacyRequest(checkpoint=Path(args.checkpoint), baseline=Path(args.baseline) if args.baseline else None,
+                               corpus=Path(args.corpus), layers=args.layers, out=Path(args.out),
+                               attack=attack_settings(args), attacker_seeds=args.attacker_seeds,
+                               artifact=Path(args.artifact) if args.artifact else None, backends=args.backend))
+    print(f"wrote {args.out}/privacy.json, privacy.md, privacy.png")
+    return 0
+
+
+def sweep(args) -> int:
+    readme = Path(args.readme) if args.readme else None
+    if args.render:
+        path = Path(args.render)
+        md = grl_sweep.rerender(grl_sweep.load_results(path), path, readme)[0]
+        print(f"wrote {md}" + (f"; refreshed the table in {readme}" if readme else ""))
+        return 0
+    if not args.out:
+        raise VeilError("--out DIR is required (or --render RESULTS.json)")
+    if args.threads < 0:
+        raise VeilError(f"--threads must be 0 (default) or more, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    grl_sweep.run_sweep(grl_sweep.SweepRequest(
+        corpus=Path(args.corpus), out=Path(args.out), layers=args.layers, steps=args.steps,
+        init_from=Path(args.init_from) if args.init_from else None, parallel=args.parallel,
+        train_args=args.train_arg, skip_train=args.skip_train, dry_run=args.dry_run,
+        results=Path(args.results) if args.results else None, readme=readme, attack=attack_settings(args)))
+    return 0
+
+
+def attempts_log(args) -> int:
+    log = Path(args.log) if args.log else attempts.DEFAULT_LOG
+    if args.attempts_command == "add":
+        entry = attempts.entry_from_privacy(Path(args.privacy_json), args.name, args.tried, args.verdict, args.layer,
+                                            args.model, Path(args.metrics) if args.metrics else None,
+                                            Path(args.baseline_metrics) if args.baseline_metrics else None,
+                                            args.train_command, args.date,
+                                            Path(args.baseline_privacy) if args.baseline_privacy else None)
+        entries = attempts.append_attempt(log, entry)
+        print(f"appended attempt {args.name!r} to {log} ({len(entries)} entries); wrote {log.with_suffix('.md')}")
+    else:
+        (md,) = attempts.rerender(attempts.read_log(log), log)
+        print(f"wrote {md}")
+    return 0
