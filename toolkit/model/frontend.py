@@ -69,9 +69,6 @@ class LogMelFrontend(nn.Module):
         self.register_buffer("feat_mean", torch.zeros(cfg.n_mels))
         self.register_buffer("feat_std", torch.ones(cfg.n_mels))
 
-    def frames(self, num_samples: int) -> int:
-        return num_samples // self.cfg.hop_length
-
     def log_mel(self, pcm: torch.Tensor) -> torch.Tensor:
         """(B, S) PCM in [-1, 1] -> (B, S/160, 80) natural-log mel energies (before standardization)."""
         if self.cfg.preemphasis:
