@@ -115,6 +115,20 @@ def test_report_files_hold_the_metrics(android_fp32):
     assert html.count("data:image/png;base64,") == 2 and "<script" not in html  # self-contained
 
 
+def test_parity_renders_again_from_its_json_and_fills_a_readme_table(android_fp32, tmp_path):
+    d = tmp_path / "copy"
+    shutil.copytree(android_fp32, d)
+    (d / "parity.md").unlink()
+    readme = tmp_path / "README.md"
+    readme.write_text("# Project\n")
+    assert veil_main(["render", str(d / "parity.json"), "--readme", str(readme)]) == 0
+    assert (d / "parity.md").read_text() == (android_fp32 / "parity.md").read_text()
+    text = readme.read_text()
+    assert "## Export and parity" in text and "<!-- veil:parity:start -->" in text
+    for a in parity_json(android_fp32)["artifacts"]:
+        assert f"`{a['file']}` | {a['backend']} {a['recipe']} | {a['size_bytes'] / 1e6:.2f} |" in text
+
+
 def test_bundled_program_round_trips(android_fp32):
     a = next(a for a in parity_json(android_fp32)["artifacts"] if a["backend"] == "executorch")
     b = a["bundled_program"]

@@ -24,3 +24,11 @@ def export_dir_name(checkpoint: str | Path, split_layer: int, variant: str = "")
 def default_export_dir(checkpoint: str | Path, split_layer: int, variant: str = "") -> Path:
     """``exports/<checkpoint stem>-k<split layer>[-variant]``: where ``export-prefix`` writes by default."""
     return EXPORTS_DIR / export_dir_name(checkpoint, split_layer, variant)
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` relative to the repository root when it lies inside it (how results and READMEs name files)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)

@@ -36,9 +36,10 @@ from toolkit.chunking import chunk_pcm, pick_audio
 from toolkit.console import say
 from toolkit.errors import VeilError
 from toolkit.exporting.manifest import ExportManifest
-from toolkit.files import file_sha256
+from toolkit.files import file_sha256, json_safe
+from toolkit.headlines import refresh
 from toolkit.model.checkpoint import tokenizer_from
-from toolkit.paths import DEFAULT_CORPUS, EXPORTS_DIR, RESULTS_DIR
+from toolkit.paths import DEFAULT_CORPUS, EXPORTS_DIR, RESULTS_DIR, display_path
 
 BENCH_FORMAT = "veil-bench/1"
 DEFAULT_OUT = RESULTS_DIR
@@ -70,6 +71,7 @@ class BenchRequest:
     plots: bool = True
     rounds: int = 3                         # round-robin passes over all targets (timed runs split among them)
     quick: bool = False                     # smoke runs: fewer than 50 timed runs allowed, marked in the JSON
+    readme: Path | None = None              # also rewrite this README's benchmark table (toolkit/headlines.py)
 
 
 def compute_dtype(backend: str, recipe: str) -> str:
@@ -406,6 +408,8 @@ def run_bench(req: BenchRequest) -> dict:
     report.validate(doc)
     name = req.name or default_name()
     paths = report.write_all(doc, Path(req.out_dir), name, plots=req.plots)
+    if req.readme:
+        paths.append(refresh(req.readme, "bench", report.headline(json_safe(doc), display_path(paths[0])), "Benchmarks"))
     say("wrote " + ", ".join(str(p) for p in paths))
     return doc
 

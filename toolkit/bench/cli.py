@@ -58,6 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ONNX baseline, ceiling kernels and sweep exports (default exports/.bench-cache)")
     p.add_argument("--quick", action="store_true", help="smoke run: allows fewer than 50 runs, marked in the JSON")
     p.add_argument("--no-plots", action="store_true", help="JSON and Markdown only")
+    p.add_argument("--readme", default=None, metavar="README",
+                   help="also rewrite the benchmark table of this README (between <!-- veil:bench --> markers)")
 
 
 def command_line(args) -> str:
@@ -66,7 +68,7 @@ def command_line(args) -> str:
              "--runs", str(args.runs), "--rounds", str(args.rounds), "--warmup", str(args.warmup), "--payload-utts", str(args.payload_utts),
              "--ceiling", args.ceiling]
     for flag in ("out", "name", "checkpoint", "corpus", "sweep_split", "recipe", "device", "executor_runner",
-                 "benchmark_model", "ios_log", "cache_dir"):
+                 "benchmark_model", "ios_log", "cache_dir", "readme"):
         if getattr(args, flag):
             parts += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     for flag in ("no_baselines", "quick", "no_plots"):
@@ -94,6 +96,7 @@ def run(args) -> int:
                        sweep=args.sweep_split, recipe=args.recipe, device=args.device,
                        executor_runner=args.executor_runner, benchmark_model=args.benchmark_model,
                        ios_log=args.ios_log, plots=not args.no_plots, quick=args.quick,
+                       readme=Path(args.readme) if args.readme else None,
                        cache_dir=Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
     if req.sweep:
         run_cut_point_sweep(req)

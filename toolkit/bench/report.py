@@ -136,6 +136,32 @@ def target_lines(doc: dict) -> list[str]:
     return out
 
 
+def headline(doc: dict, source: str | None = None) -> str:
+    """The README's benchmark table: per artifact and baseline its size and p50 latency at the run's first
+    thread count, and the speed-up over the torch eager fp32 prefix measured in the same run."""
+    th = doc["settings"]["threads"][0]
+
+    def p50(a):
+        return next((m["p50_ms"] for m in a["measurements"] if m.get("threads") == th and m.get("status") == "ok"),
+                    None)
+    torch_p50 = next((p50(a) for a in doc["artifacts"] if a["backend"] == "torch"), None)
+    lines = [f"| artifact | size MB | p50 ms, {th} thread{'s' if th > 1 else ''} | × torch eager |", "|---|---|---|---|"]
+    for a in doc["artifacts"]:
+        name = a["name"] + (" (baseline)" if a["role"] == "baseline" else "")
+        if a.get("status") == "needs-macos":
+            lines.append(f"| {name} | {_mb(a['size_bytes'])} | needs-macos | |")
+            continue
+        t = p50(a)
+        lines.append(f"| {name} | {_mb(a['size_bytes'])} | {_f(t)} | "
+                     f"{_f(torch_p50 / t if torch_p50 and t else None)} |")
+    h = doc["host"]
+    return "\n".join(lines) + (
+        f"\n\n{doc['chunk']['seconds']:g} s chunk, {doc['prefix']['macs_per_chunk'] / 1e6:.1f} M MACs; host "
+        f"`{h['hostname']}` ({h['cpu']}, {h['cores']} cores, shared: compare rows, not runs), {doc['created_at'][:10]}. "
+        f"Made by `{doc['command']}`" + (f" ({source})" if source else "")
+        + "; rerun with `--readme README.md` to refresh this table.\n")
+
+
 def render_markdown(doc: dict) -> str:
     h = doc["host"]
     pre = doc["prefix"]

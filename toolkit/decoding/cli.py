@@ -2,6 +2,8 @@
 both with the whole float model."""
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import torch
@@ -10,10 +12,11 @@ from toolkit.audio import load_audio
 from toolkit.data.dataset import AudioSet
 from toolkit.data.librispeech import read_librispeech
 from toolkit.decoding.ctc import greedy_decode
-from toolkit.decoding.evaluate import evaluate_set
+from toolkit.decoding.evaluate import EVAL_FORMAT, evaluate_set, headline
 from toolkit.files import write_json
+from toolkit.headlines import refresh
 from toolkit.model.checkpoint import load_checkpoint, tokenizer_from
-from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
+from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, display_path
 
 DEFAULT_SPLITS = ("test", "eval-speakers")
 
@@ -31,6 +34,8 @@ def add_parser(sub) -> None:
                     help=f"corpus split (repeatable; default {' and '.join(DEFAULT_SPLITS)})")
     ev.add_argument("--limit", type=int, default=0, help="only the first N utterances of each split")
     ev.add_argument("--json", help="also write the results to this JSON file")
+    ev.add_argument("--readme", default=None, metavar="README",
+                    help="also rewrite the accuracy table of this README (between <!-- veil:accuracy --> markers)")
     ev.set_defaults(func=run)
 
 
@@ -60,6 +65,10 @@ def evaluate(args) -> int:
         r = evaluate_set(model, tok, AudioSet.load(utts, f"loading {split}"))
         results[split] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
         print(f"{split:14s} CER {r['cer']:6.2f} %   WER {r['wer']:6.2f} %   ({r['utterances']} utterances)")
+    doc = {"format": EVAL_FORMAT, "command": "veil " + shlex.join(sys.argv[1:]), "checkpoint": str(args.checkpoint),
+           "results": results}
     if args.json:
-        write_json(args.json, {"checkpoint": str(args.checkpoint), "results": results})
+        write_json(args.json, doc)
+    if args.readme:
+        print(f"wrote the accuracy table of {refresh(args.readme, 'accuracy', headline(doc, display_path(args.json) if args.json else None), 'Accuracy')}")
     return 0

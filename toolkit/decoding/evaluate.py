@@ -1,4 +1,5 @@
-"""Transcribe an in-memory utterance set with the full model (batched, chunked prefix) and score it."""
+"""Transcribe an in-memory utterance set with the full model (batched, chunked prefix) and score it; the
+results document of ``veil evaluate`` and its headline table."""
 from __future__ import annotations
 
 import torch
@@ -23,3 +24,22 @@ def transcribe_set(model, tokenizer, data: AudioSet, max_batch_samples: int = 16
 def evaluate_set(model, tokenizer, data: AudioSet, device: str = "cpu") -> dict:
     hyps = transcribe_set(model, tokenizer, data, device=device)
     return error_rates([u.text for u in data.utts], hyps)
+
+
+EVAL_FORMAT = "veil-eval/1"
+
+
+def is_eval_result(doc) -> bool:
+    """``veil evaluate --json`` output; files written before it carried a format have its two keys."""
+    return isinstance(doc, dict) and (doc.get("format") == EVAL_FORMAT or {"checkpoint", "results"} <= set(doc))
+
+
+def headline(doc: dict, source: str | None = None) -> str:
+    """The README's accuracy table: CER/WER per split of one checkpoint (greedy CTC, no language model)."""
+    lines = ["| split | utterances | CER % | WER % |", "|---|---|---|---|"]
+    for split, r in doc["results"].items():
+        lines.append(f"| {split} | {r['utterances']} | {r['cer']:.2f} | {r['wer']:.2f} |")
+    made_by = f"`{doc['command']}`" if doc.get("command") else "`veil evaluate`"
+    return "\n".join(lines) + (f"\n\n`{doc['checkpoint']}`, greedy CTC, no language model. Made by {made_by}"
+                                + (f" ({source})" if source else "") + "; rerun it with `--readme README.md` to "
+                                "refresh this table.\n")

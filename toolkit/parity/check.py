@@ -23,14 +23,16 @@ from toolkit.console import say
 from toolkit.errors import VeilError
 from toolkit.exporting.calibration import calibration_chunks
 from toolkit.exporting.manifest import ExportManifest
+from toolkit.files import json_safe
+from toolkit.headlines import refresh
 from toolkit.model.asr import Prefix, Suffix
 from toolkit.model.checkpoint import tokenizer_from
 from toolkit.parity import coreml_offline, metrics
 from toolkit.parity import gates as gating
 from toolkit.parity.bundled import write_bundled_program
 from toolkit.parity.localize import localize
-from toolkit.parity.report import write_reports
-from toolkit.paths import DEFAULT_CORPUS
+from toolkit.parity.report import headline, write_reports
+from toolkit.paths import DEFAULT_CORPUS, display_path
 
 PARITY_FORMAT = "veil-parity/1"
 PARITY_SPLIT = "eval-speakers"
@@ -55,6 +57,7 @@ class ParityRequest:
     localize: str = "auto"           # auto (failing or borderline) | always | never
     bundle: bool = True
     only: list[str] = field(default_factory=list)  # backends to check; default all in the manifest
+    readme: Path | None = None       # also rewrite this README's export table (toolkit/headlines.py)
 
 
 @dataclass
@@ -121,6 +124,8 @@ def run_parity(req: ParityRequest) -> dict:
     report["verdict"] = "fail" if failed else ("needs-macos" if pending else "pass")
     write_reports(export_dir, report)
     record_verdict(manifest, report, req)
+    if req.readme:
+        refresh(req.readme, "parity", headline(json_safe(report), display_path(export_dir / "parity.json")), "Export and parity")
     say(f"parity: {report['verdict']}; wrote {export_dir}/parity.json, parity.md, parity.html")
     if failed:
         lines = [f"{a['file']} ({a['backend']} {a['recipe']}): " +
@@ -158,7 +163,8 @@ def _status_line(a: dict) -> str:
 def check_artifact(entry: dict, art: backends.Artifact, ref: Reference, manifest: ExportManifest,
                    req: ParityRequest) -> dict:
     gate = gating.gate_for(req.gates, art.backend, art.recipe)
-    result = {"file": entry["file"], "backend": art.backend, "recipe": art.recipe, "gate": gate}
+    result = {"file": entry["file"], "backend": art.backend, "recipe": art.recipe, "size_bytes": art.size_bytes,
+              "gate": gate}
     try:
         runner = backends.load(art)
     except backends.NeedsMacOS as exc:

@@ -30,13 +30,16 @@ def add_parity_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--localize", choices=["auto", "always", "never"], default="auto",
                    help="find the layer where the gap opens: auto = failing or within 6 dB of the SNR gate")
     p.add_argument("--no-bundle", action="store_true", help="do not write ExecuTorch .bpte check bundles")
+    p.add_argument("--readme", default=None, metavar="README",
+                   help="also rewrite the export table of this README (between <!-- veil:parity --> markers)")
 
 
 def request_from(args, export_dir: Path, checkpoint: Path | None = None) -> ParityRequest:
     return ParityRequest(export_dir=export_dir, checkpoint=checkpoint, corpus=Path(args.corpus),
                          split=args.parity_split, utterances=args.parity_utts,
                          gates=parse_gate_args(args.gate, args.gates_file), localize=args.localize,
-                         bundle=not args.no_bundle, only=list(getattr(args, "backend", None) or []))
+                         bundle=not args.no_bundle, only=list(getattr(args, "backend", None) or []),
+                         readme=Path(args.readme) if args.readme else None)
 
 
 def run_and_report(req: ParityRequest) -> int:

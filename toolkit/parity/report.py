@@ -174,3 +174,29 @@ def rerender(report: dict, json_path: Path) -> list[Path]:
     write_text(folder / "parity.md", render_markdown(report))
     write_text(folder / "parity.html", render_html(report))
     return [folder / "parity.md", folder / "parity.html"]
+
+
+def headline(report: dict, source: str | None = None) -> str:
+    """The README's export table: per artifact its real-runtime parity, or for Core ML off macOS the fp16
+    estimate, labelled as such."""
+    lines = ["| artifact | backend, recipe | size MB | SNR dB | cosine | ΔWER pp | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for a in report["artifacts"]:
+        size = _num(a["size_bytes"] / 1e6 if a.get("size_bytes") else None)
+        what = f"`{a['file']}` | {a['backend']} {a['recipe']} | {size}"
+        if a["verdict"] == "needs-macos":
+            est = a["checked_on_linux"]["fp16_estimate"]
+            lines.append(f"| {what} | estimate {_num(est['numeric']['snr_db'], '{:.1f}')} | "
+                         f"estimate {_num(est['numeric']['cosine_mean'], '{:.4f}')} | "
+                         f"estimate {_num(est['cloud']['dwer'], '{:+.2f}')} | needs-macos |")
+            continue
+        n, c = a["numeric"], a["cloud"]
+        lines.append(f"| {what} | {_num(n['snr_db'], '{:.1f}')} | {_num(n['cosine_mean'], '{:.4f}')} | "
+                     f"{_num(c['dwer'], '{:+.2f}')} | {a['verdict']} |")
+    au = report["audio"]
+    return "\n".join(lines) + (
+        f"\n\nEach artifact in its real runtime on {au['utterances']} `{Path(au['split']).name}` utterances, chunked "
+        f"as on a phone, against the float prefix (split after block {report['split_layer']}) of "
+        f"`{report['checkpoint']['path']}`; platform {report['platform']}. Core ML runs only on macOS: its row is a "
+        f"torch estimate of its fp16 numerics, never a pass. Made by `export-prefix` / `veil parity`"
+        + (f" ({source})" if source else "") + "; rerun with `--readme README.md` to refresh this table.\n")

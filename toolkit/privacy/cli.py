@@ -37,6 +37,8 @@ def add_parser(sub) -> None:
     pv.add_argument("--out", default="privacy")
     pv.add_argument("--attacker-seeds", type=int, default=1, metavar="N",
                     help="repeat the attacks with N attacker seeds (seed, seed+1, ...): mean and sd beside the headline")
+    pv.add_argument("--readme", default=None, metavar="README",
+                    help="also rewrite the privacy table of this README (between <!-- veil:privacy --> markers)")
     add_config_flags(pv, AttackSettings, dest_prefix="attack.", title="attackers")
     pv.set_defaults(func=run)
 
@@ -93,7 +95,8 @@ def privacy(args) -> int:
     run_privacy(PrivacyRequest(checkpoint=Path(args.checkpoint), baseline=Path(args.baseline) if args.baseline else None,
                                corpus=Path(args.corpus), layers=args.layers, out=Path(args.out),
                                attack=attack_settings(args), attacker_seeds=args.attacker_seeds,
-                               artifact=Path(args.artifact) if args.artifact else None, backends=args.backend))
+                               artifact=Path(args.artifact) if args.artifact else None, backends=args.backend,
+                               readme=Path(args.readme) if args.readme else None))
     print(f"wrote {args.out}/privacy.json, privacy.md, privacy.png")
     return 0
 

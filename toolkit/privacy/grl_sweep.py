@@ -41,10 +41,11 @@ from toolkit.decoding.evaluate import evaluate_set
 from toolkit.console import number
 from toolkit.errors import VeilError, read_json
 from toolkit.files import file_sha256, write_json, write_text
+from toolkit.headlines import replace_between
 from toolkit.layer_range import parse_layer_range
 from toolkit.model.asr import ModelConfig
 from toolkit.model.checkpoint import load_checkpoint, read_config, tokenizer_from
-from toolkit.paths import REPO_ROOT, RESULTS_DIR
+from toolkit.paths import RESULTS_DIR, display_path
 from toolkit.privacy.leakage import AttackSettings, attack_model, layer_embeddings, load_attack_data, vs_baseline
 from toolkit.privacy.leakage import relative_change
 from toolkit.training.options import parse_train_args
@@ -431,39 +432,16 @@ def render_markdown(report: dict) -> str:
 def refresh_readme(readme: Path, table: str) -> None:
     """Put ``table`` between the privacy-sweep markers of ``readme`` (appending a section with the markers
     when they are absent); written through a temporary file and a rename."""
-    readme = Path(readme)
-    if not readme.is_file():
-        raise VeilError(f"{readme}: README not found")
-    text = readme.read_text()
-    block = f"{MARK_START}\n{table.rstrip()}\n{MARK_END}"
-    if text.count(MARK_START) > 1 or text.count(MARK_END) > 1:
-        raise VeilError(f"{readme}: privacy-sweep markers appear more than once")
-    if MARK_START in text and MARK_END in text:
-        a, b = text.index(MARK_START), text.index(MARK_END) + len(MARK_END)
-        if b < a:
-            raise VeilError(f"{readme}: {MARK_END} comes before {MARK_START}")
-        text = text[:a] + block + text[b:]
-    elif MARK_START in text or MARK_END in text:
-        raise VeilError(f"{readme}: only one of the privacy-sweep markers is present")
-    else:
-        text = text.rstrip("\n") + "\n\n## Privacy sweep\n\n" + block + "\n"
-    write_text(readme, text)
+    replace_between(readme, MARK_START, MARK_END, table, "Privacy sweep")
 
 
 def write_results(report: dict, path: Path, readme: Path | None = None) -> None:
     path = Path(path)
-    report["results_file"] = _display_path(path)
+    report["results_file"] = display_path(path)
     write_json(path, report)
     write_text(path.with_suffix(".md"), render_markdown(report))
     if readme:
         refresh_readme(readme, render_table(report))
-
-
-def _display_path(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
 
 
 def load_results(path: Path) -> dict:

@@ -25,14 +25,25 @@ from toolkit.data.dataset import AudioSet
 from toolkit.data.librispeech import read_librispeech
 from toolkit.errors import VeilError
 from toolkit.files import file_sha256, write_json, write_text
+from toolkit.headlines import refresh
 from toolkit.layer_range import parse_layer_range
 from toolkit.model.checkpoint import load_checkpoint
-from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
+from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, display_path
 from toolkit.privacy.artifact import load_runners, read_export
 from toolkit.privacy.attackers import fit_closed_set, open_set_attack, train_xvector, utterance_split
 from toolkit.privacy.embeddings import artifact_embeddings, layer_embeddings
 
 REPORT_FORMAT = "veil-privacy/2"
+OLD_REPORT_FORMAT = "veil-privacy/1"  # written before reports carried a format field: the same keys, older ignorant rows
+
+
+def report_format(doc) -> str | None:
+    """The privacy report format of ``doc`` (reports from before the format field count as the first), or None."""
+    if not isinstance(doc, dict):
+        return None
+    if doc.get("format") in (REPORT_FORMAT, OLD_REPORT_FORMAT):
+        return doc["format"]
+    return OLD_REPORT_FORMAT if "format" not in doc and {"models", "layers", "eval_speakers"} <= set(doc) else None
 
 
 @dataclass
@@ -60,6 +71,7 @@ class PrivacyRequest:
     artifact: Path | None = None            # an export folder
     backends: list[str] = field(default_factory=list)  # with artifact: only these backends
     progress: bool = True
+    readme: Path | None = None              # also rewrite this README's privacy table (toolkit/headlines.py)
 
 
 def _select(frames, idx):
@@ -266,6 +278,8 @@ def run_privacy(req: PrivacyRequest) -> dict:
         _add_relative_changes(report)
     report["seconds"] = round(time.time() - started, 1)
     write_report(report, Path(req.out))
+    if req.readme:
+        refresh(req.readme, "privacy", headline(report, display_path(Path(req.out) / "privacy.json")), "Privacy")
     return report
 
 
@@ -345,6 +359,24 @@ def render_markdown(report: dict) -> str:
                 lines.append(f"| {name} | {k} | {row['closed_lr']['accuracy']:.1f} | "
                              f"{row['closed_mlp']['accuracy']:.1f} | {row['open_xvector']['eer']:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def headline(report: dict, source: str | None = None) -> str:
+    """The README's privacy table, every number with its attacker: per attacked source and layer, Veil's
+    semi-informed closed-set attackers (pooled mean+std -> LR / MLP) and its x-vector (EER)."""
+    chance = 100 / report["eval_speakers"]
+    lines = [f"| source | layer | closed-set accuracy %, pooled mean+std LR / MLP (chance {chance:.1f}) | "
+             f"open-set EER %, Veil's x-vector (50 = no information) |", "|---|---|---|---|"]
+    for name, m in report["models"].items():
+        what = f"{name} ({m['backend']} {m['recipe']})" if m.get("kind") == "artifact" else name
+        for k, row in m["layers"].items():
+            lines.append(f"| {what} | {k} | {row['closed_lr']['accuracy']:.1f} / {row['closed_mlp']['accuracy']:.1f} | "
+                         f"{row['open_xvector']['eer']:.1f} |")
+    return "\n".join(lines) + (
+        f"\n\nAttackers trained afterwards on the embeddings they attack (semi-informed), {report['eval_speakers']} "
+        f"unseen speakers. Only Veil's own suite: stronger attackers do far better (see the privacy status above). "
+        f"Made by `{report.get('command') or 'veil privacy'}`" + (f" ({source})" if source else "")
+        + "; rerun it with `--readme README.md` to refresh this table.\n")
 
 
 def write_report(report: dict, out_dir: Path) -> list[Path]:
