@@ -2,6 +2,7 @@
 """Re-run the recorded benchmark of a shipped model in one command:
 
     .venv/bin/python benchmarks/run_bench.py [--checkpoint models/anonymized.safetensors] [--sweep] [--quick]
+                                             [--readme README.md]
 
 1. makes sure the export folders ``exports/<checkpoint>-k<K>[-fp32|-int8-dynamic]`` exist for this exact
    checkpoint (re-exported when their manifest does not check out or names another checkpoint sha256): the
@@ -63,6 +64,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="round-robin passes (veil bench --rounds)")
     p.add_argument("--ceiling", default="matmul", choices=["full", "matmul", "none"],
                    help="machine ceiling; 'full' adds ExecuTorch/LiteRT Linear kernels (4 more exports)")
+    p.add_argument("--readme", default=None, metavar="README", help="also rewrite this README's benchmark table")
     args = p.parse_args(argv)
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
@@ -75,6 +77,8 @@ def main(argv=None) -> int:
     runs = ["--runs", "5", "--quick", "--ceiling", "matmul"] if args.quick else \
         ["--runs", "100", "--rounds", str(args.rounds), "--ceiling", args.ceiling]
     bench = ["bench", *map(str, dirs), "--threads", "1,2", *runs, *common]
+    if args.readme:
+        bench += ["--readme", args.readme]
     print("veil " + shlex.join(bench))
     rc = veil(bench)
     if rc or not args.sweep:
