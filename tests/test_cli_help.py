@@ -23,7 +23,10 @@ def test_every_help_renders_and_every_command_is_there():
         assert p.format_help()
         names.append(p.prog)
     assert sorted(names) == sorted(["veil"] + [f"veil {cmd}" for cmd in ALL_COMMANDS])
-    assert all(name.startswith("toolkit.") and name.endswith(".cli") for name in COMMANDS)
+    assert all(module.startswith("toolkit.") and module.endswith(".cli") for module in COMMANDS.values())
+    for command, module in COMMANDS.items():  # each command is registered with the module that adds it
+        top = [p.prog for p in _all_parsers(build_parser(command))]
+        assert f"veil {command}" in top and set(top) <= {"veil"} | {f"veil {c}" for c in ALL_COMMANDS}
     standalone = argparse.ArgumentParser(prog="export-prefix")
     export_cli.add_arguments(standalone)
     assert "--target" in standalone.format_help()

@@ -1,8 +1,9 @@
 """The `veil` command line. It only assembles the commands: each lives in its package's ``cli.py``, which has
 ``add_parser(sub)`` (adds its sub-command(s) to ``veil``, each with ``func=run``) and ``run(args)``.
 
-Adding a command: write ``<package>/cli.py`` and add its module name to COMMANDS (one line). User mistakes
-(bad files, flags, configs) raise VeilError and are printed as one line with exit code 2.
+Adding a command: write ``<package>/cli.py`` and register it in COMMANDS (one line per command). A run imports
+only the module of the command it runs (so ``veil corpus build`` does not load torch); ``veil --help`` imports
+them all. User mistakes (bad files, flags, configs) raise VeilError and are printed as one line with exit code 2.
 """
 from __future__ import annotations
 
@@ -12,29 +13,36 @@ import sys
 
 from toolkit.errors import run_guarded
 
-COMMANDS = (  # in the order `veil --help` lists them
-    "toolkit.data.cli",        # corpus build
-    "toolkit.training.cli",    # train
-    "toolkit.decoding.cli",    # transcribe, evaluate
-    "toolkit.model.cli",       # publish
-    "toolkit.exporting.cli",   # export (also the `export-prefix` console script)
-    "toolkit.parity.cli",      # parity
-    "toolkit.bench.cli",       # bench
-    "toolkit.privacy.cli",     # privacy, sweep, attempts
-    "toolkit.results.cli",     # render
-)
+COMMANDS = {  # command -> the cli module that adds it, in the order `veil --help` lists them
+    "corpus": "toolkit.data.cli",
+    "train": "toolkit.training.cli",
+    "transcribe": "toolkit.decoding.cli",
+    "evaluate": "toolkit.decoding.cli",
+    "publish": "toolkit.model.cli",
+    "export": "toolkit.exporting.cli",  # also the `export-prefix` console script
+    "parity": "toolkit.parity.cli",
+    "bench": "toolkit.bench.cli",
+    "privacy": "toolkit.privacy.cli",
+    "sweep": "toolkit.privacy.cli",
+    "attempts": "toolkit.privacy.cli",
+    "render": "toolkit.results.cli",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or with ``command`` of the module that adds that one."""
     p = argparse.ArgumentParser(prog="veil", description="Private split speech recognition toolkit.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
         importlib.import_module(name).add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     return run_guarded(f"veil {args.command}", args.func, args)
 
 
