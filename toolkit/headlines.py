@@ -14,6 +14,12 @@ from toolkit.errors import VeilError
 from toolkit.files import write_text
 
 
+def made_by(command: str, source: str | None = None) -> str:
+    """A table caption's last sentence: the command that measured it, its result file, how to refresh it."""
+    return (f"Made by `{command}`" + (f" ({source})" if source else "")
+            + "; rerun it with `--readme README.md` to refresh this table.")
+
+
 def markers(name: str) -> tuple[str, str]:
     return f"<!-- veil:{name}:start -->", f"<!-- veil:{name}:end -->"
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from toolkit.console import number as _f
 from toolkit.errors import VeilError
 from toolkit.files import json_safe, write_json, write_text
+from toolkit.headlines import made_by
 
 MEASUREMENT_KEYS = {"status": str, "threads": int, "load_ms": (int, float), "first_inference_ms": (int, float),
                     "runs": int, "p50_ms": (int, float), "p90_ms": (int, float), "p99_ms": (int, float),
@@ -158,8 +159,7 @@ def headline(doc: dict, source: str | None = None) -> str:
     return "\n".join(lines) + (
         f"\n\n{doc['chunk']['seconds']:g} s chunk, {doc['prefix']['macs_per_chunk'] / 1e6:.1f} M MACs; host "
         f"`{h['hostname']}` ({h['cpu']}, {h['cores']} cores, shared: compare rows, not runs), {doc['created_at'][:10]}. "
-        f"Made by `{doc['command']}`" + (f" ({source})" if source else "")
-        + "; rerun with `--readme README.md` to refresh this table.\n")
+        + made_by(doc["command"], source) + "\n")
 
 
 def render_markdown(doc: dict) -> str:

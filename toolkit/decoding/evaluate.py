@@ -6,6 +6,7 @@ import torch
 
 from toolkit.data.dataset import AudioSet, collate, length_batches
 from toolkit.decoding.ctc import error_rates, greedy_decode
+from toolkit.headlines import made_by
 
 
 @torch.no_grad()
@@ -39,7 +40,5 @@ def headline(doc: dict, source: str | None = None) -> str:
     lines = ["| split | utterances | CER % | WER % |", "|---|---|---|---|"]
     for split, r in doc["results"].items():
         lines.append(f"| {split} | {r['utterances']} | {r['cer']:.2f} | {r['wer']:.2f} |")
-    made_by = f"`{doc['command']}`" if doc.get("command") else "`veil evaluate`"
-    return "\n".join(lines) + (f"\n\n`{doc['checkpoint']}`, greedy CTC, no language model. Made by {made_by}"
-                                + (f" ({source})" if source else "") + "; rerun it with `--readme README.md` to "
-                                "refresh this table.\n")
+    return "\n".join(lines) + (f"\n\n`{doc['checkpoint']}`, greedy CTC, no language model. "
+                                + made_by(doc.get("command") or "veil evaluate", source) + "\n")

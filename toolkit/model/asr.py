@@ -64,7 +64,7 @@ class ModelConfig:
 
     @property
     def chunk_frames(self) -> int:
-        return self.chunk_samples // self.frame_samples
+        return self.chunk.chunk_frames
 
     @property
     def chunk(self) -> ChunkSpec:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from toolkit.console import number as _num
 from toolkit.files import json_safe, write_json, write_text
+from toolkit.headlines import made_by
 from toolkit.parity.gates import describe_failure
 
 
@@ -198,5 +199,4 @@ def headline(report: dict, source: str | None = None) -> str:
         f"\n\nEach artifact in its real runtime on {au['utterances']} `{Path(au['split']).name}` utterances, chunked "
         f"as on a phone, against the float prefix (split after block {report['split_layer']}) of "
         f"`{report['checkpoint']['path']}`; platform {report['platform']}. Core ML runs only on macOS: its row is a "
-        f"torch estimate of its fp16 numerics, never a pass. Made by `export-prefix` / `veil parity`"
-        + (f" ({source})" if source else "") + "; rerun with `--readme README.md` to refresh this table.\n")
+        f"torch estimate of its fp16 numerics, never a pass. " + made_by("export-prefix` / `veil parity", source) + "\n")

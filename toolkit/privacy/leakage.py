@@ -25,7 +25,7 @@ from toolkit.data.dataset import AudioSet
 from toolkit.data.librispeech import read_librispeech
 from toolkit.errors import VeilError
 from toolkit.files import file_sha256, write_json, write_text
-from toolkit.headlines import refresh
+from toolkit.headlines import made_by, refresh
 from toolkit.layer_range import parse_layer_range
 from toolkit.model.checkpoint import load_checkpoint
 from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, display_path
@@ -375,8 +375,7 @@ def headline(report: dict, source: str | None = None) -> str:
     return "\n".join(lines) + (
         f"\n\nAttackers trained afterwards on the embeddings they attack (semi-informed), {report['eval_speakers']} "
         f"unseen speakers. Only Veil's own suite: stronger attackers do far better (see the privacy status above). "
-        f"Made by `{report.get('command') or 'veil privacy'}`" + (f" ({source})" if source else "")
-        + "; rerun it with `--readme README.md` to refresh this table.\n")
+        + made_by(report.get("command") or "veil privacy", source) + "\n")
 
 
 def write_report(report: dict, out_dir: Path) -> list[Path]:
