@@ -45,11 +45,12 @@ class PrefixIdentity:
 
 @dataclass(frozen=True)
 class ExportInfo:
-    """What a client needs from an export folder: identity, geometry and the artifact entries."""
+    """What a client (and a server serving an export) needs from an export folder."""
     export_dir: Path
     identity: PrefixIdentity
     geometry: Geometry
     artifacts: list
+    checkpoint: Path  # as recorded at export time (may be relative to where export-prefix ran)
 
 
 def export_identity(export_dir: str | Path) -> ExportInfo:
@@ -62,6 +63,7 @@ def export_identity(export_dir: str | Path) -> ExportInfo:
         geometry = Geometry(int(m["input"]["sample_rate"]), int(m["input"]["chunk_samples"]),
                             int(m["output"]["frame_samples"]), int(m["output"]["embedding_dim"]))
         artifacts = list(m["artifacts"])
+        checkpoint = Path(m["checkpoint"]["path"])
     except (KeyError, TypeError, ValueError) as exc:
         raise VeilError(f"{export_dir}/manifest.json: not an export manifest (missing or bad {exc})") from None
-    return ExportInfo(export_dir, identity, geometry, artifacts)
+    return ExportInfo(export_dir, identity, geometry, artifacts, checkpoint)

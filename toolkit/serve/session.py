@@ -198,9 +198,11 @@ class Conversation:
         if self.over:
             raise ProtocolError("unexpected_message", "the session is over")
         message = p.decode_frame(frame)
-        self.gate.admit_message()
         if isinstance(message, p.Hello):
-            return Step(reply=self._hello(message))
+            ready = self._hello(message)
+            self.gate.admit_message()  # counted once the HELLO named its token
+            return Step(reply=ready)
+        self.gate.admit_message()
         if self.session is None:
             raise ProtocolError("unexpected_message", f"{message.type.name} before HELLO")
         if isinstance(message, p.Chunk):
