@@ -208,6 +208,7 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
     except Exception as exc:  # a server bug or a broken socket: the session is lost, the server lives on
         outcome = "error"
         log.error("session %s ws internal error %s", sid, type(exc).__name__)
+        log.debug("session %s traceback", sid, exc_info=True)
         err = ProtocolError("internal_error", "internal error")
         await send_error_and_close(ws, service.refusal(err, sid, "ws"), err)
     finally:
