@@ -48,9 +48,14 @@ class ServiceConfig:
 
 
 class Service:
-    def __init__(self, models: list[ServedSuffix], tokens: TokenStore | None, config: ServiceConfig):
+    def __init__(self, models: list[ServedSuffix], tokens: TokenStore | None, config: ServiceConfig,
+                 batcher_factory=None):
+        """``batcher_factory(served) -> batcher`` (start/stop/submit): default the in-process
+        :class:`DynamicBatcher`; the Ray Serve gateway passes one that calls the suffix deployment."""
         self.models: dict[PrefixIdentity, ServedSuffix] = {m.identity: m for m in models}
         self.config = config
+        self.batcher_factory = batcher_factory or (
+            lambda served: DynamicBatcher(served.labels, config.batch, self.metrics.observe_batch))
         self.admission = Admission(tokens, config.admission)
         self.metrics = ServeMetrics()
         self.batchers: dict[PrefixIdentity, DynamicBatcher] = {}  # one per served model (its own weights)
@@ -62,7 +67,7 @@ class Service:
     # ---- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
         for identity, served in self.models.items():
-            self.batchers[identity] = DynamicBatcher(served.labels, self.config.batch, self.metrics.observe_batch)
+            self.batchers[identity] = self.batcher_factory(served)
             await self.batchers[identity].start()
         self.ready = True
 
@@ -186,6 +191,9 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
                 break
             if message.get("bytes") is None:
                 raise ProtocolError("bad_frame", "text message; the protocol is binary frames", "text_message")
+            if len(message["bytes"]) > service.config.session.max_message_bytes:  # behind a proxy (Ray Serve)
+                raise ProtocolError("message_too_big", f"message of {len(message['bytes'])} bytes exceeds "
+                                                       f"{service.config.session.max_message_bytes}")
             t0 = time.perf_counter()
             step = conversation.receive(message["bytes"])
             if conversation.session is not None and sid == "-":
