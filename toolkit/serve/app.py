@@ -167,13 +167,13 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
     except ProtocolError as exc:  # refused at the upgrade: an HTTP response carrying the ERROR frame
         await ws.send_denial_response(frame_response(service.refusal(exc, "-", "ws"), exc.error.http))
         return
-    await ws.accept()
     conversation = service.conversation(gate)
     sid, outcome = "-", "disconnected"
     stop = asyncio.Event()
     stop_wait = asyncio.ensure_future(stop.wait())
     idle = service.config.session.idle_timeout_seconds
     try:
+        await ws.accept()
         while True:
             receive = asyncio.ensure_future(ws.receive())
             done, _ = await asyncio.wait({receive, stop_wait}, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
@@ -203,7 +203,7 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
                          conversation.session.hello.codec, gate.token_id or "-")
             reply = step.reply if step.work is None else await service.compute(conversation.session.served, step.work)
             await ws.send_bytes(p.encode_frame(reply))
-            observe_reply(service, reply, step, time.perf_counter() - t0, len(message["bytes"]), sid)
+            observe_reply(service, reply, time.perf_counter() - t0, len(message["bytes"]), sid)
             if step.done:
                 outcome = "final"
                 await ws.close(1000)
@@ -230,7 +230,7 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
                  s.chunks if s else 0, s.bytes_received if s else 0, 1000 * (time.perf_counter() - started))
 
 
-def observe_reply(service: Service, reply: p.Message, step, seconds: float, size: int, sid: str) -> None:
+def observe_reply(service: Service, reply: p.Message, seconds: float, size: int, sid: str) -> None:
     m = service.metrics
     if isinstance(reply, p.Partial):
         m.chunks.labels("duplicate" if reply.flags & p.PARTIAL_DUPLICATE else "new").inc()
