@@ -139,7 +139,9 @@ def batch_histogram(before: dict, after: dict) -> dict:
 # ---- the phones --------------------------------------------------------------------------------------------------
 
 async def phone(idx: int, url: str, token: str, utts: list[dict], window: list[float], stop: asyncio.Event,
-                record: dict, seed: int) -> None:
+                record: dict, seed: int, paced: bool = True) -> None:
+    """``paced``: a real-time phone (a chunk per 2 s of audio); unpaced: the next chunk as soon as the previous
+    PARTIAL arrives (a closed loop that saturates the server: its throughput)."""
     rng = random.Random(seed * 100003 + idx)
     loop = asyncio.get_running_loop()
     await asyncio.sleep(rng.uniform(0, 2.0))
@@ -149,6 +151,7 @@ async def phone(idx: int, url: str, token: str, utts: list[dict], window: list[f
         utt = utts[u % len(utts)]
         u += 1
         sent: dict[int, float] = {}
+        answered = asyncio.Queue()
         try:
             async with connect(url, additional_headers=headers, compression=None, proxy=None, max_size=2 ** 20,
                                open_timeout=60, ping_interval=None) as ws:
@@ -163,6 +166,7 @@ async def phone(idx: int, url: str, token: str, utts: list[dict], window: list[f
                         m = p.decode_frame(await ws.recv())
                         now = loop.time()
                         if isinstance(m, p.Partial):
+                            answered.put_nowait(m.seq)
                             t = sent[m.seq]
                             if window[0] <= t < window[1]:
                                 record["partial_ms"].append(1000 * (now - t))
@@ -180,8 +184,10 @@ async def phone(idx: int, url: str, token: str, utts: list[dict], window: list[f
                 try:
                     for seq, frame in enumerate(utt["chunks"]):
                         delay = start + utt["ready_at"][seq] - loop.time()
-                        if delay > 0:
+                        if paced and delay > 0:
                             await asyncio.sleep(delay)
+                        elif not paced and seq:
+                            await answered.get()
                         if stop.is_set():
                             break
                         sent[seq] = loop.time()
@@ -202,14 +208,15 @@ async def phone(idx: int, url: str, token: str, utts: list[dict], window: list[f
 
 
 async def run_step(url: str, token: str, utts: list[dict], n: int, warmup: float, measure: float, seed: int,
-                   proc: subprocess.Popen) -> dict:
+                   proc: subprocess.Popen, paced: bool = True) -> dict:
     ws_url = url.replace("http", "ws", 1) + "/v1/stream"
     loop = asyncio.get_running_loop()
     record = {"partial_ms": [], "final_ms": [], "audio_s": 0.0, "errors": {}}
     stop = asyncio.Event()
     t0 = loop.time()
     window = [t0 + warmup, t0 + warmup + measure]
-    tasks = [asyncio.ensure_future(phone(i, ws_url, token, utts, window, stop, record, seed)) for i in range(n)]
+    tasks = [asyncio.ensure_future(phone(i, ws_url, token, utts, window, stop, record, seed, paced))
+             for i in range(n)]
     await asyncio.sleep(warmup)
     before, cpu0, wall0 = scrape(url), cpu_seconds(server_pid(proc)), time.perf_counter()
     await asyncio.sleep(measure)
@@ -225,7 +232,7 @@ async def run_step(url: str, token: str, utts: list[dict], n: int, warmup: float
         await asyncio.sleep(0.1)
     chunks = int(after.get('veil_chunks_total{kind="new"}', 0) - before.get('veil_chunks_total{kind="new"}', 0))
     pct = lambda xs, q: round(float(np.percentile(xs, q)), 1) if xs else None
-    return {"streams": n, "window_s": round(wall1 - wall0, 2),
+    return {"streams": n, "paced": paced, "window_s": round(wall1 - wall0, 2), "chunks_per_s": round(chunks / measure, 1),
             "chunk_to_partial_ms": {"p50": pct(record["partial_ms"], 50), "p95": pct(record["partial_ms"], 95),
                                     "p99": pct(record["partial_ms"], 99), "count": len(record["partial_ms"])},
             "end_to_final_ms": {"p50": pct(record["final_ms"], 50), "p95": pct(record["final_ms"], 95),
@@ -297,6 +304,15 @@ def render(result: dict) -> str:
                          f"{f['p99']} | {st['audio_seconds_per_wall_second']} | {st['batches']['mean']} | "
                          f"{st['server_cpu_ms_per_chunk']} | {sum(st['errors'].values()) or 0} | "
                          f"{'yes' if st['holds'] else 'no'} |")
+    if result.get("saturation"):
+        lines += ["", f"Saturated throughput: {result['saturation_sessions']} sessions sending each next chunk as soon "
+                      f"as its PARTIAL arrives (no pacing), {result['measure_s'] / 2:g} s measured:", "",
+                  "| config | chunks/s | audio s per s | mean batch | chunk->partial p50 / p99 ms | server CPU share |",
+                  "|---|---|---|---|---|---|"]
+        for config, st in result["saturation"].items():
+            c = st["chunk_to_partial_ms"]
+            lines.append(f"| {config} | {st['chunks_per_s']} | {st['audio_seconds_per_wall_second']} | "
+                         f"{st['batches']['mean']} | {c['p50']} / {c['p99']} | {st['server_cpu_share']} |")
     b = result["torch_baseline"]
     lines += ["", "**Summary**", "",
               f"- Largest N holding p99 chunk->partial <= {result['p99_goal_ms']:g} ms: batching **{s['max_streams']['batching']}**, "
@@ -304,6 +320,9 @@ def render(result: dict) -> str:
               + ("" if s["ceiling_reached"]["batching"] else " (batching held at the last N tried: the limit is higher)"),
               f"- Sustained audio seconds decoded per wall second at those N: batching {s['throughput']['batching']}, "
               f"batch 1 {s['throughput']['batch-1']}: **{s['throughput_ratio']}x** (goal >= 3x).",
+              f"- Saturated (unpaced) throughput, audio seconds per wall second: batching "
+              f"{s['saturated_audio_s_per_s'].get('batching')}, batch 1 {s['saturated_audio_s_per_s'].get('batch-1')}: "
+              f"**{s['saturated_ratio']}x**.",
               f"- Batch sizes at the largest holding N with batching: {s['batch_histogram_at_max']}.",
               f"- Per chunk on one core: plain torch suffix {b['batch_1']['cpu_ms_per_chunk']} ms at batch 1"
               + (f", {b[s['baseline_batch_key']]['cpu_ms_per_chunk']} ms at batch {s['baseline_batch']}" if s['baseline_batch'] > 1 else "")
@@ -327,6 +346,8 @@ def main() -> int:
     ap.add_argument("--measure", type=float, default=20.0)
     ap.add_argument("--p99-ms", type=float, default=250.0)
     ap.add_argument("--time-cap", type=float, default=1200.0, help="seconds for the whole run")
+    ap.add_argument("--saturate", type=int, default=64,
+                    help="unpaced sessions for the saturated-throughput step of each config (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = ap.parse_args()
@@ -338,11 +359,18 @@ def main() -> int:
     from toolkit.serve.identity import export_identity
     checkpoint = str(export_identity(args.export).checkpoint)
     token = new_token()
-    runs = {}
+    runs, saturation = {}, {}
     for config in args.configs.split(","):
         proc, url = start_server(CONFIGS[config], hash_token(token), checkpoint)
         steps = []
         try:
+            if args.saturate:
+                sat = asyncio.run(run_step(url, token, utts, args.saturate, 4.0, args.measure / 2, args.seed, proc,
+                                           paced=False))
+                saturation[config] = sat
+                print(f"{config:9s} saturated by {args.saturate} unpaced sessions: {sat['chunks_per_s']} chunks/s, "
+                      f"{sat['audio_seconds_per_wall_second']} audio-s/s, batch {sat['batches']['mean']}, "
+                      f"cpu share {sat['server_cpu_share']}", flush=True)
             for n in [int(x) for x in args.streams.split(",")]:
                 if time.monotonic() + args.warmup + args.measure + 10 > deadline:
                     print(f"{config}: time cap reached before N={n}", flush=True)
@@ -376,14 +404,21 @@ def main() -> int:
                "batch_histogram_at_max": top["batching"]["batches"]["buckets_le"] if top.get("batching") else None,
                "service_cpu_ms_per_chunk": top["batching"]["server_cpu_ms_per_chunk"] if top.get("batching") else None,
                "service_cpu_ms_per_chunk_batch1": top["batch-1"]["server_cpu_ms_per_chunk"] if top.get("batch-1") else None,
-               "baseline_batch": max(1, int(round(mean_batch))), "baseline_batch_key": bkey}
+               "baseline_batch": max(1, int(round(mean_batch))), "baseline_batch_key": bkey,
+               "saturated_audio_s_per_s": {c: saturation[c]["audio_seconds_per_wall_second"] for c in saturation},
+               "saturated_ratio": (round(saturation["batching"]["audio_seconds_per_wall_second"] /
+                                         saturation["batch-1"]["audio_seconds_per_wall_second"], 2)
+                                   if {"batching", "batch-1"} <= set(saturation) and
+                                   saturation["batch-1"]["audio_seconds_per_wall_second"] else None)}
     result = {"format": "veil-serve-load/1", "date": datetime.date.today().isoformat(), "host": platform.node(),
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
               "command": "nice -n 5 .venv/bin/python " + " ".join(["benchmarks/serve_load.py", *sys.argv[1:]]),
               "artifact": artifact, "utterances": len(utts),
               "audio_seconds_per_utterance": round(float(np.mean([u["seconds"] for u in utts])), 2),
               "warmup_s": args.warmup, "measure_s": args.measure, "p99_goal_ms": args.p99_ms,
-              "server_flags": {c: CONFIGS[c] for c in runs}, "runs": runs, "torch_baseline": baseline,
+              "saturation_sessions": args.saturate,
+              "server_flags": {c: CONFIGS[c] for c in runs}, "saturation": saturation, "runs": runs,
+              "torch_baseline": baseline,
               "summary": summary,
               "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()}
     out = Path(args.out)

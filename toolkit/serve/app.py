@@ -61,7 +61,7 @@ class Service:
         self.batchers: dict[PrefixIdentity, DynamicBatcher] = {}  # one per served model (its own weights)
         self.shutting_down = False
         self.ready = False
-        self._stops: dict[bytes, asyncio.Event] = {}  # per open WebSocket session: set to end it (shutdown)
+        self._stops: set[asyncio.Event] = set()  # one per open WebSocket connection: set to end it (shutdown)
         self.max_body_bytes = config.max_body_bytes(models)
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ class Service:
         deadline = time.monotonic() + grace_seconds
         while self.admission.open_sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        for stop in list(self._stops.values()):
+        for stop in list(self._stops):
             stop.set()
         while self.admission.open_sessions and time.monotonic() < deadline + 2.0:
             await asyncio.sleep(0.02)
@@ -170,6 +170,7 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
     conversation = service.conversation(gate)
     sid, outcome = "-", "disconnected"
     stop = asyncio.Event()
+    service._stops.add(stop)
     stop_wait = asyncio.ensure_future(stop.wait())
     idle = service.config.session.idle_timeout_seconds
     try:
@@ -198,7 +199,6 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
             step = conversation.receive(message["bytes"])
             if conversation.session is not None and sid == "-":
                 sid = conversation.session.id.hex()[:16]
-                service._stops[conversation.session.id] = stop
                 log.info("session %s ws open prefix=%s codec=%s token=%s", sid, conversation.session.served.identity,
                          conversation.session.hello.codec, gate.token_id or "-")
             reply = step.reply if step.work is None else await service.compute(conversation.session.served, step.work)
@@ -221,8 +221,7 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
         await send_error_and_close(ws, service.refusal(err, sid, "ws"), err)
     finally:
         stop_wait.cancel()
-        if conversation.session is not None:
-            service._stops.pop(conversation.session.id, None)
+        service._stops.discard(stop)
         service.release(gate)
         service.metrics.sessions.labels("ws", outcome).inc()
         s = conversation.session
