@@ -322,8 +322,13 @@ def render(result: dict) -> str:
               f"batch 1 {s['throughput']['batch-1']}: **{s['throughput_ratio']}x** (goal >= 3x).",
               f"- Saturated (unpaced) throughput, audio seconds per wall second: batching "
               f"{s['saturated_audio_s_per_s'].get('batching')}, batch 1 {s['saturated_audio_s_per_s'].get('batch-1')}: "
-              f"**{s['saturated_ratio']}x**.",
+              f"**{s['saturated_ratio']}x**; per second of server CPU (the server got only part of its core on "
+              f"this shared machine, see the CPU share column) {s['saturated_audio_s_per_server_cpu_s'].get('batching')} "
+              f"vs {s['saturated_audio_s_per_server_cpu_s'].get('batch-1')}: **{s['saturated_ratio_per_cpu']}x** "
+              f"(goal >= 3x).",
               f"- Batch sizes at the largest holding N with batching: {s['batch_histogram_at_max']}.",
+              f"- Load average of this 2-core machine (other jobs running): {result['load_average_at_start'][0]:.1f} at "
+              f"the start, {result['load_average_at_end'][0]:.1f} at the end.",
               f"- Per chunk on one core: plain torch suffix {b['batch_1']['cpu_ms_per_chunk']} ms at batch 1"
               + (f", {b[s['baseline_batch_key']]['cpu_ms_per_chunk']} ms at batch {s['baseline_batch']}" if s['baseline_batch'] > 1 else "")
               + f"; the whole service {s['service_cpu_ms_per_chunk']} ms (batching) and "
@@ -350,7 +355,12 @@ def main() -> int:
                     help="unpaced sessions for the saturated-throughput step of each config (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    ap.add_argument("--render", metavar="JSON", help="only re-render the Markdown of a recorded result")
     args = ap.parse_args()
+    if args.render:
+        result = json.loads(Path(args.render).read_text())
+        Path(args.render).with_suffix(".md").write_text(render(result))
+        return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
     deadline = time.monotonic() + args.time_cap
     load_at_start = os.getloadavg()
@@ -393,9 +403,13 @@ def main() -> int:
         return max(ok, key=lambda s: s["streams"]) if ok else None
 
     top = {c: best(c) for c in runs}
-    mean_batch = top["batching"]["batches"]["mean"] if top.get("batching") else 1.0
+    # the plain suffix at batch 1 and at the batch size the saturated batching run reached
+    mean_batch = saturation["batching"]["batches"]["mean"] if "batching" in saturation else (
+        top["batching"]["batches"]["mean"] if top.get("batching") else 1.0)
     baseline = torch_baseline(checkpoint, utts, int(round(mean_batch)), 400)
     bkey = f"batch_{max(1, int(round(mean_batch)))}"
+    per_cpu = {c: round(saturation[c]["audio_seconds_per_wall_second"] / saturation[c]["server_cpu_share"], 1)
+               for c in saturation if saturation[c]["server_cpu_share"]}
     thr = {c: (top[c]["audio_seconds_per_wall_second"] if top[c] else 0.0) for c in runs}
     summary = {"max_streams": {c: (top[c]["streams"] if top[c] else 0) for c in runs},
                "ceiling_reached": {c: bool(runs[c]) and not runs[c][-1]["holds"] for c in runs},
@@ -406,6 +420,9 @@ def main() -> int:
                "service_cpu_ms_per_chunk_batch1": top["batch-1"]["server_cpu_ms_per_chunk"] if top.get("batch-1") else None,
                "baseline_batch": max(1, int(round(mean_batch))), "baseline_batch_key": bkey,
                "saturated_audio_s_per_s": {c: saturation[c]["audio_seconds_per_wall_second"] for c in saturation},
+               "saturated_audio_s_per_server_cpu_s": per_cpu,
+               "saturated_ratio_per_cpu": (round(per_cpu["batching"] / per_cpu["batch-1"], 2)
+                                           if {"batching", "batch-1"} <= set(per_cpu) else None),
                "saturated_ratio": (round(saturation["batching"]["audio_seconds_per_wall_second"] /
                                          saturation["batch-1"]["audio_seconds_per_wall_second"], 2)
                                    if {"batching", "batch-1"} <= set(saturation) and

