@@ -41,11 +41,21 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import torch  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
 from toolkit import payload  # noqa: E402
+from toolkit.audio import load_audio  # noqa: E402
+from toolkit.chunking import pick_utterances  # noqa: E402
+from toolkit.data.librispeech import read_librispeech  # noqa: E402
+from toolkit.exporting.manifest import ExportManifest  # noqa: E402
+from toolkit.files import write_json, write_text  # noqa: E402
+from toolkit.model.checkpoint import read_config  # noqa: E402
+from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, RESULTS_DIR, default_export_dir  # noqa: E402
 from toolkit.serve import protocol as p  # noqa: E402
 from toolkit.serve.auth import hash_token, new_token  # noqa: E402
+from toolkit.serve.client import PrefixRunner, hello_for  # noqa: E402
+from toolkit.serve.suffix import ServedSuffix  # noqa: E402
 
 SERVER_CORE, CLIENT_CORE = 0, 1
 CONFIGS = {"batching": ["--max-batch", "64", "--max-wait-ms", "5"], "batch-1": ["--max-batch", "1"]}
@@ -55,14 +65,9 @@ CONFIGS = {"batching": ["--max-batch", "64", "--max-wait-ms", "5"], "batch-1": [
 
 def prepare_utterances(export_dir: Path, corpus: Path, count: int, codec: str) -> tuple[list[dict], dict]:
     """Real corpus utterances through the export's ExecuTorch artifact, chunk by chunk, encoded once."""
-    from toolkit.audio import load_audio
-    from toolkit.data.librispeech import read_librispeech
-    from toolkit.exporting.calibration import pick_utterances
-    from toolkit.serve.client import PrefixRunner, hello_for
-    from toolkit.serve.identity import export_identity
-    info = export_identity(export_dir)
-    prefix = PrefixRunner(info, "executorch")
-    g = info.geometry
+    manifest = ExportManifest.read(export_dir, only=["executorch"])
+    prefix = PrefixRunner(manifest, "executorch")
+    g = manifest.chunk
     utts = []
     for u in pick_utterances(read_librispeech(corpus / "test", probe_lengths=False), count):
         pcm = load_audio(u.path)
@@ -70,16 +75,21 @@ def prepare_utterances(export_dir: Path, corpus: Path, count: int, codec: str) -
         for seq, valid, emb, _ in prefix.chunks(pcm):
             chunks.append(p.encode_frame(p.Chunk(seq, valid, payload.encode(emb, codec))))
             ends.append((seq * g.chunk_samples + valid) / g.sample_rate)  # when a phone has this chunk's audio
-            frames.append(sum(-(-v // g.frame_samples) for v in [g.chunk_samples] * seq) + -(-valid // g.frame_samples))
+            frames.append(seq * g.chunk_frames + g.frames_for(valid))
         utts.append({"id": u.utt_id, "seconds": len(pcm) / g.sample_rate, "chunks": chunks, "ready_at": ends,
-                     "valid_seconds": [min(g.chunk_samples, len(pcm) - i * g.chunk_samples) / g.sample_rate
-                                       for i in range(len(chunks))], "frames_so_far": frames,
-                     "end": p.encode_frame(p.End(len(chunks)))})
-    hello = p.encode_frame(hello_for(info.identity, g, codec))
-    artifact = {"file": prefix.entry["file"], "backend": prefix.artifact.backend, "recipe": prefix.artifact.recipe,
-                "checkpoint": info.checkpoint.name,
-                "checkpoint_sha256": info.identity.checkpoint_sha256, "split_layer": info.identity.split_layer}
+                     "valid_seconds": [v / g.sample_rate for v in g.valid_samples(len(pcm))],
+                     "frames_so_far": frames, "end": p.encode_frame(p.End(len(chunks)))})
+    hello = p.encode_frame(hello_for(manifest, codec))
+    identity = manifest.prefix_identity
+    artifact = {"file": prefix.artifact.path.name, "backend": prefix.artifact.backend,
+                "recipe": prefix.artifact.recipe, "checkpoint": manifest.checkpoint_file().name,
+                "checkpoint_sha256": identity.checkpoint_sha256, "split_layer": identity.split_layer}
     return [dict(u, hello=hello) for u in utts], artifact
+
+
+def export_checkpoint(export_dir: str | Path) -> str:
+    """The checkpoint an export was cut from (the suffix the server serves)."""
+    return str(ExportManifest.read(export_dir, only=["executorch"]).checkpoint_file())
 
 
 # ---- the server --------------------------------------------------------------------------------------------------
@@ -248,12 +258,10 @@ async def run_step(url: str, token: str, utts: list[dict], n: int, warmup: float
 def torch_baseline(checkpoint: str, utts: list[dict], batch: int, window_frames: int) -> dict:
     """The suffix alone on core 0, one thread, on the benchmark's request mix: one partial per chunk (frames so
     far, capped by the partial window) and one final per utterance (all frames)."""
-    import torch
-    from toolkit.serve.suffix import ServedSuffix
     os.sched_setaffinity(0, {SERVER_CORE})
     torch.set_num_threads(1)
     served = ServedSuffix.load(checkpoint)
-    d = served.geometry.dim
+    d = served.dim
     rng = np.random.default_rng(0)
     requests = []
     for u in utts:  # a final is a separate call only when the last partial was windowed
@@ -345,8 +353,10 @@ def render(result: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--export", default=str(REPO / "exports" / "anonymized-k4"), help="export of the shipped model")
-    ap.add_argument("--corpus", default=str(REPO / "data" / "corpus"))
+    shipped_k = int(read_config(DEFAULT_ANONYMIZED)["model"]["split_layer"])
+    ap.add_argument("--export", default=str(default_export_dir(DEFAULT_ANONYMIZED, shipped_k)),
+                    help="export of the shipped model")
+    ap.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     ap.add_argument("--utterances", type=int, default=32)
     ap.add_argument("--streams", default="20,40,60,80,100,120,150,200,250,300")
     ap.add_argument("--configs", default="batching,batch-1")
@@ -357,7 +367,7 @@ def main() -> int:
     ap.add_argument("--saturate", type=int, default=64,
                     help="unpaced sessions for the saturated-throughput step of each config (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    ap.add_argument("--out", default=str(RESULTS_DIR))
     ap.add_argument("--render", metavar="JSON", help="only re-render the Markdown of a recorded result")
     ap.add_argument("--rebaseline", action="store_true", help="with --render: measure the torch baseline again")
     args = ap.parse_args()
@@ -366,19 +376,17 @@ def main() -> int:
         if args.rebaseline:  # measure the plain suffix again (the service runs stay as recorded)
             os.sched_setaffinity(0, {CLIENT_CORE})
             utts, _ = prepare_utterances(Path(args.export), Path(args.corpus), result["utterances"], "int8")
-            from toolkit.serve.identity import export_identity
             b = result["summary"]["baseline_batch"]
-            result["torch_baseline"] = torch_baseline(str(export_identity(args.export).checkpoint), utts, b, 400)
-            Path(args.render).write_text(json.dumps(result, indent=1) + "\n")
-        Path(args.render).with_suffix(".md").write_text(render(result))
+            result["torch_baseline"] = torch_baseline(export_checkpoint(args.export), utts, b, 400)
+            write_json(args.render, result)
+        write_text(Path(args.render).with_suffix(".md"), render(result))
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
     deadline = time.monotonic() + args.time_cap
     load_at_start = os.getloadavg()
     os.sched_setaffinity(0, {CLIENT_CORE})
     utts, artifact = prepare_utterances(Path(args.export), Path(args.corpus), args.utterances, "int8")
-    from toolkit.serve.identity import export_identity
-    checkpoint = str(export_identity(args.export).checkpoint)
+    checkpoint = export_checkpoint(args.export)
     token = new_token()
     runs, saturation = {}, {}
     for config in args.configs.split(","):
@@ -449,11 +457,9 @@ def main() -> int:
               "torch_baseline": baseline,
               "summary": summary,
               "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"serve-load-{result['date']}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(render(result))
+    stem = Path(args.out) / f"serve-load-{result['date']}"
+    write_json(stem.with_suffix(".json"), result)
+    write_text(stem.with_suffix(".md"), render(result))
     print(render(result))
     print(f"wrote {stem}.json and .md")
     return 0

@@ -27,7 +27,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first, pinned: it is the CPU wheel; an unpinned resolve would fetch a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -m pip install -q -e ".[dev,ray]"
 .venv/bin/python - <<'PY'
 from importlib.metadata import version
 print("setup: done (" + ", ".join(f"{p} {version(p)}" for p in ("torch", "executorch", "litert-torch", "coremltools")) + ")")

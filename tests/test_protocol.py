@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from toolkit import payload
-from toolkit.exporting.calibration import chunk_pcm
+from toolkit.chunking import chunk_pcm
 from toolkit.serve import protocol as p
 from toolkit.serve.protocol import ProtocolError
 from toolkit.serve.session import run_direct
+from toolkit.serve.suffix import ServedSuffix
+from toolkit.serve.vectors import conversation, write_vectors
 
 VECTORS = Path(__file__).resolve().parent.parent / "testvectors"
 INDEX = json.loads((VECTORS / "index.json").read_text())
@@ -20,7 +22,6 @@ INDEX = json.loads((VECTORS / "index.json").read_text())
 
 @pytest.fixture(scope="module")
 def shipped_suffix():
-    from toolkit.serve.suffix import ServedSuffix
     return ServedSuffix.load(Path(__file__).resolve().parent.parent / "models" / "anonymized.safetensors")
 
 
@@ -144,7 +145,6 @@ def test_vector_sessions_encode_the_prefix_outputs_and_decode_to_the_recorded_em
 
 
 def test_vector_scenarios_replay_on_the_reference_state_machine(shipped_suffix):
-    from toolkit.serve.vectors import conversation
     for scenario in INDEX["scenarios"]:
         frames = [raw(s["frame"]) for s in scenario["send"]]
         replies = run_direct(conversation(shipped_suffix), frames)
@@ -159,7 +159,6 @@ def test_vector_scenarios_replay_on_the_reference_state_machine(shipped_suffix):
 
 
 def test_regenerating_the_vectors_reproduces_the_committed_folder(tmp_path):
-    from toolkit.serve.vectors import write_vectors
     out = tmp_path / "tv"
     write_vectors(out, VECTORS.parent / "models" / "anonymized.safetensors", VECTORS / "chunker" / "pcm.f32")
     committed = sorted(f.relative_to(VECTORS) for f in VECTORS.rglob("*") if f.is_file())

@@ -4,6 +4,7 @@ by real WebSocket/HTTP clients with the real shipped model's suffix and the comm
 batching, shutdown, metrics."""
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -23,11 +24,14 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from toolkit import payload
+from toolkit.errors import VeilError
+from toolkit.model.checkpoint import load_checkpoint
 from toolkit.serve import protocol as p
 from toolkit.serve.admission import AdmissionLimits
 from toolkit.serve.app import Service, ServiceConfig
-from toolkit.serve.auth import TokenStore
-from toolkit.serve.batcher import BatchConfig
+from toolkit.serve.auth import TokenStore, hash_token
+from toolkit.serve.batcher import BatchConfig, _Item, length_groups
+from toolkit.serve.cli import make_token_file
 from toolkit.serve.client import ServerRefused, StreamClient, transcribe_http
 from toolkit.serve.server import Listen, ServerThread
 from toolkit.serve.session import SessionLimits
@@ -274,7 +278,6 @@ def test_concurrent_sessions_are_batched_into_one_suffix_call(shipped):
 def test_a_vq_session_decodes_indices_with_the_served_models_codebook(shipped):
     """The hook for bottleneck models: a served suffix with a codebook accepts vq sessions (here a codebook of
     real embedding frames, G=1, K=150); the server's text is the local pipeline's on the codewords."""
-    from toolkit.model.checkpoint import load_checkpoint
     frames = vector_frames("fp32")
     chunks = [p.decode_frame(f) for f in frames[1:-1]]
     emb = [payload.decode(c.payload) for c in chunks]
@@ -360,7 +363,6 @@ def test_service_logs_carry_no_transcript_or_embedding_bytes(server, caplog):
 
 def assert_no_content(logs: str, text: str, payloads: list[bytes]) -> None:
     """No word of the transcript (4+ letters) and no 8-byte run of any payload, raw, hex or base64."""
-    import base64
     for word in {w for w in re.findall(r"[a-z']{4,}", text)}:
         assert not re.search(rf"\b{re.escape(word)}\b", logs), word
     for data in payloads:
@@ -372,9 +374,6 @@ def assert_no_content(logs: str, text: str, payloads: list[bytes]) -> None:
 
 
 def test_token_files_hold_only_hashes_and_plain_tokens_are_refused(tmp_path, capsys):
-    from toolkit.errors import VeilError
-    from toolkit.serve.auth import hash_token
-    from toolkit.serve.cli import make_token_file
     path = tmp_path / "tokens.txt"
     make_token_file(str(path))
     token = capsys.readouterr().out.strip()
@@ -390,7 +389,6 @@ def test_token_files_hold_only_hashes_and_plain_tokens_are_refused(tmp_path, cap
 
 
 def test_batches_are_cut_by_length_so_padding_stays_small():
-    from toolkit.serve.batcher import _Item, length_groups
     items = [_Item(np.zeros((t, 4), np.float32), None) for t in (400, 50, 100, 50, 113, 100, 1500)]
     calls = length_groups(items, max_frames=2000)
     assert [[len(i.embeddings) for i in c] for c in calls] == [[50, 50], [100, 100, 113], [400], [1500]]

@@ -21,14 +21,14 @@ from toolkit import payload
 from toolkit.audio import load_audio
 from toolkit.data.librispeech import read_librispeech
 from toolkit.decoding.ctc import greedy_ids
-from toolkit.exporting import prefix_export
+from toolkit.exporting.manifest import ExportManifest
+from toolkit.exporting.prefix_export import ExportRequest, export_prefix
 from toolkit.model.asr import split
 from toolkit.model.checkpoint import load_checkpoint, tokenizer_from
 from toolkit.parity import metrics
 from toolkit.serve.app import Service, ServiceConfig
 from toolkit.serve.auth import TokenStore
 from toolkit.serve.client import PrefixRunner, stream_utterance
-from toolkit.serve.identity import export_identity
 from toolkit.serve.server import ServerThread
 from toolkit.serve.suffix import ServedSuffix
 
@@ -42,10 +42,8 @@ def shipped_export(tmp_path_factory, tiny_corpus):
     """export-prefix of the shipped model, ExecuTorch fp32 only (the LiteRT half of the android target would
     double the test's export time; `veil stream --backend litert` runs the same client code)."""
     out = tmp_path_factory.mktemp("export") / "anonymized-k4"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(prefix_export.TARGETS, "android", ("executorch",))
-        prefix_export.export_prefix(prefix_export.ExportRequest(checkpoint=SHIPPED, target="android",
-                                                                recipes=["fp32"], out=out, corpus=tiny_corpus))
+    export_prefix(ExportRequest(checkpoint=SHIPPED, target="executorch", recipes=["fp32"], out=out,
+                                corpus=tiny_corpus))
     return out
 
 
@@ -67,19 +65,22 @@ def local_pipeline():
 
 def test_every_codec_and_transport_gives_the_local_float_pipelines_transcript(shipped_export, corpus_audio,
                                                                              local_pipeline):
-    info = export_identity(shipped_export)
-    prefix = PrefixRunner(info, "executorch")
-    service = Service([ServedSuffix.load(SHIPPED)], TokenStore.of_tokens([TOKEN]), ServiceConfig())
+    manifest = ExportManifest.read(shipped_export, only=["executorch"])
+    prefix = PrefixRunner(manifest, "executorch")
+    served = ServedSuffix.for_export(manifest)  # what `veil serve --export` serves: the export's own checkpoint
+    assert served.identity == manifest.prefix_identity == ServedSuffix.load(SHIPPED).identity
+    assert served.dim == manifest.embedding_dim and served.chunk == manifest.chunk
+    service = Service([served], TokenStore.of_tokens([TOKEN]), ServiceConfig())
     with ServerThread(service) as url:
         for audio, pcm in corpus_audio:
             local = None
             for codec, transport in [("fp32", "ws"), ("fp16", "ws"), ("int8", "ws"), ("int8", "http")]:
-                r = stream_utterance(url, info, prefix, pcm, codec, TOKEN, audio, transport=transport)
-                assert len(r.embeddings) == -(-len(pcm) // info.geometry.frame_samples)
+                r = stream_utterance(url, manifest, prefix, pcm, codec, TOKEN, audio, transport=transport)
+                assert len(r.embeddings) == manifest.chunk.frames_for(len(pcm))
                 local = local or local_pipeline(r.embeddings)
                 assert r.final == local, (audio, codec, transport)
                 if transport == "ws":
-                    assert len(r.chunks) == -(-len(pcm) // info.geometry.chunk_samples)
+                    assert len(r.chunks) == manifest.chunk.chunks_for(len(pcm))
                     assert r.chunks[-1].partial == r.final  # partials are not windowed at this length
             assert len(local.split()) >= 2
 
@@ -106,7 +107,7 @@ def test_veil_serve_with_no_flags_and_veil_stream_transcribe_real_audio_and_log_
                              env={**env, "VEIL_TOKEN": token}, capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr
         results = json.loads(out.read_text())["results"]
-        prefix = PrefixRunner(export_identity(shipped_export), "executorch")
+        prefix = PrefixRunner(ExportManifest.read(shipped_export, only=["executorch"]), "executorch")
         sent = []
         for (a, pcm), r in zip(corpus_audio, results):
             chunks = list(prefix.chunks(pcm))

@@ -55,13 +55,13 @@ def tiny(tmp_path_factory):
 
 
 def session_frames(served: ServedSuffix, codec: str, chunks: int = 3, seed: int = 0) -> list[bytes]:
-    g = served.geometry
+    g = served.chunk
     rng = np.random.default_rng(seed)
     hello = p.Hello(served.identity.raw_sha256, served.identity.split_layer, codec, g.sample_rate, g.chunk_samples,
-                    g.frame_samples, g.dim, TOKEN)
+                    g.frame_samples, served.dim, TOKEN)
     frames = [p.encode_frame(hello)]
     for seq in range(chunks):
-        emb = rng.standard_normal((g.chunk_frames, g.dim)).astype(np.float32)
+        emb = rng.standard_normal((g.chunk_frames, served.dim)).astype(np.float32)
         valid = g.chunk_samples if seq < chunks - 1 else g.chunk_samples // 3
         frames.append(p.encode_frame(p.Chunk(seq, valid, payload.encode(emb, codec))))
     return frames + [p.encode_frame(p.End(chunks))]

@@ -3,8 +3,9 @@ only interface is `lo` (`unshare --net`; Ray binds more than its HTTP port, and 
 machine's external interface), the gateway and an autoscaling suffix deployment, sessions from the committed
 vectors over WebSocket and HTTP, concurrent sessions through `@serve.batch`.
 
-Ray is an optional extra (`pip install '.[ray]'`, ~500 MB). Where it or `unshare` is missing, the test is
-skipped with the reason, which pytest's -ra summary prints: it never passes without running."""
+Ray is an optional extra for users (`pip install '.[ray]'`, ~500 MB) that scripts/setup.sh installs, so `make
+test` runs this. Where it or `unshare` is missing (a hand-made environment, no root), the test is skipped with
+the reason, which pytest's -ra summary prints: it never passes without running."""
 from __future__ import annotations
 
 import importlib.util

@@ -19,11 +19,11 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from starlette.websockets import WebSocketDisconnect
 
+from toolkit.exporting.manifest import PrefixIdentity
 from toolkit.serve import protocol as p
 from toolkit.serve.admission import Admission, AdmissionLimits, ConnectionGate
 from toolkit.serve.auth import TokenStore, bearer_token
 from toolkit.serve.batcher import BatchConfig, DynamicBatcher
-from toolkit.serve.identity import PrefixIdentity
 from toolkit.serve.metrics import ServeMetrics
 from toolkit.serve.protocol import ProtocolError
 from toolkit.serve.session import Conversation, SessionLimits, Work
@@ -42,8 +42,7 @@ class ServiceConfig:
 
     def max_body_bytes(self, served: list[ServedSuffix]) -> int:
         """HTTP body limit: max message bytes for HELLO, END and every chunk of the longest utterance."""
-        chunks = max(-(-s.geometry.sample_rate * int(self.session.max_utterance_seconds) // s.geometry.chunk_samples)
-                     for s in served)
+        chunks = max(s.chunk.chunks_for(self.session.max_utterance_samples(s.chunk.sample_rate)) for s in served)
         return self.session.max_message_bytes * (chunks + 2)
 
 
@@ -199,8 +198,9 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
             step = conversation.receive(message["bytes"])
             if conversation.session is not None and sid == "-":
                 sid = conversation.session.id.hex()[:16]
-                log.info("session %s ws open prefix=%s codec=%s token=%s", sid, conversation.session.served.identity,
-                         conversation.session.hello.codec, gate.token_id or "-")
+                session = conversation.session
+                log.info("session %s ws open prefix=%s codec=%s token=%s", sid, session.served.identity.short,
+                         session.hello.codec, gate.token_id or "-")
             reply = step.reply if step.work is None else await service.compute(conversation.session.served, step.work)
             await ws.send_bytes(p.encode_frame(reply))
             observe_reply(service, reply, time.perf_counter() - t0, len(message["bytes"]), sid)

@@ -1,18 +1,32 @@
 """`veil serve` (the suffix service), `veil stream` (the reference client) and `veil protocol vectors`."""
 from __future__ import annotations
 
-import json
+import datetime
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
-from toolkit.errors import VeilError
+import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "anonymized.safetensors"
-DEFAULT_EXPORT = REPO_ROOT / "exports" / "anonymized-k4"
-DEFAULT_VECTORS = REPO_ROOT / "testvectors"
+import export as backends
+from toolkit.audio import load_audio
+from toolkit.errors import VeilError
+from toolkit.exporting.manifest import ExportManifest
+from toolkit.files import write_json
+from toolkit.model.checkpoint import read_config
+from toolkit.paths import DEFAULT_ANONYMIZED, TESTVECTORS_DIR, default_export_dir, display_path
+from toolkit.serve.admission import AdmissionLimits
+from toolkit.serve.app import Service, ServiceConfig
+from toolkit.serve.auth import TOKENS_ENV, TokenStore, hash_token, new_token
+from toolkit.serve.batcher import BatchConfig
+from toolkit.serve.client import PrefixRunner, read_token, stream_utterance
+from toolkit.serve.server import Listen, serve_forever
+from toolkit.serve.session import SessionLimits
+from toolkit.serve.suffix import ServedSuffix
+from toolkit.serve.vectors import write_vectors
+
 DEFAULT_SERVER = "http://127.0.0.1:8765"
 TOKEN_ENV = "VEIL_TOKEN"
 
@@ -70,9 +84,11 @@ def add_parser(sub) -> None:
     st.add_argument("audio", nargs="+")
     st.add_argument("--server", default=DEFAULT_SERVER, help=f"http(s)://HOST:PORT or ws(s)://... (default "
                                                              f"{DEFAULT_SERVER})")
-    st.add_argument("--export", default=str(DEFAULT_EXPORT), metavar="EXPORT_DIR",
-                    help="export folder (manifest.json + artifacts); default exports/anonymized-k4")
-    st.add_argument("--backend", default="executorch", choices=["executorch", "litert"])
+    st.add_argument("--export", default=None, metavar="EXPORT_DIR",
+                    help="export folder (manifest.json + artifacts); default: export-prefix's folder for the "
+                         "shipped model, exports/anonymized-k4")
+    st.add_argument("--backend", default="executorch", choices=list(backends.BACKENDS),
+                    help="which of the export's artifacts runs the prefix (coreml: macOS only)")
     st.add_argument("--codec", default="int8", choices=["int8", "fp16", "fp32"])
     st.add_argument("--token", help=f"bearer token (default: ${TOKEN_ENV})")
     st.add_argument("--token-file", help="read the bearer token from this file")
@@ -86,8 +102,8 @@ def add_parser(sub) -> None:
     pr = sub.add_parser("protocol", help="the streaming protocol: cross-language test vectors")
     psub = pr.add_subparsers(dest="protocol_command", metavar="ACTION", required=True)
     v = psub.add_parser("vectors", help="write the test vectors of docs/PROTOCOL.md (frames, payloads, a real session)")
-    v.add_argument("--out", default=str(DEFAULT_VECTORS))
-    v.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="the model whose session the vectors record")
+    v.add_argument("--out", default=str(TESTVECTORS_DIR))
+    v.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED), help="the model whose session the vectors record")
     v.add_argument("--audio", default=None,
                    help="the PCM snippet (an audio file or raw .f32); default: the one committed in --out")
     v.set_defaults(func=run)
@@ -106,34 +122,22 @@ def parse_checkpoint_arg(arg: str) -> tuple[Path, int | None]:
     return Path(arg), None
 
 
-def load_models(args) -> list:
-    from toolkit.model.checkpoint import file_sha256
-    from toolkit.serve.identity import export_identity
-    from toolkit.serve.suffix import ServedSuffix
+def load_models(args) -> list[ServedSuffix]:
+    """The suffixes to serve: each --checkpoint, and the checkpoint of each --export (its manifest read and
+    checked by ExportManifest.read, the checkpoint checked to be the exported one); default the shipped model."""
     models = [ServedSuffix.load(*parse_checkpoint_arg(c)) for c in args.checkpoint]
-    for export_dir in args.export:
-        info = export_identity(export_dir)
-        checkpoint = info.checkpoint
-        if not checkpoint.is_absolute() and not checkpoint.is_file():
-            checkpoint = REPO_ROOT / checkpoint
-        if not checkpoint.is_file():
-            raise VeilError(f"{export_dir}: the export's checkpoint {checkpoint} is not here (pass --checkpoint)")
-        if file_sha256(checkpoint) != info.identity.checkpoint_sha256:
-            raise VeilError(f"{checkpoint}: sha256 differs from {export_dir}/manifest.json (not the exported checkpoint)")
-        models.append(ServedSuffix.load(checkpoint, info.identity.split_layer))
+    models += [ServedSuffix.for_export(ExportManifest.read(export_dir)) for export_dir in args.export]
     if not models:
-        models = [ServedSuffix.load(DEFAULT_CHECKPOINT)]
+        models = [ServedSuffix.load(DEFAULT_ANONYMIZED)]
     seen = {}
     for m in models:
         if m.identity in seen:
-            raise VeilError(f"prefix {m.identity} is given twice ({seen[m.identity]} and {m.checkpoint})")
+            raise VeilError(f"prefix {m.identity.key} is given twice ({seen[m.identity]} and {m.checkpoint})")
         seen[m.identity] = m.checkpoint
     return models
 
 
 def make_token_file(path: str) -> int:
-    import datetime
-    from toolkit.serve.auth import hash_token, new_token
     token = new_token()
     line = f"{hash_token(token)}  # made {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -145,15 +149,6 @@ def make_token_file(path: str) -> int:
 
 
 def run_serve(args) -> int:
-    # torch, fastapi and uvicorn load only for this command, not for every `veil` invocation
-    import torch
-    from toolkit.serve.app import Service, ServiceConfig
-    from toolkit.serve.admission import AdmissionLimits
-    from toolkit.serve.auth import TOKENS_ENV, TokenStore, new_token
-    from toolkit.serve.batcher import BatchConfig
-    from toolkit.serve.server import Listen, serve_forever
-    from toolkit.serve.session import SessionLimits
-
     if args.new_token:
         return make_token_file(args.new_token)
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -206,7 +201,7 @@ def run_serve(args) -> int:
         print(f"veil serve: listening on {url} (WebSocket {ws}/v1/stream, POST {url}/v1/transcribe, {url}/metrics)",
               flush=True)
         for m in models:
-            print(f"veil serve: prefix {m.identity} = {m.checkpoint.name} after block {m.identity.split_layer} "
+            print(f"veil serve: prefix {m.identity.key} = {m.checkpoint.name} after block {m.identity.split_layer} "
                   f"(codecs {', '.join(m.codecs)})", flush=True)
         print(f"veil serve: auth: {token_note}; batching: up to {args.max_batch} per call, {args.max_wait_ms:g} ms "
               f"wait", flush=True)
@@ -219,11 +214,11 @@ def run_serve(args) -> int:
 
 
 def run_ray(args, tokens, token_note: str) -> int:
-    import signal
-    try:
+    try:  # Ray Serve is an optional extra (~500 MB, `pip install '.[ray]'`): imported only for --engine ray
         import ray
         from ray import serve
-        from toolkit.serve import ray_app  # Ray is an optional extra: imported only for --engine ray
+
+        from toolkit.serve import ray_app
     except ImportError:
         raise VeilError("--engine ray needs Ray Serve: pip install '.[ray]' (ray[serve]==2.60.0)") from None
     if len(args.checkpoint) + len(args.export) > 1:
@@ -232,7 +227,7 @@ def run_ray(args, tokens, token_note: str) -> int:
         raise VeilError("--engine ray: terminate TLS at the reverse proxy in front of Ray Serve (docs/SERVE.md)")
     if args.port == 0:
         raise VeilError("--engine ray needs a fixed --port (Ray Serve's proxy binds it)")
-    checkpoint, k = DEFAULT_CHECKPOINT, None
+    checkpoint, k = DEFAULT_ANONYMIZED, None
     if args.checkpoint:
         checkpoint, k = parse_checkpoint_arg(args.checkpoint[0])
     elif args.export:
@@ -262,18 +257,20 @@ def run_ray(args, tokens, token_note: str) -> int:
 
 # ---- veil stream -------------------------------------------------------------------------------------------------
 
-def run_stream(args) -> int:
-    from toolkit.audio import load_audio
-    from toolkit.serve.client import PrefixRunner, read_token, stream_utterance
-    from toolkit.serve.identity import export_identity
+def default_export() -> Path:
+    """Where `export-prefix` writes the shipped model's prefix by default."""
+    return default_export_dir(DEFAULT_ANONYMIZED, int(read_config(DEFAULT_ANONYMIZED)["model"]["split_layer"]))
 
+
+def run_stream(args) -> int:
     token = read_token(args.token or os.environ.get(TOKEN_ENV), args.token_file)
-    info = export_identity(args.export)
-    prefix = PrefixRunner(info, args.backend)
+    export_dir = Path(args.export) if args.export else default_export()
+    manifest = ExportManifest.read(export_dir, only=[args.backend])
+    prefix = PrefixRunner(manifest, args.backend)
     pcms = [(a, load_audio(a)) for a in args.audio]  # every file is checked before the first session
     results = []
     for audio, pcm in pcms:
-        r = stream_utterance(args.server, info, prefix, pcm, args.codec, token, audio, args.ca_cert,
+        r = stream_utterance(args.server, manifest, prefix, pcm, args.codec, token, audio, args.ca_cert,
                              args.token_in_hello, "http" if args.http else "ws", args.realtime)
         print(f"{audio}: {r.seconds:.2f} s, {len(r.chunks)} chunks, {prefix.name} prefix, {args.codec}, "
               f"{'HTTP' if args.http else 'WebSocket'}")
@@ -285,16 +282,13 @@ def run_stream(args) -> int:
         print(f"  final after {r.final_ms:.1f} ms (total {r.total_ms:.0f} ms) | {r.final}")
         results.append(r.to_json())
     if args.json:
-        from toolkit.model.checkpoint import atomic_write_bytes
-        atomic_write_bytes(Path(args.json), (json.dumps({"server": args.server, "export": str(args.export),
-                                                         "results": results}, indent=1) + "\n").encode())
+        write_json(args.json, {"server": args.server, "export": display_path(export_dir), "results": results})
     return 0
 
 
 # ---- veil protocol vectors ----------------------------------------------------------------------------------------
 
 def run_vectors(args) -> int:
-    from toolkit.serve.vectors import write_vectors  # torch + the model: only for this command
     index = write_vectors(args.out, args.checkpoint, args.audio)
     files = sum(1 for f in Path(args.out).rglob("*") if f.is_file())
     print(f"wrote {args.out}/ ({files} files; {len(index['scenarios'])} scenarios, "

@@ -1,9 +1,9 @@
 """The reference client: what a phone does, in Python. The Android and iOS cores mirror it.
 
-    info = export_identity("exports/anonymized-k4")              # identity + geometry from manifest.json
-    prefix = PrefixRunner(info, backend="executorch")            # the artifact in its real runtime
-    with StreamClient("ws://127.0.0.1:8765", info, "int8", token) as stream:
-        for seq, valid, emb in prefix.chunks(pcm):                # 2-s chunks, the last zero-padded
+    manifest = ExportManifest.read("exports/anonymized-k4", only=["executorch"])  # identity, geometry
+    prefix = PrefixRunner(manifest, backend="executorch")        # the artifact in its real runtime
+    with StreamClient("ws://127.0.0.1:8765", manifest, "int8", token) as stream:
+        for seq, valid, emb, _ in prefix.chunks(pcm):             # 2-s chunks, the last zero-padded
             partial = stream.send_chunk(seq, valid, payload.encode(emb, "int8"))
         final = stream.end()
 
@@ -25,10 +25,10 @@ from websockets.sync.client import connect
 
 import export as backends
 from toolkit import payload
+from toolkit.chunking import chunk_pcm
 from toolkit.errors import VeilError
-from toolkit.exporting.calibration import chunk_pcm
+from toolkit.exporting.manifest import ExportManifest
 from toolkit.serve import protocol as p
-from toolkit.serve.identity import ExportInfo, Geometry, PrefixIdentity
 
 CLOSE_NAMES = {1000: "normal", 1001: "going_away", 1006: "connection_lost", 1009: "message_too_big",
                1011: "internal_error", 1012: "service_restart"}
@@ -71,25 +71,29 @@ def http_url(server: str) -> str:
     return base.removesuffix("/v1/stream") + "/v1/transcribe"
 
 
-def hello_for(identity: PrefixIdentity, geometry: Geometry, codec: str, token: str = "") -> p.Hello:
-    return p.Hello(identity.raw_sha256, identity.split_layer, codec, geometry.sample_rate, geometry.chunk_samples,
-                   geometry.frame_samples, geometry.dim, token)
+def hello_for(manifest: ExportManifest, codec: str, token: str = "") -> p.Hello:
+    """The HELLO of a session for the prefix of ``manifest``: its identity and chunk geometry."""
+    identity, chunk = manifest.prefix_identity, manifest.chunk
+    return p.Hello(identity.raw_sha256, identity.split_layer, codec, chunk.sample_rate, chunk.chunk_samples,
+                   chunk.frame_samples, manifest.embedding_dim, token)
 
 
 class PrefixRunner:
-    """The exported prefix run chunk by chunk in its real runtime (``export.load``), exactly as a phone does."""
+    """The exported prefix run chunk by chunk in its real runtime (``export.load``), exactly as a phone does.
+    ``manifest``: the export, read with :meth:`ExportManifest.read` (artifacts checked there)."""
 
-    def __init__(self, info: ExportInfo, backend: str = "executorch"):
-        entries = [a for a in info.artifacts if a["backend"] == backend]
-        if not entries:
-            have = sorted({a["backend"] for a in info.artifacts})
-            raise VeilError(f"{info.export_dir}: no {backend} artifact in manifest.json (have: {', '.join(have)})")
-        self.entry = entries[0]
-        self.artifact = backends.Artifact.from_json(self.entry, info.export_dir)
-        if not self.artifact.path.exists():
-            raise VeilError(f"{self.artifact.path}: artifact listed in manifest.json is missing")
-        self.runner = backends.load(self.artifact)
-        self.geometry = info.geometry
+    def __init__(self, manifest: ExportManifest, backend: str = "executorch"):
+        found = [art for entry, art in manifest.artifacts() if art.backend == backend]
+        if not found:
+            have = sorted({e.get("backend", "?") for e in manifest.entries()})
+            raise VeilError(f"{manifest.path}: no {backend} artifact (have: {', '.join(have)})")
+        self.artifact = found[0]
+        try:
+            self.runner = backends.load(self.artifact)
+        except backends.NeedsMacOS:
+            raise VeilError(f"{self.artifact.path}: {backend} runs only on macOS; stream with an android "
+                            f"artifact here (--backend)") from None
+        self.chunk = manifest.chunk
 
     @property
     def name(self) -> str:
@@ -97,20 +101,20 @@ class PrefixRunner:
 
     def chunks(self, pcm: np.ndarray):
         """Yield (seq, valid samples, (chunk_frames, d) embeddings, prefix seconds) per 2-s chunk."""
-        cs = self.geometry.chunk_samples
-        for seq, chunk in enumerate(chunk_pcm(pcm, cs)):
+        valid = self.chunk.valid_samples(len(pcm))
+        for seq, chunk in enumerate(chunk_pcm(pcm, self.chunk.chunk_samples)):
             t0 = time.perf_counter()
             emb = self.runner(chunk)[0]
-            yield seq, min(cs, len(pcm) - seq * cs), emb, time.perf_counter() - t0
+            yield seq, valid[seq], emb, time.perf_counter() - t0
 
 
 class StreamClient:
     """One utterance over the WebSocket transport, one request/reply at a time."""
 
-    def __init__(self, server: str, identity: PrefixIdentity, geometry: Geometry, codec: str, token: str | None,
+    def __init__(self, server: str, manifest: ExportManifest, codec: str, token: str | None,
                  token_in_hello: bool = False, ca_file: str | None = None, timeout: float = 30.0):
         self.url = websocket_url(server)
-        self.hello = hello_for(identity, geometry, codec, token if (token and token_in_hello) else "")
+        self.hello = hello_for(manifest, codec, token if (token and token_in_hello) else "")
         self.headers = {"Authorization": f"Bearer {token}"} if token and not token_in_hello else {}
         self.ssl = tls_context(ca_file) if self.url.startswith("wss://") else None
         self.timeout = timeout
@@ -220,34 +224,34 @@ class UtteranceResult:
         return d
 
 
-def stream_utterance(server: str, info: ExportInfo, prefix: PrefixRunner, pcm: np.ndarray, codec: str,
+def stream_utterance(server: str, manifest: ExportManifest, prefix: PrefixRunner, pcm: np.ndarray, codec: str,
                      token: str | None, audio: str = "", ca_file: str | None = None, token_in_hello: bool = False,
                      transport: str = "ws", realtime: bool = False) -> UtteranceResult:
     """Run the prefix chunk by chunk and stream each chunk as it is ready; partials and final with timings."""
-    g = info.geometry
+    g = manifest.chunk
     result = UtteranceResult(audio, len(pcm) / g.sample_rate, codec, prefix.name, transport)
     started = time.perf_counter()
     frames_kept = []
     if transport == "http":
-        frames = [p.encode_frame(hello_for(info.identity, g, codec, token if token_in_hello else ""))]
+        frames = [p.encode_frame(hello_for(manifest, codec, token if token_in_hello else ""))]
         for seq, valid, emb, prefix_s in prefix.chunks(pcm):
             message = payload.encode(emb, codec)
             frames.append(p.encode_frame(p.Chunk(seq, valid, message)))
-            frames_kept.append(emb[: -(-valid // g.frame_samples)])
+            frames_kept.append(emb[: g.frames_for(valid)])
             result.chunks.append(ChunkResult(seq, valid, len(message), 1000 * prefix_s, 0.0, ""))
         frames.append(p.encode_frame(p.End(len(result.chunks))))
         t0 = time.perf_counter()
         final = transcribe_http(server, frames, None if token_in_hello else token, ca_file)
         result.final_ms = 1000 * (time.perf_counter() - t0)
     else:
-        with StreamClient(server, info.identity, g, codec, token, token_in_hello, ca_file) as stream:
+        with StreamClient(server, manifest, codec, token, token_in_hello, ca_file) as stream:
             for seq, valid, emb, prefix_s in prefix.chunks(pcm):
                 if realtime:  # a phone sends a chunk once its 2 s of audio have been recorded
                     time.sleep(max(0.0, started + (seq + 1) * g.chunk_samples / g.sample_rate - time.perf_counter()))
                 message = payload.encode(emb, codec)
                 t0 = time.perf_counter()
                 partial = stream.send_chunk(seq, valid, message)
-                frames_kept.append(emb[: -(-valid // g.frame_samples)])
+                frames_kept.append(emb[: g.frames_for(valid)])
                 result.chunks.append(ChunkResult(seq, valid, len(message), 1000 * prefix_s,
                                                  1000 * (time.perf_counter() - t0), partial.text))
             t0 = time.perf_counter()

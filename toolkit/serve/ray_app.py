@@ -20,9 +20,11 @@ import asyncio
 import os
 
 import numpy as np
+import ray
 import torch
 from ray import serve
 
+from toolkit.paths import DEFAULT_ANONYMIZED
 from toolkit.serve.app import Service, ServiceConfig, create_app
 from toolkit.serve.admission import AdmissionLimits
 from toolkit.serve.auth import TOKENS_ENV, TokenStore
@@ -84,7 +86,7 @@ def build_app(args: dict):
     Keys: checkpoint, split_layer, max_batch, max_wait_ms, max_replicas, insecure_no_auth, and the limits of
     ``veil serve`` (max_message_bytes, max_utterance_s, partial_window_s, idle_timeout_s, max_sessions,
     max_sessions_per_token, rate_limit, rate_burst). Token hashes come from $VEIL_SERVE_TOKENS."""
-    checkpoint = str(args.get("checkpoint", "models/anonymized.safetensors"))
+    checkpoint = str(args.get("checkpoint", DEFAULT_ANONYMIZED))
     split_layer = int(args["split_layer"]) if args.get("split_layer") not in (None, "") else None
     config = ServiceConfig(
         session=SessionLimits(int(args.get("max_message_bytes", 65536)), float(args.get("max_utterance_s", 60.0)),
@@ -105,7 +107,6 @@ def build_app(args: dict):
 
 def run_local(args: dict, host: str, port: int, num_cpus: int | None = None):
     """Start a local Ray, deploy, return once the application is running (``serve.shutdown()`` ends it)."""
-    import ray
     ray.init(num_cpus=num_cpus, include_dashboard=False, configure_logging=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
     serve.start(http_options={"host": host, "port": port})

@@ -22,9 +22,9 @@ from typing import Callable
 
 import numpy as np
 
+from toolkit.exporting.manifest import PrefixIdentity
 from toolkit.payload import PayloadError, decode as decode_payload, read_header
 from toolkit.serve import protocol as p
-from toolkit.serve.identity import PrefixIdentity
 from toolkit.serve.protocol import ProtocolError
 from toolkit.serve.suffix import ServedSuffix
 
@@ -51,10 +51,10 @@ class Session:
         self.hello = hello
         self.served = served
         self.limits = limits
-        g = served.geometry
-        self.geometry = g
-        self.max_samples = limits.max_utterance_samples(g.sample_rate)
-        self.window = limits.partial_window_frames(g.sample_rate, g.frame_samples)
+        self.chunk = served.chunk
+        self.dim = served.dim
+        self.max_samples = limits.max_utterance_samples(self.chunk.sample_rate)
+        self.window = limits.partial_window_frames(self.chunk.sample_rate, self.chunk.frame_samples)
         self.digests: list[bytes] = []        # per received seq: what a resend must repeat
         self.frames: list[np.ndarray] = []    # per chunk: its valid frames (n_i, d)
         self.samples = 0                      # valid samples received
@@ -74,7 +74,7 @@ class Session:
     def add_chunk(self, chunk: p.Chunk) -> bool:
         """Check and store a chunk; False for an identical resend (counted once). The checks run in the order
         docs/PROTOCOL.md §4.3 lists, so every implementation reports the same code for the same bytes."""
-        g = self.geometry
+        g = self.chunk
         if not 1 <= chunk.valid_samples <= g.chunk_samples:
             raise ProtocolError("bad_chunk", f"chunk {chunk.seq}: valid samples {chunk.valid_samples} outside "
                                              f"1..{g.chunk_samples}", "valid_samples")
@@ -103,7 +103,7 @@ class Session:
         return True
 
     def _decode(self, chunk: p.Chunk) -> np.ndarray:
-        g = self.geometry
+        g = self.chunk
         try:
             _, codec, _, frames, dim = read_header(chunk.payload)
             if codec != self.hello.codec:
@@ -112,10 +112,10 @@ class Session:
             values = decode_payload(chunk.payload, self.served.codebook if codec == "vq" else None)
         except PayloadError as exc:
             raise ProtocolError("bad_payload", f"chunk {chunk.seq}: {exc}", exc.reason) from None
-        if values.shape[1] != g.dim:
+        if values.shape[1] != self.dim:
             raise ProtocolError("bad_payload", f"chunk {chunk.seq}: payload has {values.shape[1]} dims, the prefix "
-                                               f"{g.dim}", "dim_mismatch")
-        valid_frames = -(-chunk.valid_samples // g.frame_samples)
+                                               f"{self.dim}", "dim_mismatch")
+        valid_frames = g.frames_for(chunk.valid_samples)
         if frames != g.chunk_frames and not (chunk.valid_samples < g.chunk_samples and frames == valid_frames):
             raise ProtocolError("bad_payload", f"chunk {chunk.seq}: payload has {frames} frames, expected "
                                                f"{g.chunk_frames}" + (f" or {valid_frames}" if chunk.valid_samples <
@@ -133,7 +133,7 @@ class Session:
             if offset + len(f) > start:
                 picked.append(f[lo:hi])
             offset += len(f)
-        return (np.concatenate(picked) if picked else np.zeros((0, self.geometry.dim), np.float32)), start
+        return (np.concatenate(picked) if picked else np.zeros((0, self.dim), np.float32)), start
 
     def apply_partial(self, seq: int, start: int, window_labels: np.ndarray) -> p.Partial:
         total = start + len(window_labels)
@@ -153,7 +153,7 @@ class Session:
 
     def utterance(self) -> np.ndarray:
         if not self.frames:
-            return np.zeros((0, self.geometry.dim), np.float32)
+            return np.zeros((0, self.dim), np.float32)
         return np.concatenate(self.frames)
 
     def final(self, labels: np.ndarray) -> p.Final:
@@ -223,16 +223,16 @@ class Conversation:
         identity = PrefixIdentity(hello.checkpoint_sha256.hex(), hello.split_layer)
         served = self.models.get(identity)
         if served is None:
-            served_ids = ", ".join(str(i) for i in self.models) or "none"
-            raise ProtocolError("unknown_prefix", f"no suffix for prefix {identity} (served: {served_ids})")
-        g = served.geometry
+            served_ids = ", ".join(i.short for i in self.models) or "none"
+            raise ProtocolError("unknown_prefix", f"no suffix for prefix {identity.short} (served: {served_ids})")
+        g = served.chunk
         asked = (hello.sample_rate, hello.chunk_samples, hello.frame_samples, hello.dim)
-        if asked != (g.sample_rate, g.chunk_samples, g.frame_samples, g.dim):
+        if asked != (g.sample_rate, g.chunk_samples, g.frame_samples, served.dim):
             raise ProtocolError("bad_geometry", f"hello geometry rate/chunk/frame/dim {'/'.join(map(str, asked))} "
                                                 f"differs from the prefix's {g.sample_rate}/{g.chunk_samples}/"
-                                                f"{g.frame_samples}/{g.dim}")
+                                                f"{g.frame_samples}/{served.dim}")
         if hello.codec not in served.codecs:
-            raise ProtocolError("unsupported_codec", f"codec {hello.codec} is not served for prefix {identity} "
+            raise ProtocolError("unsupported_codec", f"codec {hello.codec} is not served for prefix {identity.short} "
                                                      f"(codecs: {', '.join(served.codecs)})", "codec_not_served")
         self.session = Session(self.new_session_id(), hello, served, self.limits)
         return self.session.ready()

@@ -31,10 +31,11 @@ import torch
 
 from toolkit import payload
 from toolkit.audio import load_audio
+from toolkit.chunking import ChunkSpec, chunk_pcm
 from toolkit.errors import VeilError
-from toolkit.exporting.calibration import chunk_pcm
+from toolkit.files import file_sha256
 from toolkit.model.asr import split
-from toolkit.model.checkpoint import file_sha256, load_checkpoint
+from toolkit.model.checkpoint import load_checkpoint
 from toolkit.serve import protocol as p
 from toolkit.serve.admission import Admission, AdmissionLimits
 from toolkit.serve.auth import TokenStore
@@ -127,13 +128,13 @@ def read_snippet(audio: Path | None, out: Path) -> tuple[np.ndarray, str]:
 
 # ---- sections ----------------------------------------------------------------------------------------------
 
-def chunker_vectors(w: VectorWriter, pcm: np.ndarray, source: str, chunk_samples: int, frame_samples: int) -> dict:
-    chunks = chunk_pcm(pcm, chunk_samples)
-    valid = [min(chunk_samples, len(pcm) - i * chunk_samples) for i in range(len(chunks))]
-    return {"source": source, "sample_rate": 16000, "chunk_samples": chunk_samples, "frame_samples": frame_samples,
+def chunker_vectors(w: VectorWriter, pcm: np.ndarray, source: str, chunk: ChunkSpec) -> dict:
+    chunks = chunk_pcm(pcm, chunk.chunk_samples)
+    return {"source": source, "sample_rate": chunk.sample_rate, "chunk_samples": chunk.chunk_samples,
+            "frame_samples": chunk.frame_samples,
             "pcm": w.f32("chunker/pcm.f32", pcm), "samples": int(len(pcm)),
             "chunks": w.f32("chunker/chunks.f32", np.concatenate(chunks)), "chunk_count": len(chunks),
-            "valid_samples": valid, "valid_frames": -(-len(pcm) // frame_samples),
+            "valid_samples": chunk.valid_samples(len(pcm)), "valid_frames": chunk.frames_for(len(pcm)),
             "rule": "n = max(1, ceil(S / chunk_samples)) chunks; chunk i holds samples i*chunk_samples.., the last "
                     "zero-padded; valid_samples[i] = min(chunk_samples, S - i*chunk_samples); the utterance has "
                     "ceil(S / frame_samples) valid frames"}
@@ -307,15 +308,15 @@ def frame_vectors(w: VectorWriter, sha: bytes) -> dict:
 # ---- sessions and scenarios ---------------------------------------------------------------------------------
 
 def session_vectors(w: VectorWriter, served: ServedSuffix, prefix, pcm: np.ndarray) -> tuple[list[dict], dict]:
-    g = served.geometry
+    g = served.chunk
     chunks = chunk_pcm(pcm, g.chunk_samples)
-    valid = [min(g.chunk_samples, len(pcm) - i * g.chunk_samples) for i in range(len(chunks))]
+    valid = g.valid_samples(len(pcm))
     with torch.no_grad():
         embeddings = [prefix(torch.from_numpy(c)).numpy()[0] for c in chunks]
     sessions, messages = [], {}
     for codec in SESSION_CODECS:
         hello = p.Hello(served.identity.raw_sha256, served.identity.split_layer, codec, g.sample_rate,
-                        g.chunk_samples, g.frame_samples, g.dim, TEST_TOKEN)
+                        g.chunk_samples, g.frame_samples, served.dim, TEST_TOKEN)
         client = [hello] + [p.Chunk(i, v, payload.encode(e, codec)) for i, (e, v) in
                             enumerate(zip(embeddings, valid))] + [p.End(len(chunks))]
         frames = [p.encode_frame(m) for m in client]
@@ -327,7 +328,7 @@ def session_vectors(w: VectorWriter, served: ServedSuffix, prefix, pcm: np.ndarr
             if isinstance(m, p.Chunk):
                 item["prefix_output"] = w.f32(f"sessions/prefix-{m.seq}.f32", embeddings[m.seq], reuse=True)
                 item["decoded"] = w.f32(f"{base}/c{i:02d}-decoded.f32", payload.decode(m.payload), reuse=True)
-                item["valid_frames"] = -(-m.valid_samples // g.frame_samples)
+                item["valid_frames"] = g.frames_for(m.valid_samples)
             entry["client"].append(item)
         for i, r in enumerate(replies):
             entry["server"].append({"frame": w.bytes(f"{base}/s{i:02d}-{r.type.name.lower()}.bin", p.encode_frame(r)),
@@ -346,13 +347,13 @@ def conversation(served: ServedSuffix) -> Conversation:
 def scenario_vectors(w: VectorWriter, served: ServedSuffix, messages: dict) -> list[dict]:
     client, replies = messages[SCENARIO_CODEC]
     hello, chunks, end = client[0], client[1:-1], client[-1]
-    g = served.geometry
+    g = served.chunk
     f = p.encode_frame
     other = bytes([hello.checkpoint_sha256[0] ^ 0xFF]) + hello.checkpoint_sha256[1:]
-    nan_payload = payload.HEADER.pack(b"VPL1", 0, 0, 1, g.dim) + np.full(g.dim, np.nan, "<f4").tobytes()
+    nan_payload = payload.HEADER.pack(b"VPL1", 0, 0, 1, served.dim) + np.full(served.dim, np.nan, "<f4").tobytes()
     last = chunks[-1]
     trimmed_last = p.Chunk(last.seq, last.valid_samples, payload.encode(
-        payload.decode(last.payload)[: -(-last.valid_samples // g.frame_samples)], SCENARIO_CODEC))
+        payload.decode(last.payload)[: g.frames_for(last.valid_samples)], SCENARIO_CODEC))
     hello_v2 = f(hello)[:4] + bytes([2]) + f(hello)[5:]
     scenarios = {
         "full-session": ([hello, *chunks, end], "the whole int8 session"),
@@ -426,7 +427,6 @@ def write_vectors(out: str | Path, checkpoint: str | Path, audio: str | Path | N
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         w = VectorWriter(tmp)
-        g = served.geometry
         index = {"format": FORMAT, "protocol_version": p.VERSION, "generated_by": "veil protocol vectors",
                  "spec": "docs/PROTOCOL.md",
                  "model": {"checkpoint": Path(checkpoint).name, **served.describe()},
@@ -437,7 +437,7 @@ def write_vectors(out: str | Path, checkpoint: str | Path, audio: str | Path | N
                             "idle_timeout_seconds": SessionLimits().idle_timeout_seconds},
                  "error_codes": [{"code": e.code, "name": e.name, "http": e.http, "meaning": e.meaning}
                                  for e in p.ERRORS.values()]}
-        index["chunker"] = chunker_vectors(w, pcm, source, g.chunk_samples, g.frame_samples)
+        index["chunker"] = chunker_vectors(w, pcm, source, served.chunk)
         index["payload"] = {"fp16": fp16_vectors(w), "int8": int8_vectors(w), "vq": vq_vectors(w),
                             "errors": payload_error_vectors(w)}
         index["frames"] = frame_vectors(w, served.identity.raw_sha256)
