@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1
                  fortunes fortunes-min)
+# The Android demo's Kotlin core (android_demo/core) builds offline against Debian's own Maven repository
+# (/usr/share/maven-repo): Kotlin 1.3.31 with its Maven plugin, JUnit 5 under Surefire, the Maven plugins the
+# build runs, kotlinx-coroutines (a kotlin-maven-plugin dependency) and AOSP's org.json (what Android ships).
+DEBIAN_PACKAGES+=(openjdk-17-jdk-headless maven kotlin junit5 libsurefire-java libmaven-resources-plugin-java
+                  libmaven-compiler-plugin-java libmaven-jar-plugin-java libkotlinx-coroutines-java
+                  libandroid-json-java)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

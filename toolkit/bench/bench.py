@@ -56,6 +56,7 @@ class BenchRequest:
     executor_runner: str | None = None
     benchmark_model: str | None = None
     ios_log: str | None = None              # saved `xcodebuild test` log of the iOS XCTest (--device ios)
+    app: bool = False                       # also measure in the Veil demo app (--device android --app)
     plots: bool = True
     rounds: int = 3                         # round-robin passes over all targets (timed runs split among them)
     quick: bool = False                     # smoke runs: fewer than 50 timed runs allowed, marked in the JSON
@@ -439,8 +440,14 @@ def measure_device(req: BenchRequest, exports, chunk, chunk_seconds, macs, work:
         say(f"device: ios, from the xcodebuild log {req.ios_log} ...")
         return phones.ios_bench(req.ios_log, arts, chunk_seconds, macs)
     say(f"device: {req.device} ...")
-    return phones.android_bench(req.device, arts, chunk, req.threads, req.runs, req.warmup, req.executor_runner,
-                                req.benchmark_model, chunk_seconds, macs, work)
+    device = phones.android_bench(req.device, arts, chunk, req.threads, req.runs, req.warmup, req.executor_runner,
+                                  req.benchmark_model, chunk_seconds, macs, work)
+    if req.app:
+        from toolkit.bench import android_app
+        say(f"device: {req.device}, in the app {android_app.PACKAGE} ...")
+        app = android_app.app_bench(req.device, exports, chunk, req.threads, req.runs, req.warmup, work)
+        device = android_app.add_app_rows(device, app, macs)
+    return device
 
 
 def check_request(req: BenchRequest) -> None:
@@ -461,12 +468,17 @@ def check_request(req: BenchRequest) -> None:
         sweep_backends(req.recipe)
     if req.ios_log and req.device != "ios":
         raise VeilError("--ios-log goes with --device ios")
+    if req.app and not (req.device or "").startswith("android"):
+        raise VeilError("--app goes with --device android[:SERIAL]")
     if req.device:
         from toolkit.bench import phones
         if req.device == "ios":
             phones.check_ios(req.ios_log)
         else:
-            phones.pick_device(req.device)
+            adb, serial = phones.pick_device(req.device)
+            if req.app:
+                from toolkit.bench import android_app
+                android_app.check_app(android_app.Adb(adb, serial))
     out = Path(req.out_dir)
     if out.exists() and not out.is_dir():
         raise VeilError(f"{out}: output path exists and is not a directory")
