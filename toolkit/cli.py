@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_parser(sub)
     from toolkit.privacy.attempts import add_attempts_parser
     add_attempts_parser(sub)
+    from toolkit.serve import cli as serve_cli
+    serve_cli.add_parser(sub)
     return p
 
 
