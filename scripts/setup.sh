@@ -24,6 +24,20 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# Kotlin 2.x, the compiler of the Android app (android_demo/gradle/libs.versions.toml), from the npm registry's
+# kotlin-compiler package (JetBrains' compiler distribution): android_demo/core/test.sh compiles the core with it too.
+KOTLIN2_VERSION=$(sed -n 's/^kotlin = "\(.*\)"/\1/p' android_demo/gradle/libs.versions.toml)
+KOTLIN2_DIR=.cache/kotlin-compiler-$KOTLIN2_VERSION
+if [[ ! -x $KOTLIN2_DIR/bin/kotlinc ]]; then
+  echo "setup: fetching the Kotlin $KOTLIN2_VERSION compiler (npm package kotlin-compiler)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "kotlin-compiler@$KOTLIN2_VERSION" >/dev/null && tar xzf kotlin-compiler-*.tgz)
+  mkdir -p .cache
+  rm -rf "$KOTLIN2_DIR"
+  mv "$tmp/package" "$KOTLIN2_DIR"
+  rm -rf "$tmp"
+fi
+
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 if [[ ! -x .venv/bin/python ]]; then

@@ -7,11 +7,16 @@ package veil.core
  */
 class Codebook(val groups: Int, val size: Int, val groupDim: Int, val values: FloatArray) {
     init {
-        require(groups in 1..0xFFFF) { "codebook groups must be 1..65535, got $groups" }
-        require(size in 1..0x10000) { "codebook size must be 1..65536, got $size" }
-        require(groupDim >= 1) { "codebook group dim must be >= 1, got $groupDim" }
-        require(values.size == groups * size * groupDim) {
-            "codebook ($groups, $size, $groupDim) needs ${groups * size * groupDim} values, got ${values.size}"
+        if (groups < 1 || groups > 0xFFFF || groupDim < 1) {
+            throw PayloadException("bad_codebook",
+                "a vq codebook must be (groups 1..65535, codes, dims >= 1), got ($groups, $size, $groupDim)")
+        }
+        if (size < 1 || size > MAX_CODES) {
+            throw PayloadException("bad_codebook", "a vq codebook has 1..$MAX_CODES codes per group, got $size")
+        }
+        if (values.size != groups * size * groupDim) {
+            throw PayloadException("bad_codebook",
+                "codebook ($groups, $size, $groupDim) needs ${groups * size * groupDim} values, got ${values.size}")
         }
     }
 
@@ -19,7 +24,14 @@ class Codebook(val groups: Int, val size: Int, val groupDim: Int, val values: Fl
     val dim: Int get() = groups * groupDim
 
     /** Index width on the wire: 8 bits when K <= 256, else 16. */
-    val indexBits: Int get() = if (size <= 256) 8 else 16
+    val indexBits: Int get() = indexBits(size)
+
+    /** A codebook with NaN or Inf codewords is refused (bad_codebook) before it codes anything. */
+    fun checkFinite() {
+        for (v in values) {
+            if (v.isNaN() || v.isInfinite()) throw PayloadException("bad_codebook", "the vq codebook contains NaN or Inf")
+        }
+    }
 
     /**
      * The nearest codeword of group `group` to `z[offset until offset + groupDim]`: squared distance summed in
@@ -42,5 +54,14 @@ class Codebook(val groups: Int, val size: Int, val groupDim: Int, val values: Fl
             base += groupDim
         }
         return best
+    }
+
+    companion object {
+        /** K <= 65536 codes per group: indices fit 16 bits. */
+        const val MAX_CODES = 0x10000
+
+        /** Index width for `codes` entries per group: 8 bits up to 256 codes, else 16. */
+        @JvmStatic
+        fun indexBits(codes: Int): Int = if (codes <= 256) 8 else 16
     }
 }

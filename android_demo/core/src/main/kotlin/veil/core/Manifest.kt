@@ -60,7 +60,7 @@ class ExportManifest(
     fun artifact(backend: String, recipe: String? = null): ArtifactEntry {
         for (a in artifacts) if (a.backend == backend && (recipe == null || a.recipe == recipe)) return a
         val have = artifacts.joinToString(", ") { it.displayName }
-        throw ManifestException("no-artifact",
+        throw ManifestException("no_artifact",
             "manifest.json: no $backend${if (recipe != null) " $recipe" else ""} artifact (the export has: $have)")
     }
 
@@ -76,7 +76,7 @@ class ExportManifest(
             val root = try {
                 JSONObject(text)
             } catch (e: JSONException) {
-                throw ManifestException("not-json", "$source: not a JSON object (${e.message})")
+                throw ManifestException("not_json", "$source: not a JSON object (${e.message})")
             }
             return Reader(root, source).manifest()
         }
@@ -120,7 +120,7 @@ class ExportManifest(
             val checkpoint = obj(root, "checkpoint")
             val sha = string(checkpoint, "sha256", "checkpoint.sha256")
             val list = array(root, "artifacts")
-            if (list.length() == 0) fail("no-artifact", "artifacts is empty")
+            if (list.length() == 0) fail("no_artifact", "artifacts is empty")
             val artifacts = ArrayList<ArtifactEntry>()
             for (i in 0 until list.length()) {
                 val entry = list.optJSONObject(i) ?: fail("type", "artifacts[$i] is not an object")
@@ -145,7 +145,7 @@ class ExportManifest(
         private fun artifact(o: JSONObject, where: String, input: TensorSpec, output: TensorSpec): ArtifactEntry {
             val file = string(o, "file", "$where.file")
             if (file.startsWith("/") || file.split('/').contains("..") || file.contains('\\')) {
-                fail("unsafe-path", "$where.file '$file' is not a path inside the export folder")
+                fail("unsafe_path", "$where.file '$file' is not a path inside the export folder")
             }
             val sha = string(o, "sha256", "$where.sha256")
             if (sha.length != 64 || !sha.all { it in '0'..'9' || it in 'a'..'f' }) {
@@ -219,7 +219,7 @@ class ExportManifest(
             else -> v.javaClass.simpleName
         }
 
-        fun fail(kind: String, message: String): Nothing = throw ManifestException(kind, "$source: $message")
+        fun fail(reason: String, message: String): Nothing = throw ManifestException(reason, "$source: $message")
     }
 }
 
@@ -233,7 +233,7 @@ class ExportFolder(val dir: File, val manifest: ExportManifest) {
     fun fileOf(artifact: ArtifactEntry): File {
         val f = File(dir, artifact.file)
         if (!f.isFile) {
-            throw ManifestException("missing-file", "${f.path}: artifact listed in manifest.json is missing")
+            throw ManifestException("missing_file", "${f.path}: artifact listed in manifest.json is missing")
         }
         return f
     }
@@ -242,12 +242,12 @@ class ExportFolder(val dir: File, val manifest: ExportManifest) {
     fun verify(artifact: ArtifactEntry): File {
         val f = fileOf(artifact)
         if (f.length() != artifact.sizeBytes) {
-            throw ManifestException("size-mismatch", "${f.path}: ${f.length()} bytes, manifest.json says " +
+            throw ManifestException("size_mismatch", "${f.path}: ${f.length()} bytes, manifest.json says " +
                 "${artifact.sizeBytes} (an incomplete copy? push the export again)")
         }
         val sha = sha256Hex(f)
         if (sha != artifact.sha256) {
-            throw ManifestException("sha256-mismatch",
+            throw ManifestException("sha256_mismatch",
                 "${f.path}: sha256 differs from manifest.json (the file changed after export)")
         }
         return f

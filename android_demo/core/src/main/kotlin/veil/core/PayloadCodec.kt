@@ -15,7 +15,7 @@ enum class Codec(val id: Int, val wireName: String) {
         @JvmStatic
         fun named(name: String): Codec {
             for (c in values()) if (c.wireName == name) return c
-            throw PayloadException("unknown-codec", "unknown payload codec '$name' (codecs: fp32, fp16, int8, vq)")
+            throw PayloadException("unknown_codec", "unknown payload codec '$name' (codecs: fp32, fp16, int8, vq)")
         }
 
         internal fun ofId(id: Int): Codec? {
@@ -75,7 +75,7 @@ object PayloadCodec {
     @JvmStatic
     fun encode(x: Embeddings, codec: Codec): ByteArray {
         if (codec == Codec.VQ) {
-            throw PayloadException("needs-codebook", "the vq payload codec needs a codebook (PayloadCodec.encodeVq)")
+            throw PayloadException("needs_codebook", "the vq codec encodes with its codebook: use encodeVq(z, codebook)")
         }
         checkEncodable(x)
         val out = header(MAGIC_V1, codec, 0, x.frames, x.dim, bodyBytes(codec, x.frames, x.dim))
@@ -85,7 +85,7 @@ object PayloadCodec {
             Codec.FP16 -> {
                 for (f in v) {
                     if (Math.abs(f) > Fp16.MAX_VALUE) {
-                        throw PayloadException("fp16-range",
+                        throw PayloadException("fp16_range",
                             "payload embeddings exceed the float16 range (65504); use fp32 or int8")
                     }
                 }
@@ -112,15 +112,20 @@ object PayloadCodec {
         return out.array()
     }
 
-    /** The vq indices of (T, G*dg) embeddings, frame-major (T*G): nearest codeword per frame and group. */
+    /**
+     * The vq indices of (T, G*dg) embeddings, frame-major (T*G): per frame and group the nearest codeword
+     * (Codebook.nearest: float64 squared distance summed in order, first minimum wins).
+     */
     @JvmStatic
     fun quantize(z: Embeddings, codebook: Codebook): IntArray {
+        codebook.checkFinite()
         if (z.dim != codebook.dim) {
-            throw PayloadException("codebook-mismatch",
-                "vq payload: embeddings of dim ${z.dim} do not match the codebook's ${codebook.groups} groups x " +
-                    "${codebook.groupDim} dims")
+            throw PayloadException("bad_shape", "vq input must be (frames, ${codebook.dim}) for a " +
+                "${codebook.groups}x${codebook.size}x${codebook.groupDim} codebook, got (${z.frames}, ${z.dim})")
         }
-        checkEncodable(z)
+        for (f in z.values) {
+            if (f.isNaN() || f.isInfinite()) throw PayloadException("nonfinite", "vq input contains NaN or Inf")
+        }
         val indices = IntArray(z.frames * codebook.groups)
         for (t in 0 until z.frames) {
             for (g in 0 until codebook.groups) {
@@ -132,51 +137,81 @@ object PayloadCodec {
 
     /** (T, G*dg) embeddings -> one VPL2 vq message of T*G indices (8-bit when K <= 256, else 16-bit). */
     @JvmStatic
-    fun encodeVq(z: Embeddings, codebook: Codebook): ByteArray {
-        val indices = quantize(z, codebook)
-        val bits = codebook.indexBits
-        val out = header(MAGIC_V2, Codec.VQ, bits, z.frames, codebook.groups,
-            bodyBytes(Codec.VQ, z.frames, codebook.groups, bits))
+    fun encodeVq(z: Embeddings, codebook: Codebook): ByteArray =
+        encodeIndices(quantize(z, codebook), z.frames, codebook.groups, codebook.size)
+
+    /** (T*G) frame-major indices into a codebook of `codes` entries per group -> one VPL2 vq message. */
+    @JvmStatic
+    fun encodeIndices(indices: IntArray, frames: Int, groups: Int, codes: Int): ByteArray {
+        if (indices.size != frames * groups) {
+            throw PayloadException("bad_shape", "vq indices: ${indices.size} for $frames frames x $groups groups")
+        }
+        if (frames > MAX_FRAMES || groups > MAX_DIM) {
+            throw PayloadException("too_large",
+                "vq payload of ${frames}x$groups exceeds the 65535 frames/groups of one message")
+        }
+        if (codes < 1 || codes > Codebook.MAX_CODES) {
+            throw PayloadException("bad_codebook", "a vq codebook has 1..${Codebook.MAX_CODES} codes, got $codes")
+        }
+        for (i in indices) {
+            if (i < 0 || i >= codes) {
+                throw PayloadException("index_out_of_range", "vq index $i is outside 0..${codes - 1}")
+            }
+        }
+        val bits = Codebook.indexBits(codes)
+        val out = header(MAGIC_V2, Codec.VQ, bits, frames, groups, bodyBytes(Codec.VQ, frames, groups, bits))
         for (i in indices) if (bits == 8) out.put(i.toByte()) else out.putShort(i.toShort())
         return out.array()
     }
 
-    /** The header of a message, checked (length, magic, codec id, vq index width). */
+    /**
+     * The header of a message, checked in the order PROTOCOL.md §2 gives: length, magic, codec id, codec allowed
+     * in this version, aux byte, body size.
+     */
     @JvmStatic
     fun readHeader(message: ByteArray): PayloadHeader {
         if (message.size < HEADER_BYTES) {
-            throw PayloadException("short-header",
+            throw PayloadException("short_header",
                 "payload of ${message.size} bytes is shorter than its $HEADER_BYTES-byte header")
         }
         val magicBytes = message.copyOfRange(0, 4)
         val magic = String(magicBytes, Charsets.ISO_8859_1)
         if (magic != MAGIC_V1 && magic != MAGIC_V2) {
-            throw PayloadException("bad-magic",
+            throw PayloadException("bad_magic",
                 "payload does not start with b'VPL1' or b'VPL2' (got ${pythonBytesRepr(magicBytes)})")
         }
         val id = message[4].toInt() and 0xFF
-        val codec = Codec.ofId(id)
-        if (codec == null || (codec == Codec.VQ && magic == MAGIC_V1)) {
-            throw PayloadException("unknown-codec", "payload codec id $id is unknown for $magic")
+        val codec = Codec.ofId(id) ?: throw PayloadException("unknown_codec", "payload codec id $id is unknown")
+        if (codec == Codec.VQ && magic == MAGIC_V1) {
+            throw PayloadException("codec_not_in_version", "payload codec id $id (vq) needs a b'VPL2' header")
         }
         val aux = message[5].toInt() and 0xFF
-        if (codec == Codec.VQ && aux != 8 && aux != 16) {
-            throw PayloadException("bad-index-width", "vq payload index width $aux is not 8 or 16 bits")
+        if (codec == Codec.VQ) {
+            if (aux != 8 && aux != 16) {
+                throw PayloadException("bad_index_width", "vq payload index width $aux bits is not 8 or 16")
+            }
+        } else if (aux != 0) {
+            throw PayloadException("nonzero_aux", "${codec.wireName} payload has aux byte $aux; it must be 0")
         }
         val buf = ByteBuffer.wrap(message, 6, 4).order(ByteOrder.LITTLE_ENDIAN)
         val frames = buf.short.toInt() and 0xFFFF
         val dim = buf.short.toInt() and 0xFFFF
+        val want = bodyBytes(codec, frames, dim, if (codec == Codec.VQ) aux else 8)
+        val got = message.size - HEADER_BYTES
+        if (got != want) {
+            val what = if (codec == Codec.VQ) "$frames frames x $dim groups of $aux-bit indices" else "${frames}x$dim"
+            throw PayloadException("body_size", "${codec.wireName} payload of $what needs $want body bytes, got $got")
+        }
         return PayloadHeader(magic, codec, aux, frames, dim)
     }
 
-    /** The vq indices of a vq message, frame-major (T*G), with its header. */
+    /** The vq indices of a vq message, frame-major (T*G), with its header (range-checked by [codewords]). */
     @JvmStatic
     fun decodeIndices(message: ByteArray): Pair<PayloadHeader, IntArray> {
         val h = readHeader(message)
         if (h.codec != Codec.VQ) {
-            throw PayloadException("not-vq", "payload codec ${h.codec.wireName} carries no vq indices")
+            throw PayloadException("unknown_codec", "expected a vq payload, got ${h.codec.wireName}")
         }
-        checkBodyLength(message, h)
         val n = h.frames * h.dimField
         val buf = ByteBuffer.wrap(message, HEADER_BYTES, message.size - HEADER_BYTES).order(ByteOrder.LITTLE_ENDIAN)
         val indices = IntArray(n)
@@ -194,8 +229,12 @@ object PayloadCodec {
     @JvmOverloads
     fun decode(message: ByteArray, codebook: Codebook? = null): Embeddings {
         val h = readHeader(message)
-        if (h.codec == Codec.VQ) return decodeVq(message, h, codebook)
-        checkBodyLength(message, h)
+        if (h.codec == Codec.VQ) {
+            if (codebook == null) {
+                throw PayloadException("needs_codebook", "a vq payload decodes only with the served model's codebook")
+            }
+            return codewords(decodeIndices(message).second, h.frames, h.dimField, codebook)
+        }
         val n = h.frames * h.dimField
         val buf = ByteBuffer.wrap(message, HEADER_BYTES, message.size - HEADER_BYTES).order(ByteOrder.LITTLE_ENDIAN)
         val out = FloatArray(n)
@@ -210,52 +249,44 @@ object PayloadCodec {
             Codec.VQ -> throw IllegalStateException("unreachable")
         }
         for (f in out) {
-            if (f.isNaN() || f.isInfinite()) throw PayloadException("non-finite", "payload decodes to NaN or Inf")
+            if (f.isNaN() || f.isInfinite()) throw PayloadException("nonfinite", "payload decodes to NaN or Inf")
         }
         return Embeddings(h.frames, h.dimField, out)
     }
 
-    private fun decodeVq(message: ByteArray, h: PayloadHeader, codebook: Codebook?): Embeddings {
-        if (codebook == null) {
-            throw PayloadException("needs-codebook", "vq payload cannot be decoded without its codebook")
+    /** (T*G) indices -> (T, G*dg): frame t is cb[0, i[t,0]], cb[1, i[t,1]], ... concatenated. */
+    @JvmStatic
+    fun codewords(indices: IntArray, frames: Int, groups: Int, codebook: Codebook): Embeddings {
+        codebook.checkFinite()
+        if (groups != codebook.groups) {
+            throw PayloadException("bad_shape",
+                "vq payload has $groups groups per frame, the codebook ${codebook.groups}")
         }
-        val indices = decodeIndices(message).second
-        if (h.dimField != codebook.groups) {
-            throw PayloadException("codebook-mismatch",
-                "vq payload has ${h.dimField} groups per frame, the codebook ${codebook.groups}")
+        for (i in indices) {
+            if (i < 0 || i >= codebook.size) {
+                throw PayloadException("index_out_of_range",
+                    "vq index $i is outside the codebook's 0..${codebook.size - 1}")
+            }
         }
         val dg = codebook.groupDim
-        val out = FloatArray(h.frames * codebook.dim)
-        for (t in 0 until h.frames) {
-            for (g in 0 until codebook.groups) {
-                val k = indices[t * codebook.groups + g]
-                if (k >= codebook.size) {
-                    throw PayloadException("index-range",
-                        "vq payload index $k of frame $t, group $g is outside the codebook's ${codebook.size} codewords")
-                }
+        val out = FloatArray(frames * codebook.dim)
+        for (t in 0 until frames) {
+            for (g in 0 until groups) {
+                val k = indices[t * groups + g]
                 System.arraycopy(codebook.values, (g * codebook.size + k) * dg, out, t * codebook.dim + g * dg, dg)
             }
         }
-        return Embeddings(h.frames, codebook.dim, out)
-    }
-
-    private fun checkBodyLength(message: ByteArray, h: PayloadHeader) {
-        val want = bodyBytes(h.codec, h.frames, h.dimField, if (h.codec == Codec.VQ) h.aux else 8)
-        val got = message.size - HEADER_BYTES
-        if (got != want) {
-            throw PayloadException("body-length",
-                "${h.codec.wireName} payload of ${h.frames}x${h.dimField} needs $want body bytes, got $got")
-        }
+        return Embeddings(frames, codebook.dim, out)
     }
 
     private fun checkEncodable(x: Embeddings) {
         if (x.frames > MAX_FRAMES || x.dim > MAX_DIM) {
-            throw PayloadException("too-large",
+            throw PayloadException("too_large",
                 "payload of ${x.frames}x${x.dim} exceeds the 65535 frames/dims of one message")
         }
         for (f in x.values) {
             if (f.isNaN() || f.isInfinite()) {
-                throw PayloadException("non-finite", "payload embeddings contain NaN or Inf")
+                throw PayloadException("nonfinite", "payload embeddings contain NaN or Inf")
             }
         }
     }

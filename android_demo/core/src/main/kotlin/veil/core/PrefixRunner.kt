@@ -31,5 +31,5 @@ interface PrefixLoader {
     fun load(artifact: ArtifactEntry, file: File, threads: Int): PrefixRunner
 }
 
-/** The runtime could not load or run the artifact; `kind` says which way (native-library, not-delegated...). */
-class PrefixLoadException(kind: String, message: String) : VeilException(kind, message)
+/** The runtime could not load or run the artifact; `reason` says which way (native_library, not_delegated...). */
+class PrefixLoadException(reason: String, message: String) : VeilException(reason, message)

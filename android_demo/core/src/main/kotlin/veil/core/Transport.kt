@@ -2,16 +2,13 @@ package veil.core
 
 /**
  * A WebSocket as the protocol client needs it, whatever implements it: OkHttp in the Android app,
- * java.net.http in the JVM tests. Callbacks may arrive on any thread, one at a time, in order.
+ * java.net.http in the JVM tests. Events may arrive on any thread, one at a time, in order.
  */
 interface Transport {
     /** Open `url` (ws:// or wss://) with extra request `headers`; events go to `listener`. */
     fun connect(url: String, headers: Map<String, String>, listener: TransportListener)
 
-    /** Queue one text frame; false when the socket is closed or its send buffer is full. */
-    fun sendText(text: String): Boolean
-
-    /** Queue one binary frame; false when the socket is closed or its send buffer is full. */
+    /** Queue one binary message; false when the socket is closed or its send buffer is full. */
     fun sendBinary(bytes: ByteArray): Boolean
 
     /** Start the closing handshake (RFC 6455 status `code`). */
@@ -25,13 +22,21 @@ interface Transport {
 interface TransportListener {
     fun onOpen()
 
-    fun onText(text: String)
-
     fun onBinary(bytes: ByteArray)
 
-    /** The server closed (or the closing handshake finished) with `code` and `reason`. */
+    /** A text message: not part of the Veil protocol (the client refuses it). */
+    fun onText(text: String)
+
+    /** The peer closed (or the closing handshake finished) with `code` and `reason`. */
     fun onClosed(code: Int, reason: String)
 
-    /** The connection failed or broke; no further events follow. */
-    fun onFailure(error: Throwable)
+    /** The connection could not be opened or broke; no further events follow. */
+    fun onFailure(failure: TransportFailure)
 }
+
+/**
+ * A connection that failed: at the upgrade the server's HTTP status and body (Veil answers a refused upgrade
+ * with an ERROR frame as body: 401, 429, 503), else only the cause.
+ */
+class TransportFailure(message: String, val httpStatus: Int?, val body: ByteArray?, cause: Throwable?) :
+    Exception(message, cause)

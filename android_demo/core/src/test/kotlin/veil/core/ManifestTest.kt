@@ -34,7 +34,7 @@ class ManifestTest {
         val lite = m.artifact("litert", "int8-static")
         assertNull(lite.delegateBackend)
         assertEquals("serving_default", lite.raw.getString("signature"))
-        assertEquals("no-artifact", assertThrows(ManifestException::class.java) { m.artifact("coreml") }.kind)
+        assertEquals("no_artifact", assertThrows(ManifestException::class.java) { m.artifact("coreml") }.reason)
     }
 
     @Test
@@ -57,27 +57,27 @@ class ManifestTest {
     @Test
     fun `missing, mistyped and contradicting keys are named`() {
         var e = broken { it.getJSONObject("input").remove("chunk_samples") }
-        assertEquals("missing", e.kind)
+        assertEquals("missing", e.reason)
         assertEquals("x/manifest.json: input.chunk_samples is missing, expected a positive integer", e.message)
         e = broken { it.getJSONObject("output").put("embedding_dim", "144") }
-        assertEquals("type", e.kind)
+        assertEquals("type", e.reason)
         assertEquals("x/manifest.json: output.embedding_dim is the string '144', expected a positive integer", e.message)
         e = broken { it.getJSONObject("output").put("frames_per_chunk", 49) }
-        assertEquals("inconsistent", e.kind)
+        assertEquals("inconsistent", e.reason)
         e = broken { it.getJSONArray("artifacts").getJSONObject(1).getJSONObject("output").put("shape", JSONArray(listOf(1, 50, 128))) }
-        assertEquals("inconsistent", e.kind)
+        assertEquals("inconsistent", e.reason)
         assertTrue(e.message!!.contains("artifacts[1] (prefix-k4-int8-static.tflite)"), e.message)
         e = broken { it.put("format", "veil-export/2") }
-        assertEquals("format", e.kind)
+        assertEquals("format", e.reason)
         e = broken { it.put("artifacts", JSONArray()) }
-        assertEquals("no-artifact", e.kind)
+        assertEquals("no_artifact", e.reason)
         e = broken { it.getJSONArray("artifacts").getJSONObject(0).put("file", "../../etc/passwd") }
-        assertEquals("unsafe-path", e.kind)
+        assertEquals("unsafe_path", e.reason)
         e = broken { it.getJSONArray("artifacts").getJSONObject(0).put("sha256", "XYZ") }
-        assertEquals("type", e.kind)
+        assertEquals("type", e.reason)
         e = broken { it.getJSONObject("input").put("dtype", "int16") }
-        assertEquals("dtype", e.kind)
-        assertEquals("not-json", assertThrows(ManifestException::class.java) { ExportManifest.parse("{\"format\": ") }.kind)
+        assertEquals("dtype", e.reason)
+        assertEquals("not_json", assertThrows(ManifestException::class.java) { ExportManifest.parse("{\"format\": ") }.reason)
     }
 
     /** An export folder whose manifest describes two small real files. */
@@ -103,15 +103,15 @@ class ManifestTest {
         val et = export.manifest.artifact("executorch")
         assertEquals(File(dir, et.file), export.verify(et))
         File(dir, et.file).appendBytes(byteArrayOf(1))
-        assertEquals("size-mismatch", assertThrows(ManifestException::class.java) { export.verify(et) }.kind)
+        assertEquals("size_mismatch", assertThrows(ManifestException::class.java) { export.verify(et) }.reason)
         val lite = export.manifest.artifact("litert")
         val bytes = File(dir, lite.file).readBytes()
         bytes[0] = (bytes[0] + 1).toByte()
         File(dir, lite.file).writeBytes(bytes)
-        assertEquals("sha256-mismatch", assertThrows(ManifestException::class.java) { export.verify(lite) }.kind)
+        assertEquals("sha256_mismatch", assertThrows(ManifestException::class.java) { export.verify(lite) }.reason)
         File(dir, lite.file).delete()
-        assertEquals("missing-file", assertThrows(ManifestException::class.java) { export.verify(lite) }.kind)
-        assertEquals("missing", assertThrows(ManifestException::class.java) { ExportFolder.open(File(dir, "nope")) }.kind)
+        assertEquals("missing_file", assertThrows(ManifestException::class.java) { export.verify(lite) }.reason)
+        assertEquals("missing", assertThrows(ManifestException::class.java) { ExportFolder.open(File(dir, "nope")) }.reason)
     }
 
     @Test

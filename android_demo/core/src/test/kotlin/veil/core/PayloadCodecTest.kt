@@ -72,44 +72,47 @@ class PayloadCodecTest {
     @Test
     fun `refuses what cannot travel`() {
         val nan = Embeddings(1, 2, floatArrayOf(1f, Float.NaN))
-        assertEquals("non-finite", assertThrows(PayloadException::class.java) {
+        assertEquals("nonfinite", assertThrows(PayloadException::class.java) {
             PayloadCodec.encode(nan, Codec.INT8)
-        }.kind)
+        }.reason)
         val big = Embeddings(1, 1, floatArrayOf(65505f))
-        assertEquals("fp16-range", assertThrows(PayloadException::class.java) {
+        assertEquals("fp16_range", assertThrows(PayloadException::class.java) {
             PayloadCodec.encode(big, Codec.FP16)
-        }.kind)
-        assertEquals("too-large", assertThrows(PayloadException::class.java) {
+        }.reason)
+        assertEquals("too_large", assertThrows(PayloadException::class.java) {
             PayloadCodec.encode(Embeddings(0x10000, 0, FloatArray(0)), Codec.FP32)
-        }.kind)
-        assertEquals("needs-codebook", assertThrows(PayloadException::class.java) {
+        }.reason)
+        assertEquals("needs_codebook", assertThrows(PayloadException::class.java) {
             PayloadCodec.encode(ties, Codec.VQ)
-        }.kind)
+        }.reason)
     }
 
     @Test
     fun `malformed messages are typed errors`() {
         val good = PayloadCodec.encode(ties, Codec.INT8)
-        fun kindOf(message: ByteArray): String =
-            assertThrows(PayloadException::class.java) { PayloadCodec.decode(message) }.kind
-        assertEquals("short-header", kindOf(good.copyOfRange(0, 9)))
-        assertEquals("body-length", kindOf(good.copyOfRange(0, good.size - 1)))
-        assertEquals("body-length", kindOf(good + byteArrayOf(0)))
+        fun reasonOf(message: ByteArray): String =
+            assertThrows(PayloadException::class.java) { PayloadCodec.decode(message) }.reason
+        assertEquals("short_header", reasonOf(good.copyOfRange(0, 9)))
+        assertEquals("body_size", reasonOf(good.copyOfRange(0, good.size - 1)))
+        assertEquals("body_size", reasonOf(good + byteArrayOf(0)))
         val badMagic = good.copyOf()
         badMagic[3] = 0
         val e = assertThrows(PayloadException::class.java) { PayloadCodec.decode(badMagic) }
-        assertEquals("bad-magic", e.kind)
+        assertEquals("bad_magic", e.reason)
         assertTrue(e.message!!.endsWith("(got b'VPL\\x00')"), e.message)
         val badCodec = good.copyOf()
         badCodec[4] = 9
-        assertEquals("unknown-codec", kindOf(badCodec))
+        assertEquals("unknown_codec", reasonOf(badCodec))
         val vqInV1 = good.copyOf()
         vqInV1[4] = 3
-        assertEquals("unknown-codec", kindOf(vqInV1))
+        assertEquals("codec_not_in_version", reasonOf(vqInV1))
+        val aux = good.copyOf()
+        aux[5] = 1
+        assertEquals("nonzero_aux", reasonOf(aux))
         // an fp32 message whose body is a NaN
         val nan = PayloadCodec.encode(Embeddings(1, 1, floatArrayOf(1f)), Codec.FP32)
         nan[10] = 0; nan[11] = 0; nan[12] = 0xc0.toByte(); nan[13] = 0x7f
-        assertEquals("non-finite", kindOf(nan))
+        assertEquals("nonfinite", reasonOf(nan))
     }
 
     @Test

@@ -45,18 +45,18 @@ class VqCodecTest {
     @Test
     fun `vq decoding refuses what does not fit the codebook`() {
         val m = PayloadCodec.encodeVq(Embeddings(1, 4, floatArrayOf(0f, 0f, 0f, 0f)), codebook)
-        assertEquals("needs-codebook", assertThrows(PayloadException::class.java) { PayloadCodec.decode(m) }.kind)
+        assertEquals("needs_codebook", assertThrows(PayloadException::class.java) { PayloadCodec.decode(m) }.reason)
         val outOfRange = m.copyOf()
         outOfRange[10] = 3
-        assertEquals("index-range",
-            assertThrows(PayloadException::class.java) { PayloadCodec.decode(outOfRange, codebook) }.kind)
+        assertEquals("index_out_of_range",
+            assertThrows(PayloadException::class.java) { PayloadCodec.decode(outOfRange, codebook) }.reason)
         val badWidth = m.copyOf()
         badWidth[5] = 12
-        assertEquals("bad-index-width",
-            assertThrows(PayloadException::class.java) { PayloadCodec.decode(badWidth, codebook) }.kind)
+        assertEquals("bad_index_width",
+            assertThrows(PayloadException::class.java) { PayloadCodec.decode(badWidth, codebook) }.reason)
         val other = Codebook(1, 3, 4, FloatArray(12))
-        assertEquals("codebook-mismatch",
-            assertThrows(PayloadException::class.java) { PayloadCodec.decode(m, other) }.kind)
+        assertEquals("bad_shape",
+            assertThrows(PayloadException::class.java) { PayloadCodec.decode(m, other) }.reason)
     }
 
     @Test
