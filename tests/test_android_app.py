@@ -143,8 +143,8 @@ def test_app_bench_pushes_starts_polls_and_merges(tmp_path, monkeypatch):
     calls = _calls(log)
     pushed = [c[2] for c in calls if c[0] == "push"]
     remote = "/sdcard/Android/data/veil.demo/files/exports/anonymized-k4"
-    assert pushed[1:] == [f"{remote}/manifest.json", f"{remote}/prefix-k4-int8-static.pte",
-                          f"{remote}/prefix-k4-int8-static.tflite"]
+    assert pushed[1:] == [f"{remote}/prefix-k4-int8-static.pte", f"{remote}/prefix-k4-int8-static.tflite",
+                          f"{remote}/manifest.json"]
     assert pushed[0].startswith("/sdcard/Android/data/veil.demo/files/veil-bench/input-")
     raw = next(tmp_path.glob("input-*.f32"))
     assert np.array_equal(np.fromfile(raw, dtype="<f4"), chunk.ravel())

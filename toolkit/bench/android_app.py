@@ -8,7 +8,7 @@ app from android_demo/ (a release build: debug builds are refused) and install i
 
     adb shell pm path veil.demo                  the app is installed
     adb shell dumpsys package veil.demo          ... and is not a debuggable (debug) build
-    adb push manifest.json, *.pte, *.tflite  ->  /sdcard/Android/data/veil.demo/files/exports/<export name>/
+    adb push *.pte, *.tflite, manifest.json  ->  /sdcard/Android/data/veil.demo/files/exports/<export name>/
     adb push input-<id>.f32                  ->  /sdcard/Android/data/veil.demo/files/veil-bench/
              (the host bench's input chunk, float32 little-endian, so host, runners and app time the same audio)
     per artifact and thread count, a fresh process (-S):
@@ -147,10 +147,11 @@ def push_export(adb: Adb, export_dir: Path, manifest: dict) -> str:
     name = export_dir.name
     remote = f"{APP_FILES}/{EXPORTS}/{name}"
     adb.check("shell", "mkdir", "-p", remote, timeout=60)
-    adb.check("push", str(export_dir / "manifest.json"), f"{remote}/manifest.json")
     for entry in manifest["artifacts"]:
         if entry["backend"] in APP_BACKENDS:
             adb.check("push", str(export_dir / entry["file"]), f"{remote}/{entry['file']}")
+    # the manifest last: the app never installs a manifest whose artifacts are still on their way
+    adb.check("push", str(export_dir / "manifest.json"), f"{remote}/manifest.json")
     return name
 
 
