@@ -12,6 +12,7 @@ DEBIAN_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k fes
 DEBIAN_PACKAGES+=(openjdk-17-jdk-headless maven kotlin junit5 libsurefire-java libmaven-resources-plugin-java
                   libmaven-compiler-plugin-java libmaven-jar-plugin-java libkotlinx-coroutines-java
                   libandroid-json-java)
+command -v npm >/dev/null || DEBIAN_PACKAGES+=(npm)  # fetches the Kotlin 2.x compiler below
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -23,8 +23,10 @@ class BenchSchemaTest {
         val pss = object : PssProbe {
             override fun pssBytes(): Long? = ProcessMemory.rssBytes()
         }
-        val m = BenchRunner.measure(JvmFramePrefix.Loader(), artifact, File("/proc/self/status"), input,
-            manifest.chunk, BenchSettings(1, 2, 12), pss)
+        val weights = File(TestFiles.tempDir("bench"), artifact.file)
+        weights.writeBytes(ByteArray(4096) { it.toByte() })  // the stand-in seeds its projection from the file size
+        val m = BenchRunner.measure(JvmFramePrefix.Loader(), artifact, weights, input, manifest.chunk,
+            BenchSettings(1, 2, 12), pss)
         val row = BenchSchema.artifactRow(artifact, "JVM stand-in (tests only)",
             listOf(BenchSchema.measurement(m), BenchSchema.failedMeasurement(2, "thread pool refused")))
         val ctx = BenchContext("run-1", "am start -n veil.demo/.BenchmarkActivity", "/sdcard/x", manifest,
