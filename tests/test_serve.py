@@ -369,3 +369,29 @@ def assert_no_content(logs: str, text: str, payloads: list[bytes]) -> None:
             run = body[i:i + 8]
             assert run.hex() not in logs and base64.b64encode(run).decode()[:8] not in logs
             assert run.decode("latin-1") not in logs
+
+
+def test_token_files_hold_only_hashes_and_plain_tokens_are_refused(tmp_path, capsys):
+    from toolkit.errors import VeilError
+    from toolkit.serve.auth import hash_token
+    from toolkit.serve.cli import make_token_file
+    path = tmp_path / "tokens.txt"
+    make_token_file(str(path))
+    token = capsys.readouterr().out.strip()
+    text = path.read_text()
+    assert len(token) >= 40 and token not in text and text.startswith("sha256:")
+    assert path.stat().st_mode & 0o777 == 0o600
+    store = TokenStore.load(path, None)
+    assert store.identify(token) == hash_token(token)[len("sha256:"):][:8] and store.identify(token + "x") is None
+    both = TokenStore.load(path, f"sha256:{'a' * 64}, {hash_token('other')}")
+    assert len(both) == 3 and both.identify("other") and not both.identify("a" * 64)
+    with pytest.raises(VeilError, match="not a token hash"):
+        TokenStore.load(None, "plaintext-token")
+
+
+def test_batches_are_cut_by_length_so_padding_stays_small():
+    from toolkit.serve.batcher import _Item, length_groups
+    items = [_Item(np.zeros((t, 4), np.float32), None) for t in (400, 50, 100, 50, 113, 100, 1500)]
+    calls = length_groups(items, max_frames=2000)
+    assert [[len(i.embeddings) for i in c] for c in calls] == [[50, 50], [100, 100, 113], [400], [1500]]
+    assert [len(c) for c in length_groups(items[:2] * 20, max_frames=2000)] == [20, 5, 5, 5, 5]

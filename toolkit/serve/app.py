@@ -48,21 +48,26 @@ class ServiceConfig:
 
 
 class Service:
-    def __init__(self, models: list[ServedSuffix], tokens: TokenStore | None, config: ServiceConfig):
+    def __init__(self, models: list[ServedSuffix], tokens: TokenStore | None, config: ServiceConfig,
+                 batcher_factory=None):
+        """``batcher_factory(served) -> batcher`` (start/stop/submit): default the in-process
+        :class:`DynamicBatcher`; the Ray Serve gateway passes one that calls the suffix deployment."""
         self.models: dict[PrefixIdentity, ServedSuffix] = {m.identity: m for m in models}
         self.config = config
+        self.batcher_factory = batcher_factory or (
+            lambda served: DynamicBatcher(served.labels, config.batch, self.metrics.observe_batch))
         self.admission = Admission(tokens, config.admission)
         self.metrics = ServeMetrics()
         self.batchers: dict[PrefixIdentity, DynamicBatcher] = {}  # one per served model (its own weights)
         self.shutting_down = False
         self.ready = False
-        self._stops: dict[bytes, asyncio.Event] = {}  # per open WebSocket session: set to end it (shutdown)
+        self._stops: set[asyncio.Event] = set()  # one per open WebSocket connection: set to end it (shutdown)
         self.max_body_bytes = config.max_body_bytes(models)
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
         for identity, served in self.models.items():
-            self.batchers[identity] = DynamicBatcher(served.labels, self.config.batch, self.metrics.observe_batch)
+            self.batchers[identity] = self.batcher_factory(served)
             await self.batchers[identity].start()
         self.ready = True
 
@@ -79,7 +84,7 @@ class Service:
         deadline = time.monotonic() + grace_seconds
         while self.admission.open_sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        for stop in list(self._stops.values()):
+        for stop in list(self._stops):
             stop.set()
         while self.admission.open_sessions and time.monotonic() < deadline + 2.0:
             await asyncio.sleep(0.02)
@@ -162,13 +167,14 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
     except ProtocolError as exc:  # refused at the upgrade: an HTTP response carrying the ERROR frame
         await ws.send_denial_response(frame_response(service.refusal(exc, "-", "ws"), exc.error.http))
         return
-    await ws.accept()
     conversation = service.conversation(gate)
     sid, outcome = "-", "disconnected"
     stop = asyncio.Event()
+    service._stops.add(stop)
     stop_wait = asyncio.ensure_future(stop.wait())
     idle = service.config.session.idle_timeout_seconds
     try:
+        await ws.accept()
         while True:
             receive = asyncio.ensure_future(ws.receive())
             done, _ = await asyncio.wait({receive, stop_wait}, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
@@ -186,16 +192,18 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
                 break
             if message.get("bytes") is None:
                 raise ProtocolError("bad_frame", "text message; the protocol is binary frames", "text_message")
+            if len(message["bytes"]) > service.config.session.max_message_bytes:  # behind a proxy (Ray Serve)
+                raise ProtocolError("message_too_big", f"message of {len(message['bytes'])} bytes exceeds "
+                                                       f"{service.config.session.max_message_bytes}")
             t0 = time.perf_counter()
             step = conversation.receive(message["bytes"])
             if conversation.session is not None and sid == "-":
                 sid = conversation.session.id.hex()[:16]
-                service._stops[conversation.session.id] = stop
                 log.info("session %s ws open prefix=%s codec=%s token=%s", sid, conversation.session.served.identity,
                          conversation.session.hello.codec, gate.token_id or "-")
             reply = step.reply if step.work is None else await service.compute(conversation.session.served, step.work)
             await ws.send_bytes(p.encode_frame(reply))
-            observe_reply(service, reply, step, time.perf_counter() - t0, len(message["bytes"]), sid)
+            observe_reply(service, reply, time.perf_counter() - t0, len(message["bytes"]), sid)
             if step.done:
                 outcome = "final"
                 await ws.close(1000)
@@ -208,12 +216,12 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
     except Exception as exc:  # a server bug or a broken socket: the session is lost, the server lives on
         outcome = "error"
         log.error("session %s ws internal error %s", sid, type(exc).__name__)
+        log.debug("session %s traceback", sid, exc_info=True)
         err = ProtocolError("internal_error", "internal error")
         await send_error_and_close(ws, service.refusal(err, sid, "ws"), err)
     finally:
         stop_wait.cancel()
-        if conversation.session is not None:
-            service._stops.pop(conversation.session.id, None)
+        service._stops.discard(stop)
         service.release(gate)
         service.metrics.sessions.labels("ws", outcome).inc()
         s = conversation.session
@@ -221,7 +229,7 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
                  s.chunks if s else 0, s.bytes_received if s else 0, 1000 * (time.perf_counter() - started))
 
 
-def observe_reply(service: Service, reply: p.Message, step, seconds: float, size: int, sid: str) -> None:
+def observe_reply(service: Service, reply: p.Message, seconds: float, size: int, sid: str) -> None:
     m = service.metrics
     if isinstance(reply, p.Partial):
         m.chunks.labels("duplicate" if reply.flags & p.PARTIAL_DUPLICATE else "new").inc()

@@ -66,6 +66,9 @@ class TokenStore:
     def __len__(self) -> int:
         return len(self._digests)
 
+    def hex_digests(self) -> list[str]:
+        return [d.hex() for d in self._digests]
+
     def identify(self, token: str) -> str | None:
         """The token's id if it is known, else None; constant time in the token and over all stored hashes."""
         presented = hashlib.sha256(token.encode()).digest()

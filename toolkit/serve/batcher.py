@@ -9,22 +9,26 @@ The pattern of the anchors:
 - Ray Serve's ``@serve.batch(max_batch_size, batch_wait_timeout_s, max_concurrent_batches=1)``: the same
   contract, which ``toolkit/serve/ray_app.py`` uses for the scale-out deployment.
 
-Here: a batch closes when it has ``max_batch`` items, when ``max_wait_ms`` have passed since its oldest item
-was queued, or when one more item would pad it past ``max_batch_frames`` (B x longest T, which bounds the
-attention memory of one call). One batch runs at a time on one worker thread (torch releases the GIL, so the
-event loop keeps reading sockets meanwhile); items that arrive during a call form the next batch at once.
-``max_batch=1`` turns batching off (the benchmark's baseline).
+Here: a batch closes when it has ``max_batch`` items or when ``max_wait_ms`` have passed since its oldest item
+was queued. Its items are sorted by length and cut into suffix calls whose padding stays within
+``MAX_PADDING`` of their real frames and under ``max_batch_frames`` (B x longest T, which bounds the attention
+memory of one call): padding a 50-frame partial to a 400-frame one would cost more than it saves (partials of
+sessions at different chunks differ in length by multiples of 50 frames). Calls run one at a time on one worker
+thread (torch releases the GIL, so the event loop keeps reading sockets meanwhile), each call's sessions are
+answered as soon as it returns, and items that arrive meanwhile form the next batch at once. ``max_batch=1``
+turns batching off (the benchmark's baseline).
 """
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+
+MAX_PADDING = 1.25  # padded frames of one call <= 1.25 x its real frames
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,6 @@ class DynamicBatcher:
         self.config = config
         self.observe = observe or (lambda *a: None)
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self._carry: deque[_Item] = deque()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="veil-suffix")
         self._task: asyncio.Task | None = None
 
@@ -64,14 +67,14 @@ class DynamicBatcher:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        for item in list(self._carry) + [self._queue.get_nowait() for _ in range(self._queue.qsize())]:
+        for item in [self._queue.get_nowait() for _ in range(self._queue.qsize())]:
             if not item.future.done():
                 item.future.set_exception(RuntimeError("batcher stopped"))
         self._pool.shutdown(wait=True)
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize() + len(self._carry)
+        return self._queue.qsize()
 
     async def submit(self, embeddings: np.ndarray):
         """Queue one utterance's embeddings; resolves to its result when its batch has run."""
@@ -80,8 +83,6 @@ class DynamicBatcher:
         return await future
 
     async def _next(self, timeout: float | None) -> _Item | None:
-        if self._carry:
-            return self._carry.popleft()
         if timeout is None:
             return await self._queue.get()
         if not self._queue.empty():
@@ -98,31 +99,40 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         while True:
             first = await self._next(None)
-            batch, longest = [first], len(first.embeddings)
+            batch = [first]
             deadline = first.queued_at + cfg.max_wait_ms / 1000.0
             while len(batch) < cfg.max_batch:
                 item = await self._next(deadline - time.perf_counter())
                 if item is None:
                     break
-                t = max(longest, len(item.embeddings))
-                if t * (len(batch) + 1) > cfg.max_batch_frames:
-                    self._carry.appendleft(item)
-                    break
                 batch.append(item)
-                longest = t
-            batch = [b for b in batch if not b.future.cancelled()]  # sessions that went away meanwhile
-            if not batch:
-                continue
-            started = time.perf_counter()
-            waits = [started - b.queued_at for b in batch]
-            try:
-                results = await loop.run_in_executor(self._pool, self.run_batch, [b.embeddings for b in batch])
-            except Exception as exc:  # the model failed: every session in the batch gets internal_error
-                for b in batch:
+            for call in length_groups([b for b in batch if not b.future.cancelled()], cfg.max_batch_frames):
+                started = time.perf_counter()
+                waits = [started - b.queued_at for b in call]
+                try:
+                    results = await loop.run_in_executor(self._pool, self.run_batch, [b.embeddings for b in call])
+                except Exception as exc:  # the model failed: every session in the call gets internal_error
+                    for b in call:
+                        if not b.future.done():
+                            b.future.set_exception(exc)
+                    continue
+                longest = max(len(b.embeddings) for b in call)
+                self.observe(len(call), longest * len(call), time.perf_counter() - started, waits)
+                for b, r in zip(call, results):
                     if not b.future.done():
-                        b.future.set_exception(exc)
-                continue
-            self.observe(len(batch), longest * len(batch), time.perf_counter() - started, waits)
-            for b, r in zip(batch, results):
-                if not b.future.done():
-                    b.future.set_result(r)
+                        b.future.set_result(r)
+
+
+def length_groups(items: list[_Item], max_frames: int) -> list[list[_Item]]:
+    """Items sorted by length, cut where one more would pad the call past MAX_PADDING x its real frames or past
+    ``max_frames`` padded frames (a single item longer than that still forms its own call)."""
+    calls, current, real = [], [], 0
+    for item in sorted(items, key=lambda b: len(b.embeddings)):
+        t = max(1, len(item.embeddings))  # sorted: the newcomer is the longest so far
+        padded = (len(current) + 1) * t
+        if current and (padded > MAX_PADDING * (real + t) or padded > max_frames):
+            calls.append(current)
+            current, real = [], 0
+        current.append(item)
+        real += t
+    return calls + ([current] if current else [])

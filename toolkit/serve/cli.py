@@ -57,6 +57,11 @@ def add_parser(sub) -> None:
     lim.add_argument("--rate-burst", type=float, default=100.0, help="burst of --rate-limit")
     lim.add_argument("--shutdown-grace-s", type=float, default=15.0,
                      help="on SIGTERM, let open sessions finish this long, then end them (4502)")
+    r = s.add_argument_group("scale-out")
+    r.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="ray: the suffix as an autoscaling Ray Serve deployment behind the same gateway "
+                        "(needs `pip install .[ray]`; Ray binds more ports than --port: docs/SERVE.md)")
+    r.add_argument("--max-replicas", type=int, default=4, help="--engine ray: autoscaling limit of suffix replicas")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.set_defaults(func=run)
 
@@ -185,6 +190,8 @@ def run_serve(args) -> int:
         print(f"veil serve: WARNING: plain HTTP on {args.host}: tokens and embeddings travel unencrypted; use "
               f"--tls-cert/--tls-key or a TLS reverse proxy (docs/SERVE.md)", file=sys.stderr)
 
+    if args.engine == "ray":
+        return run_ray(args, tokens, token_note)
     models = load_models(args)
     config = ServiceConfig(
         session=SessionLimits(args.max_message_bytes, args.max_utterance_s, args.partial_window_s, args.idle_timeout_s),
@@ -208,6 +215,48 @@ def run_serve(args) -> int:
         serve_forever(service, listen, ready)
     except OSError as exc:
         raise VeilError(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
+    return 0
+
+
+def run_ray(args, tokens, token_note: str) -> int:
+    import signal
+    try:
+        import ray
+        from ray import serve
+        from toolkit.serve import ray_app  # Ray is an optional extra: imported only for --engine ray
+    except ImportError:
+        raise VeilError("--engine ray needs Ray Serve: pip install '.[ray]' (ray[serve]==2.60.0)") from None
+    if len(args.checkpoint) + len(args.export) > 1:
+        raise VeilError("--engine ray serves one model; give one --checkpoint or --export")
+    if args.tls_cert:
+        raise VeilError("--engine ray: terminate TLS at the reverse proxy in front of Ray Serve (docs/SERVE.md)")
+    if args.port == 0:
+        raise VeilError("--engine ray needs a fixed --port (Ray Serve's proxy binds it)")
+    checkpoint, k = DEFAULT_CHECKPOINT, None
+    if args.checkpoint:
+        checkpoint, k = parse_checkpoint_arg(args.checkpoint[0])
+    elif args.export:
+        served = load_models(args)[0]
+        checkpoint, k = served.checkpoint, served.identity.split_layer
+    options = {"checkpoint": str(checkpoint), "split_layer": k, "max_batch": args.max_batch,
+               "max_wait_ms": args.max_wait_ms, "max_replicas": args.max_replicas, "threads": args.threads or 1,
+               "max_message_bytes": args.max_message_bytes, "max_utterance_s": args.max_utterance_s,
+               "partial_window_s": args.partial_window_s, "idle_timeout_s": args.idle_timeout_s,
+               "max_sessions": args.max_sessions, "max_sessions_per_token": args.max_sessions_per_token,
+               "rate_limit": args.rate_limit, "rate_burst": args.rate_burst,
+               "insecure_no_auth": tokens is None, "token_hashes": None if tokens is None else tokens.hex_digests()}
+    ray_app.run_local(options, args.host, args.port)
+    url = f"http://{args.host}:{args.port}"
+    print(f"veil serve: listening on {url} (Ray Serve: gateway + autoscaling suffix replicas, 1..{args.max_replicas})",
+          flush=True)
+    print(f"veil serve: auth: {token_note}; batching: @serve.batch up to {args.max_batch}, {args.max_wait_ms:g} ms",
+          flush=True)
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        serve.shutdown()
+        ray.shutdown()
     return 0
 
 

@@ -37,6 +37,9 @@ def bind(listen: Listen) -> socket.socket:
     family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # accepted sockets inherit it: an ERROR frame and the close frame after it are two small writes, which
+    # Nagle's algorithm would hold for the client's delayed ACK (40 ms)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((listen.host, listen.port))
     sock.listen(2048)
     sock.setblocking(False)

@@ -10,7 +10,9 @@ newest W frames of the utterance (W = 400 frames = 16 s by default). Frames olde
 per-frame CTC labels of the last partial that covered them, and the partial text is the greedy collapse of
 all labels. A partial therefore costs at most one W-frame suffix call however long the utterance grows. The
 final transcript is never windowed: END runs the suffix over the whole utterance, exactly as the local
-pipeline does, and its length is capped by ``max_utterance_samples`` (60 s by default).
+pipeline does, and its length is capped by ``max_utterance_samples`` (60 s by default). When the last partial
+already decoded the whole utterance in one call (it was not windowed), that decode is the final: END then
+costs no suffix call.
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ class Session:
         self.samples = 0                      # valid samples received
         self.short_seen = False               # a chunk with valid < chunk_samples ends the utterance
         self.labels = np.zeros(0, np.int64)   # partial labels of every frame so far
+        self.labels_exact = True              # the labels come from one suffix call over the whole utterance
         self.bytes_received = 0
 
     @property
@@ -96,6 +99,7 @@ class Session:
         self.samples += chunk.valid_samples
         self.short_seen = chunk.valid_samples < g.chunk_samples
         self.bytes_received += len(chunk.payload)
+        self.labels_exact = False
         return True
 
     def _decode(self, chunk: p.Chunk) -> np.ndarray:
@@ -138,6 +142,7 @@ class Session:
         labels[:keep] = self.labels[:keep]
         labels[start:] = window_labels
         self.labels = labels
+        self.labels_exact = start == 0
         return self.current_partial(seq, duplicate=False, windowed=start > 0)
 
     def current_partial(self, seq: int, duplicate: bool, windowed: bool | None = None) -> p.Partial:
@@ -245,6 +250,8 @@ class Conversation:
             raise ProtocolError("sequence_gap", f"END counts {end.chunks} chunks, {s.chunks} were received",
                                 "end_count")
         self.over = True
+        if s.labels_exact:  # the last partial already decoded the whole utterance: that decode is the final
+            return Step(reply=s.final(s.labels), done=True)
         return Step(work=Work(s.utterance(), s.final, "final"), done=True)
 
 

@@ -60,7 +60,7 @@ class ServedSuffix:
         for i, emb in enumerate(batch):
             x[i, : len(emb)] = emb
         mask = torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]
-        with torch.no_grad():
+        with torch.inference_mode():
             best = self.suffix(torch.from_numpy(x), mask).argmax(-1).numpy()
         return [best[i, :n].astype(np.int64) for i, n in enumerate(lengths)]
 
