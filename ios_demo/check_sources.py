@@ -31,6 +31,7 @@ check on the tree and shows, on a copy with a planted violation, that the check 
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -105,8 +106,14 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "$"
 
 
 def _parse(path: Path) -> Node:
-    parser = _KOTLIN if path.suffix == ".kt" else _SWIFT
-    return parser.parse(path.read_bytes()).root_node
+    st = path.stat()
+    return _parse_cached(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_cached(path: str, _mtime_ns: int, _size: int) -> Node:
+    parser = _KOTLIN if path.endswith(".kt") else _SWIFT
+    return parser.parse(Path(path).read_bytes()).root_node
 
 
 def _walk(node: Node):
@@ -522,9 +529,101 @@ def check_package(root: Path) -> list[str]:
     return problems
 
 
+BENCH = APP / "BenchTests/VeilPrefixBenchTests.swift"
+
+
+def _function(root_node: Node, name: str) -> Node | None:
+    for n in _walk(root_node):
+        if n.type == "function_declaration" and any(c.type == "simple_identifier" and c.text.decode() == name
+                                                    for c in n.children):
+            return n
+    return None
+
+
+def _argument(call: Node, label: str) -> str | None:
+    for n in _walk(call):
+        if n.type == "value_argument" and _enclosing_call(n) == call:
+            labels = [c for c in n.children if c.type == "value_argument_label"]
+            if labels and labels[0].text.decode() == label:
+                return n.children[-1].text.decode()
+    return None
+
+
+def check_app(root: Path) -> list[str]:
+    problems = []
+    spec = root / APP / "project.yml"
+    if not spec.is_file():
+        return [f"{APP / 'project.yml'} is missing"]
+    text = spec.read_text()
+    for want, what in (("path: ../VeilCore", "the local VeilCore package"), ("package: VeilCore", "VeilCore as a dependency"),
+                       ("\n  VeilDemo:\n    type: application", "the app target VeilDemo"),
+                       ("\n  VeilBenchTests:\n    type: bundle.unit-test", "the benchmark target VeilBenchTests"),
+                       ("NSMicrophoneUsageDescription", "the microphone usage description")):
+        if want not in text:
+            problems.append(f"{APP / 'project.yml'}: no {what} ({want.strip()!r})")
+    for path in re.findall(r"- path: (\S+)", text):
+        if not (root / APP / path).exists():
+            problems.append(f"{APP / 'project.yml'}: source {path} does not exist")
+
+    audio = root / APP / "Sources/AudioCapture.swift"
+    tree = _parse(audio)
+    taps = [c for c in calls(tree) if _callee(c) == "installTap" and call_arguments(c)]  # AVAudioNode's, not ours
+    if not taps:
+        problems.append(f"{APP / 'Sources/AudioCapture.swift'}: no installTap")
+    for tap in taps:
+        fmt = _argument(tap, "format") or ""
+        source = re.search(rf"let {re.escape(fmt)} = [\w.]*inputFormat\(forBus: 0\)", audio.read_text()) if fmt else None
+        if not (fmt.endswith("inputFormat(forBus: 0)") or source):
+            problems.append(f"{APP / 'Sources/AudioCapture.swift'}:{tap.start_point[0] + 1}: the tap's format is "
+                            f"{fmt!r}, not the hardware format inputNode.inputFormat(forBus: 0) (a 16 kHz tap aborts on "
+                            f"devices; convert with AVAudioConverter)")
+    audio_text = audio.read_text()
+    for want in ("AVAudioConverter(from:", "AVAudioSession.routeChangeNotification", ".AVAudioEngineConfigurationChange"):
+        if want not in audio_text:
+            problems.append(f"{APP / 'Sources/AudioCapture.swift'}: no {want}")
+    restart = _function(tree, "restart")
+    if restart is None or not any(_callee(c) == "installTap" for c in calls(restart)):
+        problems.append(f"{APP / 'Sources/AudioCapture.swift'}: a route or configuration change must re-install the tap "
+                        f"(restart() calling installTap())")
+
+    coreml = (root / APP / "Sources/CoreMLPrefix.swift").read_text()
+    for want in ("MLModel.compileModel(at:", "config.computeUnits = ", "case cpuOnly", "case cpuAndGPU",
+                 "case cpuAndNeuralEngine", "case all", "withUnsafeMutableBytes"):
+        if want not in coreml:
+            problems.append(f"{APP / 'Sources/CoreMLPrefix.swift'}: no {want!r}")
+    prepare = _function(_parse(root / APP / "Sources/StreamingSession.swift"), "prepare")
+    body = [_callee(c) for c in calls(prepare)] if prepare is not None else []
+    if "load" not in body or "run" not in body[body.index("load"):]:
+        problems.append(f"{APP / 'Sources/StreamingSession.swift'}: PreparedPrefix.prepare must load the model and "
+                        f"then run one warm-up prediction")
+    if "work.async" not in (root / APP / "Sources/SessionModel.swift").read_text():
+        problems.append(f"{APP / 'Sources/SessionModel.swift'}: the prefix must be prepared off the main thread")
+
+    bench = root / BENCH
+    if not bench.is_file():
+        return problems + [f"{BENCH} is missing"]
+    bench_text = bench.read_text()
+    for want in ("measure(metrics: [XCTClockMetric(), XCTCPUMetric(), XCTMemoryMetric()]", "BenchRunner.measure(",
+                 "BenchSchema.document(", "veil-bench: case=", "load_ms=", "first_inference_ms=",
+                 "func testPrefixCPUOnly()", "func testPrefixCPUAndGPU()", "func testPrefixCPUAndNeuralEngine()",
+                 "func testPrefixAll()"):
+        if want not in bench_text:
+            problems.append(f"{BENCH}: no {want!r}")
+    return problems
+
+
+def marker_keys(root: Path = REPO) -> list[str]:
+    """The key=value fields of the benchmark's `veil-bench:` log line, in order, from its Swift source."""
+    text = (root / BENCH).read_text()
+    start = text.index('"veil-bench: case=')
+    end = text.index("NSLog", start)
+    return re.findall(r"(\w+)=", text[start:end])
+
+
 CHECKS = {"syntax": check_syntax, "mirrors": check_mirrors, "tests": check_tests, "vector keys": check_vector_keys,
           "refusals": check_refusals, "error codes": check_error_codes, "bench keys": check_bench_keys,
-          "float16": check_float16, "rounding": check_rounding, "imports": check_imports, "package": check_package}
+          "float16": check_float16, "rounding": check_rounding, "imports": check_imports, "package": check_package,
+          "app": check_app}
 
 
 def run_all(root: Path = REPO) -> dict[str, list[str]]:
