@@ -67,14 +67,13 @@ class BenchmarkActivity : Activity() {
         runOnUiThread { text.append(line + "\n") }
     }
 
+    /** The command line that started this run, rebuilt from the extras it reads (recorded in the JSON). */
     private fun command(): String {
-        val extras = intent.extras
         val parts = mutableListOf("am start -n $packageName/.BenchmarkActivity")
-        if (extras != null) {
-            for (key in extras.keySet().sorted()) {
-                val v = extras.get(key)
-                parts.add(if (v is Int) "--ei $key $v" else "--es $key $v")
-            }
+        for (key in STRING_EXTRAS) intent.getStringExtra(key)?.let { parts.add("--es $key $it") }
+        for (key in INT_EXTRAS) {
+            val v = intent.getIntExtra(key, Int.MIN_VALUE)
+            if (v != Int.MIN_VALUE) parts.add("--ei $key $v")
         }
         return parts.joinToString(" ")
     }
@@ -158,5 +157,7 @@ class BenchmarkActivity : Activity() {
     companion object {
         const val TAG = "VeilBench"
         const val RESULTS = "veil-bench"
+        val STRING_EXTRAS = listOf("export", "backend", "recipe", "input", "run_id")
+        val INT_EXTRAS = listOf("threads", "warmup", "iterations")
     }
 }
