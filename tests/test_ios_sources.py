@@ -82,6 +82,8 @@ PLANTED = {
                                 "import FoundationNetworking\nimport CoreML"), "import FoundationNetworking must sit"),
     "package": (lambda r: _edit(r, "ios_demo/VeilCore/Package.swift", "swift-tools-version:5.9", "swift-tools-version:5.5"),
                 "swift-tools-version:5.9"),
+    "traceability": (lambda r: _edit(r, "ios_demo/TRACEABILITY.md", "| `Fp16.kt` | `Fp16.swift` |\n", ""),
+                     "TRACEABILITY.md is not what the tree gives"),
     "app": (lambda r: _edit(r, "ios_demo/VeilDemo/Sources/AudioCapture.swift", "format: hardwareFormat)",
                             "format: target)"), "not the hardware format"),
 }
