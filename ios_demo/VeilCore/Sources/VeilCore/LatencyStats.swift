@@ -1,5 +1,8 @@
 // Mirrors android_demo/core/src/main/kotlin/veil/core/LatencyStats.kt
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /**
  * Summary of per-run latencies in milliseconds, computed as `toolkit.bench.runner.latency_summary` does with numpy:

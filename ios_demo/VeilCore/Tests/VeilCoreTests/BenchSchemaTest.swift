@@ -1,5 +1,8 @@
 // Mirrors android_demo/core/src/test/kotlin/veil/core/BenchSchemaTest.kt
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import VeilCore
 import XCTest
 
