@@ -22,6 +22,7 @@ demo: setup corpus
 
 test: setup
 	bash android_demo/core/test.sh
+	bash scripts/swift_tests.sh
 	$(PY) -m pytest -q
 
 clean:

@@ -55,7 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--app", action="store_true",
                    help="with --device android: also measure in the Veil demo app (installed; see android_demo/)")
     p.add_argument("--ios-log", default=None, metavar="FILE",
-                   help="saved `xcodebuild test` output of the iOS XCTest (toolkit/bench/ios), for --device ios")
+                   help="saved `xcodebuild test` output of the iOS demo's benchmark (ios_demo/VeilDemo/BenchTests), "
+                        "for --device ios")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="ONNX baseline, ceiling kernels and sweep exports (default exports/.bench-cache)")
     p.add_argument("--quick", action="store_true", help="smoke run: allows fewer than 50 runs, marked in the JSON")

@@ -21,15 +21,17 @@ iOS (``veil bench EXPORT_DIR --device ios --ios-log FILE``): Core ML runs only o
 happens on a Mac with Xcode and a provisioned iPhone, and Veil parses its saved log:
 
     1. ``xcrun devicectl list devices``          -> the device identifier (UDID)
-    2. an iOS app project with a unit-test target holding ``toolkit/bench/ios/VeilPrefixBenchTests.swift`` and the
-       exported ``.mlpackage`` (set ``modelName`` there); per compute-unit setting (cpuOnly, cpuAndGPU,
-       cpuAndNeuralEngine, all) it times the load and the first prediction, runs W warm-up predictions, logs a
-       ``veil-bench: case=... artifact=... compute_units=... device=... load_ms=... first_inference_ms=...`` line,
+    2. the iOS demo's benchmark target (ios_demo/VeilDemo, VeilBenchTests:
+       ``ios_demo/VeilDemo/BenchTests/VeilPrefixBenchTests.swift``) with the export folder in ios_demo/VeilDemo/Exports/;
+       per compute-unit setting (cpuOnly, cpuAndGPU, cpuAndNeuralEngine, all) it compiles the ``.mlpackage`` once,
+       times the load and the first prediction, runs W warm-up and N timed predictions (VeilCore's BenchRunner),
+       logs a ``veil-bench: case=... artifact=... compute_units=... device=... compile_ms=... load_ms=...
+       first_inference_ms=... warm_p50_ms=...`` line, prints the veil-bench/1 JSON on a ``veil-bench-json:`` line,
        then ``measure(metrics: [XCTClockMetric(), XCTCPUMetric(), XCTMemoryMetric()])`` over 50 iterations of one
        prediction each (XCTest runs iterationCount + 1 and drops the first)
-    3. ``xcodebuild test -project VeilBench.xcodeproj -scheme VeilBench -configuration Release
-       -destination 'platform=iOS,id=<UDID>' -only-testing:VeilBenchTests/VeilPrefixBenchTests
-       -allowProvisioningUpdates 2>&1 | tee ios-bench.log``
+    3. ``cd ios_demo/VeilDemo && xcodegen generate``, then ``xcodebuild test -project ios_demo/VeilDemo/VeilDemo.xcodeproj
+       -scheme VeilDemo -configuration Release -destination 'platform=iOS,id=<UDID>'
+       -only-testing:VeilBenchTests/VeilPrefixBenchTests -allowProvisioningUpdates 2>&1 | tee ios-bench.log``
     4. ``veil bench EXPORT_DIR --device ios --ios-log ios-bench.log`` (on any OS)
 
 :func:`parse_xctest_log` reads XCTest's ``Test Case '...' measured [Clock Monotonic Time, s] average: ...,
@@ -58,6 +60,7 @@ import numpy as np
 
 from toolkit.bench.runner import latency_summary
 from toolkit.errors import VeilError
+from toolkit.paths import REPO_ROOT
 
 DEVICE_DIR = "/data/local/tmp/veil"
 
@@ -416,10 +419,11 @@ def android_bench(device_arg: str, artifacts: list[tuple[dict, Path]], chunk: np
 
 # ---- iOS: a saved xcodebuild log ----------------------------------------------------------------------------
 
-IOS_TEMPLATE = Path(__file__).resolve().parent / "ios" / "VeilPrefixBenchTests.swift"
-XCODEBUILD_COMMAND = ("xcodebuild test -project VeilBench.xcodeproj -scheme VeilBench -configuration Release "
-                      "-destination 'platform=iOS,id=<UDID>' -only-testing:VeilBenchTests/VeilPrefixBenchTests "
-                      "-allowProvisioningUpdates 2>&1 | tee ios-bench.log")
+IOS_TEMPLATE = REPO_ROOT / "ios_demo" / "VeilDemo" / "BenchTests" / "VeilPrefixBenchTests.swift"  # the XCTest bench
+XCODEBUILD_COMMAND = ("xcodebuild test -project ios_demo/VeilDemo/VeilDemo.xcodeproj -scheme VeilDemo "
+                      "-configuration Release -destination 'platform=iOS,id=<UDID>' "
+                      "-only-testing:VeilBenchTests/VeilPrefixBenchTests -allowProvisioningUpdates 2>&1 "
+                      "| tee ios-bench.log")
 
 
 def read_ios_log(ios_log: str | Path) -> tuple[Path, dict]:
