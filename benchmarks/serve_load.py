@@ -17,14 +17,14 @@ batching on and off in the same run, and what the service costs over the plain t
 - The plain torch suffix on the same core, on the same request mix (the frames each partial/final decodes),
   at batch 1 and at the batched run's mean batch size: the cost the service adds is visible.
 - ``--time-cap`` bounds the whole run. JSON first (benchmarks/results/serve-load-<date>.json), Markdown
-  rendered from it.
+  rendered from it (toolkit/serve/load_report.py; again from the JSON: ``veil render RESULT.json``); with
+  ``--readme README.md`` the README's load table too.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import datetime
-import json
 import os
 import platform
 import random
@@ -49,15 +49,18 @@ from toolkit.audio import load_audio  # noqa: E402
 from toolkit.chunking import pick_utterances  # noqa: E402
 from toolkit.data.librispeech import read_librispeech  # noqa: E402
 from toolkit.exporting.manifest import ExportManifest  # noqa: E402
+from toolkit.errors import read_json  # noqa: E402
 from toolkit.files import write_json, write_text  # noqa: E402
+from toolkit.headlines import refresh  # noqa: E402
 from toolkit.model.checkpoint import read_config  # noqa: E402
-from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, RESULTS_DIR, default_export_dir  # noqa: E402
+from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, RESULTS_DIR, default_export_dir, display_path  # noqa: E402
 from toolkit.serve import protocol as p  # noqa: E402
 from toolkit.serve.auth import hash_token, new_token  # noqa: E402
 from toolkit.serve.client import PrefixRunner, hello_for  # noqa: E402
+from toolkit.serve.load_report import (CLIENT_CORE, LOAD_FORMAT, SERVER_CORE, headline,  # noqa: E402
+                                       render_markdown)
 from toolkit.serve.suffix import ServedSuffix  # noqa: E402
 
-SERVER_CORE, CLIENT_CORE = 0, 1
 CONFIGS = {"batching": ["--max-batch", "64", "--max-wait-ms", "5"], "batch-1": ["--max-batch", "1"]}
 
 
@@ -294,63 +297,6 @@ def holds(step: dict, p99_ms: float) -> bool:
     return not step["errors"] and q is not None and q <= p99_ms
 
 
-def render(result: dict) -> str:
-    s = result["summary"]
-    lines = [f"# `veil serve` load: {result['date']} on {result['host']}", "",
-             f"Server: `veil serve`, {result['artifact']['checkpoint']} after block {result['artifact']['split_layer']}, "
-             f"1 torch thread, pinned to core {SERVER_CORE}; generator pinned to core {CLIENT_CORE}. Phones: one 2-s "
-             f"int8 chunk per 2 s of audio, {result['utterances']} real corpus utterances "
-             f"({result['audio_seconds_per_utterance']:.1f} s mean), payloads pre-encoded from "
-             f"`{result['artifact']['file']}` ({result['artifact']['backend']} {result['artifact']['recipe']}). "
-             f"Each step: {result['warmup_s']:g} s warm-up, {result['measure_s']:g} s measured. A step *holds* when "
-             f"p99 chunk->partial <= {result['p99_goal_ms']:g} ms with no error.", "",
-             "| config | streams | chunk->partial p50 / p95 / p99 ms | END->final p50 / p95 / p99 ms | audio s per s | "
-             "mean batch | server CPU ms/chunk | server CPU share | errors | holds |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for config, steps in result["runs"].items():
-        for st in steps:
-            c, f = st["chunk_to_partial_ms"], st["end_to_final_ms"]
-            lines.append(f"| {config} | {st['streams']} | {c['p50']} / {c['p95']} / {c['p99']} | {f['p50']} / {f['p95']} / "
-                         f"{f['p99']} | {st['audio_seconds_per_wall_second']} | {st['batches']['mean']} | "
-                         f"{st['server_cpu_ms_per_chunk']} | {st['server_cpu_share']} | {sum(st['errors'].values()) or 0} | "
-                         f"{'yes' if st['holds'] else 'no'} |")
-    if result.get("saturation"):
-        lines += ["", f"Saturated throughput: {result['saturation_sessions']} sessions sending each next chunk as soon "
-                      f"as its PARTIAL arrives (no pacing), {result['measure_s'] / 2:g} s measured:", "",
-                  "| config | chunks/s | audio s per s | mean batch | chunk->partial p50 / p99 ms | server CPU share |",
-                  "|---|---|---|---|---|---|"]
-        for config, st in result["saturation"].items():
-            c = st["chunk_to_partial_ms"]
-            lines.append(f"| {config} | {st['chunks_per_s']} | {st['audio_seconds_per_wall_second']} | "
-                         f"{st['batches']['mean']} | {c['p50']} / {c['p99']} | {st['server_cpu_share']} |")
-    b = result["torch_baseline"]
-    lines += ["", "**Summary**", "",
-              f"- Largest N holding p99 chunk->partial <= {result['p99_goal_ms']:g} ms: batching **{s['max_streams']['batching']}**, "
-              f"batch size 1 **{s['max_streams']['batch-1']}** (goal >= 100 with batching)."
-              + ("" if s["ceiling_reached"]["batching"] else " (batching held at the last N tried: the limit is higher)"),
-              f"- Sustained audio seconds decoded per wall second at those N: batching {s['throughput']['batching']}, "
-              f"batch 1 {s['throughput']['batch-1']}: **{s['throughput_ratio']}x** (goal >= 3x).",
-              f"- Saturated (unpaced) throughput, audio seconds per wall second: batching "
-              f"{s['saturated_audio_s_per_s'].get('batching')}, batch 1 {s['saturated_audio_s_per_s'].get('batch-1')}: "
-              f"**{s['saturated_ratio']}x**; per second of server CPU (the server got only part of its core on "
-              f"this shared machine, see the CPU share column) {s['saturated_audio_s_per_server_cpu_s'].get('batching')} "
-              f"vs {s['saturated_audio_s_per_server_cpu_s'].get('batch-1')}: **{s['saturated_ratio_per_cpu']}x** "
-              f"(goal >= 3x).",
-              f"- Batch sizes at the largest holding N with batching: {s['batch_histogram_at_max']}.",
-              f"- Load average of this 2-core machine (other jobs running): {result['load_average_at_start'][0]:.1f} at "
-              f"the start, {result['load_average_at_end'][0]:.1f} at the end.",
-              f"- Per chunk on one core: plain torch suffix {b['batch_1']['cpu_ms_per_chunk']} ms at batch 1"
-              + (f", {b[s['baseline_batch_key']]['cpu_ms_per_chunk']} ms at batch {s['baseline_batch']}" if s['baseline_batch'] > 1 else "")
-              + f" (sorted by length, its best case); the whole service, at the largest holding N: "
-              f"{s['service_cpu_ms_per_chunk']} ms (batching), {s['service_cpu_ms_per_chunk_batch1']} ms (batch 1). "
-              f"The service adds protocol, payload decoding, WebSocket, asyncio and metrics; CPU times on this shared "
-              f"machine vary by about 20 % between runs.",
-              f"- Request mix: {b['requests_per_chunk']} suffix requests per chunk (partials plus finals), "
-              f"{b['mean_frames_per_request']} frames per request on average.", "",
-              f"Command: `{result['command']}`"]
-    return "\n".join(lines) + "\n"
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     shipped_k = int(read_config(DEFAULT_ANONYMIZED)["model"]["split_layer"])
@@ -368,18 +314,19 @@ def main() -> int:
                     help="unpaced sessions for the saturated-throughput step of each config (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(RESULTS_DIR))
-    ap.add_argument("--render", metavar="JSON", help="only re-render the Markdown of a recorded result")
-    ap.add_argument("--rebaseline", action="store_true", help="with --render: measure the torch baseline again")
+    ap.add_argument("--readme", metavar="README", help="also rewrite the load table in this README")
+    ap.add_argument("--rebaseline", metavar="JSON",
+                    help="measure only the torch baseline again, into this recorded result (the service runs stay "
+                         "as recorded); re-render any result with `veil render JSON`")
     args = ap.parse_args()
-    if args.render:
-        result = json.loads(Path(args.render).read_text())
-        if args.rebaseline:  # measure the plain suffix again (the service runs stay as recorded)
-            os.sched_setaffinity(0, {CLIENT_CORE})
-            utts, _ = prepare_utterances(Path(args.export), Path(args.corpus), result["utterances"], "int8")
-            b = result["summary"]["baseline_batch"]
-            result["torch_baseline"] = torch_baseline(export_checkpoint(args.export), utts, b, 400)
-            write_json(args.render, result)
-        write_text(Path(args.render).with_suffix(".md"), render(result))
+    if args.rebaseline:
+        result = read_json(args.rebaseline, f"{args.rebaseline}: result not found")
+        os.sched_setaffinity(0, {CLIENT_CORE})
+        utts, _ = prepare_utterances(Path(args.export), Path(args.corpus), result["utterances"], "int8")
+        b = result["summary"]["baseline_batch"]
+        result["torch_baseline"] = torch_baseline(export_checkpoint(args.export), utts, b, 400)
+        write_json(args.rebaseline, result)
+        write_text(Path(args.rebaseline).with_suffix(".md"), render_markdown(result))
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
     deadline = time.monotonic() + args.time_cap
@@ -446,7 +393,7 @@ def main() -> int:
                                          saturation["batch-1"]["audio_seconds_per_wall_second"], 2)
                                    if {"batching", "batch-1"} <= set(saturation) and
                                    saturation["batch-1"]["audio_seconds_per_wall_second"] else None)}
-    result = {"format": "veil-serve-load/1", "date": datetime.date.today().isoformat(), "host": platform.node(),
+    result = {"format": LOAD_FORMAT, "date": datetime.date.today().isoformat(), "host": platform.node(),
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
               "command": "nice -n 5 .venv/bin/python " + " ".join(["benchmarks/serve_load.py", *sys.argv[1:]]),
               "artifact": artifact, "utterances": len(utts),
@@ -459,8 +406,11 @@ def main() -> int:
               "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()}
     stem = Path(args.out) / f"serve-load-{result['date']}"
     write_json(stem.with_suffix(".json"), result)
-    write_text(stem.with_suffix(".md"), render(result))
-    print(render(result))
+    write_text(stem.with_suffix(".md"), render_markdown(result))
+    print(render_markdown(result))
+    if args.readme:
+        refresh(Path(args.readme), "serve-load", headline(result, display_path(stem.with_suffix(".json"))),
+                "Service load")
     print(f"wrote {stem}.json and .md")
     return 0
 
