@@ -20,9 +20,7 @@ committed one, so the vectors change only when the code or the model does.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from toolkit import payload
 from toolkit.audio import load_audio
 from toolkit.chunking import ChunkSpec, chunk_pcm
 from toolkit.errors import VeilError
-from toolkit.files import file_sha256
+from toolkit.files import file_sha256, replace_dir, temp_dir_beside
 from toolkit.model.asr import split
 from toolkit.model.checkpoint import load_checkpoint
 from toolkit.serve import protocol as p
@@ -423,8 +421,7 @@ def write_vectors(out: str | Path, checkpoint: str | Path, audio: str | Path | N
     k = model.cfg.split_layer
     prefix, _ = split(model, k)
     served = ServedSuffix(model, config, Path(checkpoint), k, file_sha256(checkpoint))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp = temp_dir_beside(out)
     try:
         w = VectorWriter(tmp)
         index = {"format": FORMAT, "protocol_version": p.VERSION, "generated_by": "veil protocol vectors",
@@ -445,14 +442,7 @@ def write_vectors(out: str | Path, checkpoint: str | Path, audio: str | Path | N
         index["scenarios"] = scenario_vectors(w, served, messages)
         (tmp / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False) + "\n")
         (tmp / "README.md").write_text(README)
-        os.chmod(tmp, 0o755)
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.rename(out, old)
-        os.rename(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
