@@ -97,17 +97,6 @@ def _cmd_publish(args) -> int:
     return 0
 
 
-def _cmd_privacy(args) -> int:
-    from toolkit.privacy.evaluate import run_privacy
-    run_privacy(Path(args.checkpoint), Path(args.baseline) if args.baseline else None, Path(args.corpus),
-                args.layers, Path(args.out), train_utts_per_speaker=args.attacker_utts,
-                xvector_epochs=args.xvector_epochs, seed=args.seed, eval_limit=args.limit,
-                artifact=Path(args.artifact) if args.artifact else None, backends=args.backend,
-                attacker_seeds=args.attacker_seeds)
-    print(f"wrote {args.out}/privacy.json, privacy.md, privacy.png")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="veil", description="Private split speech recognition toolkit.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -175,22 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--storage", choices=["float16", "float32"], default="float16")
     pb.set_defaults(func=_cmd_publish)
 
-    pv = sub.add_parser("privacy", help="speaker leakage of a model's embeddings per layer (attackers)")
-    pv.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED))
-    pv.add_argument("--baseline", default=None, help="also attack this baseline (and run the ignorant attacker)")
-    pv.add_argument("--corpus", default=str(DEFAULT_CORPUS))
-    pv.add_argument("--layers", default=None, help="'all' (default) or comma-separated block indices (0 = log-mel)")
-    pv.add_argument("--artifact", default=None, metavar="EXPORT_DIR",
-                    help="attack what the exported prefix emits, run chunk by chunk in its runtime (its split layer)")
-    pv.add_argument("--backend", action="append", default=[], help="with --artifact: only this backend (repeatable)")
-    pv.add_argument("--out", default="privacy")
-    pv.add_argument("--attacker-utts", type=int, default=10, help="training-split utterances per speaker for the x-vector")
-    pv.add_argument("--xvector-epochs", type=int, default=30)
-    pv.add_argument("--limit", type=int, default=0, help="use only the first N eval-speakers utterances")
-    pv.add_argument("--seed", type=int, default=0)
-    pv.add_argument("--attacker-seeds", type=int, default=1, metavar="N",
-                    help="repeat the attacks with N attacker seeds (seed, seed+1, ...): mean and sd beside the headline")
-    pv.set_defaults(func=_cmd_privacy)
+    from toolkit.privacy.cli import add_privacy_parser
+    add_privacy_parser(sub)
 
     from toolkit.exporting.cli import add_export_parser
     add_export_parser(sub)
