@@ -141,7 +141,7 @@ class AAMSoftmax(nn.Module):
 @dataclass
 class EcapaSettings:
     """Training budget and shape. ``steps`` of ``batch`` crops of ``crop_min..crop_max`` frames."""
-    steps: int = 1500
+    steps: int = 600
     batch: int = 64
     crop_min: int = 40
     crop_max: int = 100

@@ -5,6 +5,8 @@
 - Open set (:class:`SpeakerProjection`): a projection learned on *other* speakers (the attacker's training
   speakers): standardize → PCA → LDA (which also whitens the within-speaker covariance, i.e. WCCN) → centre
   → length-normalize; trials are scored by cosine or by a two-covariance PLDA (:class:`PLDA`).
+- Closed set in a learned speaker space (:func:`centroid_accuracy`): cosine to each attacked speaker's mean
+  enrollment vector, after such a projection or on a trained network's speaker embeddings.
 """
 from __future__ import annotations
 
@@ -33,15 +35,15 @@ class VectorClassifier:
     n_speakers: int
 
     @classmethod
-    def fit(cls, x: np.ndarray, speakers: list[str], max_dims: int = 512, c: float = 1.0,
+    def fit(cls, x: np.ndarray, speakers: list[str], max_dims: int = 512, c: float = 10.0,
             seed: int = 0) -> "VectorClassifier":
         """``max_dims``: PCA keeps at most this many directions (and fewer than the training utterances)."""
         scaler = StandardScaler().fit(x)
         z = scaler.transform(x)
         pca = None
-        dims = min(max_dims, len(x) - 1)
+        dims = max(1, min(max_dims, len(x) - 1))
         if z.shape[1] > dims:
-            pca = PCA(dims, svd_solver="randomized", random_state=seed).fit(z)
+            pca = PCA(dims, svd_solver="full" if len(x) <= 2000 else "randomized", random_state=seed).fit(z)
             z = pca.transform(z)
             z /= np.sqrt(pca.explained_variance_[0]) + 1e-12  # one scale for every direction (no whitening)
         clf = LogisticRegression(max_iter=2000, C=c).fit(z, speakers)
@@ -58,6 +60,17 @@ class VectorClassifier:
         return 100.0 * float(np.mean(self.classifier.predict(self._features(x)) == np.asarray(speakers)))
 
 
+def centroid_accuracy(emb: np.ndarray, speakers: list[str], enroll: list[int], test: list[int]) -> float:
+    """Closed-set top-1 accuracy (%) of cosine scoring against each speaker's mean enrollment vector; ``emb``
+    rows are unit length (a speaker-space projection or a speaker embedding)."""
+    spk = np.asarray(speakers)
+    names = sorted(set(spk[enroll]))
+    centroids = np.stack([emb[enroll][spk[enroll] == s].mean(0) for s in names])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True) + 1e-12
+    predicted = np.asarray(names)[np.argmax(emb[test] @ centroids.T, axis=1)]
+    return 100.0 * float(np.mean(predicted == spk[test]))
+
+
 @dataclass
 class SpeakerProjection:
     """Standardize → PCA → LDA → centre → length-normalize, learned on the attacker's training speakers."""
@@ -67,13 +80,14 @@ class SpeakerProjection:
     centre: np.ndarray  # mean of the projected training vectors
 
     @classmethod
-    def fit(cls, x: np.ndarray, speakers: list[str], pca_dims: int = 400, lda_dims: int = 100,
+    def fit(cls, x: np.ndarray, speakers: list[str], pca_dims: int = 2000, lda_dims: int = 200,
             seed: int = 0) -> "SpeakerProjection":
         y = _labels(speakers)
         n_spk = int(y.max()) + 1
         scaler = StandardScaler().fit(x)
         z = scaler.transform(x)
-        pca = PCA(min(pca_dims, z.shape[1], len(z) - n_spk), svd_solver="randomized", random_state=seed).fit(z)
+        pca = PCA(max(1, min(pca_dims, z.shape[1], len(z) - n_spk)), svd_solver="randomized", iterated_power=2,
+                  random_state=seed).fit(z)  # 2 power iterations: the same EERs as 7, a third of the time
         z = pca.transform(z)
         means = np.stack([z[y == s].mean(0) for s in range(n_spk)])
         within = z - means[y]

@@ -36,7 +36,8 @@ from toolkit.errors import VeilError
 from toolkit.privacy.attackers import fit_closed_set, open_set_attack, train_xvector
 from toolkit.privacy.ecapa import EcapaSettings, train_ecapa
 from toolkit.privacy.framewise import FrameSettings, train_frame_classifier
-from toolkit.privacy.scoring import PLDA, SpeakerProjection, VectorClassifier, cosine_verification, verification
+from toolkit.privacy.scoring import (PLDA, SpeakerProjection, VectorClassifier, centroid_accuracy, cosine_verification,
+                                     verification)
 from toolkit.privacy.statistics import FrameStatistics
 
 
@@ -195,8 +196,7 @@ def _stats_plda(family: str):
 def _stats_lda_closed(family: str):
     def run(ctx: AttackContext) -> dict:
         z = ctx.projection(family)(ctx.features(family)[0])
-        clf = VectorClassifier.fit(z[ctx.enroll], ctx.sel(ctx.eval_spk, ctx.enroll))
-        return ctx.closed_result(clf.accuracy(z[ctx.test], ctx.sel(ctx.eval_spk, ctx.test)))
+        return ctx.closed_result(centroid_accuracy(z, ctx.eval_spk, ctx.enroll, ctx.test))
     return run
 
 
@@ -220,8 +220,7 @@ def _ecapa_plda(ctx: AttackContext) -> dict:
 
 def _ecapa_closed(ctx: AttackContext) -> dict:
     e_eval, _ = ctx.ecapa_vectors()
-    clf = VectorClassifier.fit(e_eval[ctx.enroll], ctx.sel(ctx.eval_spk, ctx.enroll))
-    return ctx.closed_result(clf.accuracy(e_eval[ctx.test], ctx.sel(ctx.eval_spk, ctx.test)))
+    return ctx.closed_result(centroid_accuracy(e_eval, ctx.eval_spk, ctx.enroll, ctx.test))
 
 
 _STATS = {"moments": "higher-order moments and quantiles per channel",
@@ -240,11 +239,12 @@ ATTACKERS: dict[str, Attacker] = {a.name: a for a in [
                f"{_STATS[f]}; standardized, PCA, logistic regression", _stats_closed(f)) for f in _STATS],
     Attacker("frame-net", "closed", "frame-level network", "enrollment", True, "slow",
              "conv over 3 frames + 2 per-frame layers; utterance = mean frame log-probability", _frame_net),
-    Attacker("allstats-lda-lr", "closed", "pooled statistics + dynamics", "informed", False, "fast",
-             "all statistics through the training speakers' LDA, then logistic regression",
+    Attacker("allstats-lda-centroid", "closed", "pooled statistics + dynamics", "informed", False, "fast",
+             "all statistics through the training speakers' PCA + LDA; cosine to each speaker's enrollment mean",
              _stats_lda_closed("allstats")),
-    Attacker("ecapa-lr", "closed", "sequence network (ECAPA)", "informed", True, "slow",
-             "ECAPA trained on the training speakers; logistic regression on its embeddings", _ecapa_closed),
+    Attacker("ecapa-centroid", "closed", "sequence network (ECAPA)", "informed", True, "slow",
+             "ECAPA trained on the training speakers; cosine to each speaker's mean enrollment embedding",
+             _ecapa_closed),
     Attacker("x-vector", "open", "sequence network (Veil's original x-vector)", "informed", True, "slow",
              "TDNN + mean/std pooling, softmax; first --xvector-utts utterances per training speaker", _xvector),
     Attacker("pooled-lda", "open", "pooled mean+std (Veil's original)", "informed", False, "fast",
@@ -351,10 +351,10 @@ def run_suite(emb: Embeddings, eval_spk: list[str], train_spk: list[str], split,
             if not a.seeded and per_seed:
                 results[name] = per_seed[0][name]
                 continue
-            t0 = time.time()
+            t0, c0 = time.time(), time.process_time()
             r = a.run(ctx)
             results[name] = {"task": a.task, "family": a.family, "knowledge": a.knowledge, **r,
-                             "seconds": round(time.time() - t0, 1)}
+                             "seconds": round(time.time() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1)}
             log(f"    seed {seed} {name}: " + (f"{r['accuracy']:.1f} %" if a.task == "closed" else
                                                 f"EER {r['eer']:.1f} %") + f"  [{time.time() - t0:.0f} s]")
         per_seed.append(results)
