@@ -12,6 +12,7 @@ The headline is the strongest attacker of each task, named; chance is reported b
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shlex
 import sys
@@ -290,7 +291,8 @@ def _run_privacy(checkpoint, baseline, corpus, layers_spec, out_dir, train_utts_
 
     data = load_attack_data(Path(corpus), train_utts_per_speaker, eval_limit, seed, progress)
     report = {"format": REPORT_FORMAT, "command": "veil " + shlex.join(sys.argv[1:]), "host": platform.node(),
-              "threads": torch.get_num_threads(), **data.describe(), "layers": layers, "seed": seed,
+              "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+              **data.describe(), "layers": layers, "seed": seed,
               "attacker_seeds": attacker_seeds, "xvector_epochs": options.xvector_epochs,
               "attacker_options": options.describe(), "attackers": describe_attackers(options.names()),
               "models": {}, "ignorant": {}}
