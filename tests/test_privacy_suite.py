@@ -1,11 +1,14 @@
 """The attacker suite: its statistics and scoring are right, and each family catches the speaker signature it
 is built for in per-chunk instance-normalized embeddings, where Veil's original mean+std pooling sees nothing."""
+import json
+
 import numpy as np
 import pytest
 from scipy.stats import norm
 
 from toolkit.errors import VeilError
 from toolkit.privacy.attackers import utterance_split
+from toolkit.privacy.attempts import entry_from_privacy, render_attempts
 from toolkit.privacy.ecapa import EcapaSettings, train_ecapa
 from toolkit.privacy.framewise import FrameSettings
 from toolkit.privacy.scoring import PLDA, SpeakerProjection, VectorClassifier, cosine_verification, verification
@@ -260,3 +263,34 @@ def test_suite_is_deterministic_for_a_seed_and_differs_across_seeds(one_torch_th
     assert a["spread"]["attackers"]["dynamics-lr"]["sd"] == 0.0  # statistics do not depend on the seed
     assert any(a["spread"]["attackers"][n]["values"][0] != a["spread"]["attackers"][n]["values"][1]
                for n in ("frame-net", "ecapa"))  # the networks do depend on it
+
+
+def test_attempts_log_names_the_strongest_attacker_of_a_suite_report(tmp_path):
+    def row(closed, eer, spread=None):
+        out = {"suite": {closed[0]: {"task": "closed", "accuracy": closed[1], "chance": 3.125},
+                         eer[0]: {"task": "open", "eer": eer[1]}},
+               "strongest": {"closed": {"attacker": closed[0], "accuracy": closed[1], "chance": 3.125},
+                             "open": {"attacker": eer[0], "eer": eer[1]}}}
+        if spread:
+            out["spread"] = {"strongest": {task: {"attacker": name, "mean": m, "sd": sd, "values": [m],
+                                                  "per_seed_best": {"attackers": [name], "values": [m], "mean": m,
+                                                                    "sd": sd}}
+                                           for task, (name, m, sd) in spread.items()}}
+        return out
+    report = tmp_path / "privacy.json"
+    report.write_text(json.dumps({"eval_speakers": 32, "attacker_seeds": 3, "models": {
+        "baseline": {"checkpoint": "b.safetensors", "layers": {"4": row(("allstats-lr", 99.0), ("ecapa", 2.0))}},
+        "anonymized": {"kind": "artifact", "path": "p.pte", "backend": "executorch", "recipe": "int8-static",
+                       "layers": {"4": row(("allstats-lda-centroid", 96.0), ("allstats-plda", 5.0),
+                                       {"closed": ("allstats-lda-centroid", 96.0, 0.0),
+                                        "open": ("ecapa-plda", 5.5, 0.4)})}}}}))
+    e = entry_from_privacy(report, "shipped-suite", "t", "v", layer=4)
+    assert e["probe"]["lr"] is None and e["probe"]["chance"] == pytest.approx(3.125)  # no legacy attackers ran
+    s = e["strongest"]
+    assert s["closed"] == {"attacker": "allstats-lda-centroid", "model": 96.0, "baseline_attacker": "allstats-lr",
+                           "baseline": 99.0, "mean_attacker": "allstats-lda-centroid", "mean": 96.0, "sd": 0.0,
+                           "per_seed_best_mean": 96.0, "per_seed_best_sd": 0.0,
+                           "per_seed_best_attackers": ["allstats-lda-centroid"]}
+    assert s["open"]["attacker"] == "allstats-plda" and s["open"]["mean_attacker"] == "ecapa-plda"
+    md = render_attempts([e])
+    assert "5.5 ± 0.4 (ecapa-plda); baseline 2.0 (ecapa)" in md and "96.0 ± 0.0 (allstats-lda-centroid)" in md

@@ -48,7 +48,8 @@ def entry_from_privacy(privacy_json: Path, name: str, tried: str, verdict: str, 
                 max(layers, key=int))
         row = layers[k]
         base = models.get("baseline", {}).get("layers", {}).get(k)
-        chance = 100.0 / report["eval_speakers"]
+        chance = _get(row, "closed_lr", "chance") or (100.0 / report["eval_speakers"] if report.get("eval_speakers")
+                                                       else None)
     except (KeyError, StopIteration, TypeError) as exc:
         raise VeilError(f"{privacy_json}: not a privacy result with that model/layer ({exc})") from None
     base_source = str(privacy_json) if base else None
