@@ -17,12 +17,18 @@ Statistics attackers are deterministic given the embeddings (the same number for
 networks (pooled MLP, frame-level network, x-vector, ECAPA) are seeded and, with ``torch.set_num_threads``
 fixed, deterministic per seed.
 
-Use from Python (the bottleneck sweep does)::
+Use from Python (one source, one layer; ``seeds`` repeats the seeded attackers)::
 
-    data = load_attack_data(corpus, train_utts_per_speaker=None)       # all training utterances
-    emb = checkpoint_embeddings(model, data, layer)                    # or artifact_embeddings_for(...)
-    result = run_suite(emb, data, SuiteOptions(attackers="fast"), seeds=[0, 1, 2])
-    result["strongest"]["open"]  # {"attacker": "ecapa", "eer": ..., ...}
+    from toolkit.privacy.evaluate import attack_artifact, attack_checkpoint_layer, load_attack_data
+    data = load_attack_data(Path("data/corpus"))  # once: eval speakers + every training utterance
+    row = attack_checkpoint_layer(model_or_checkpoint_path, 4, data, SuiteOptions(attackers="fast"), seeds=[0])
+    row = attack_artifact(Path("exports/x"), data, SuiteOptions(), seeds=[0, 1, 2], backend="executorch")
+    row["strongest"]["open"]               # {"attacker": "allstats-plda", "eer": ..., ...} (first seed)
+    row["spread"]["strongest"]["open"]     # best mean over seeds: {"attacker", "mean", "sd", "per_seed_best"}
+    row["suite"]["ecapa"]["eer"]           # any attacker by name
+
+or on embeddings already computed: ``run_suite(Embeddings(eval_frames, train_frames), eval_speakers,
+train_speakers, data.split, options, seeds)``.
 """
 from __future__ import annotations
 
