@@ -25,7 +25,8 @@ from toolkit.privacy.artifact import load_runners, read_export
 from toolkit.privacy.attackers import (closed_set_attack, eer, min_dcf, open_set_attack, train_xvector,
                                        utterance_split)
 from toolkit.privacy.embeddings import artifact_embeddings, layer_embeddings
-from toolkit.privacy.suite import ATTACKERS
+from toolkit.privacy.leakage import attack_artifact, attack_checkpoint_layer, load_attack_data
+from toolkit.privacy.suite import ATTACKERS, SuiteOptions
 from toolkit.text.tokenizer import CharTokenizer
 from tests.conftest import small_config
 
@@ -231,6 +232,22 @@ def test_privacy_attacks_the_exported_artifact(exported, speaker_corpus, tmp_pat
     md = (report_dir / "privacy.md").read_text()
     assert "`prefix-k1-fp32.pte` — executorch fp32" in md and attacked["sha256"][:16] in md
     assert (report_dir / "privacy.png").stat().st_size > 10000
+
+
+def test_the_suite_from_python_on_a_checkpoint_layer_and_on_its_export(exported, speaker_corpus, one_torch_thread):
+    """``attack_artifact`` runs the suite on what the export emits, ``attack_checkpoint_layer`` on the float
+    layer: the fp32 artifact computes the float prefix, so the deterministic attackers agree."""
+    ckpt, out = exported
+    data = load_attack_data(speaker_corpus, train_utts_per_speaker=2, progress=False)
+    options = SuiteOptions(attackers="pooled-lr,moments-lr,allstats-plda")
+    art = attack_artifact(out, data, options, seeds=[0], backend="executorch")
+    ckp = attack_checkpoint_layer(ckpt, 1, data, options, seeds=[0])
+    assert set(art["suite"]) == set(ckp["suite"]) == {"pooled-lr", "moments-lr", "allstats-plda"}
+    assert art["strongest"]["open"]["attacker"] == "allstats-plda" and "spread" not in art
+    for name in ("pooled-lr", "moments-lr"):
+        assert abs(art["suite"][name]["accuracy"] - ckp["suite"][name]["accuracy"]) <= 5.0, name
+    assert art["strongest"]["closed"]["accuracy"] == max(art["suite"][n]["accuracy"] for n in ("pooled-lr", "moments-lr"))
+    assert art["closed_lr"]["attacker"] == "pooled-lr" and "open_xvector" not in art  # the x-vector did not run
 
 
 def test_artifact_input_is_checked_at_the_boundary(exported, speaker_corpus, tmp_path, capsys):

@@ -62,7 +62,11 @@ def test_bad_requests_are_one_line_errors(tiny_corpus, runs, capsys):
     cases = [(["--train-arg", "--out x"], "the sweep sets --out itself"),
              (["--layers", "0..2"], "--layers 0..2: [0] outside 1..6"),
              (["--layers", "a..b"], "--layers must look like"),
-             (["--parallel", "0"], "--parallel must be at least 1")]
+             (["--parallel", "0"], "--parallel must be at least 1"),
+             (["--attackers", "fast"], "the sweep's table needs Veil's original attackers (pooled-lr, pooled-mlp, "
+                                       "x-vector); add x-vector"),
+             (["--attackers", "legacy,gmm"], "unknown attacker 'gmm'"),
+             (["--ecapa-steps", "0"], "--ecapa-steps must be at least 1")]
     for extra, message in cases:
         assert veil_main(base + extra) == 2
         err = capsys.readouterr().err

@@ -56,7 +56,7 @@ class AttackSettings:
     seed: int = 0                 # attacker seed; also draws the closed-set utterance split
     attackers: str = field(default="all", metadata={
         "metavar": "SET|NAME,...", "help": "which attackers: a set (" + ", ".join(SETS) + ") or comma-separated "
-        "names, listed below; 'fast' trains no network"})
+        "names (`veil privacy --help` lists them); 'fast' trains no network"})
     xvector_epochs: int = 30      # training epochs of the x-vector attacker
     attacker_utts: int = 0        # training-split utterances per training speaker for the informed attackers (0 = all)
     xvector_utts: int = 10        # of those, the first N per speaker train the x-vector (as before the suite)
