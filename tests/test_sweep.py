@@ -189,8 +189,14 @@ def test_attempt_takes_the_baseline_from_another_report(tmp_path):
     other = json.loads(layers.read_text())
     del other["models"]["baseline"]["layers"]["4"]
     (tmp_path / "only3.json").write_text(json.dumps(other))
-    with pytest.raises(VeilError, match="no baseline result at layer 4"):
+    with pytest.raises(VeilError, match="no result of model 'baseline' at layer 4"):
         entry_from_privacy(alone, "s4", "t", "v", layer=4, baseline_privacy=tmp_path / "only3.json")
+    # a baseline checkpoint attacked alone is named "anonymized" in its report
+    (tmp_path / "alone-base.json").write_text(json.dumps({**json.loads(layers.read_text()), "models": {
+        "anonymized": json.loads(layers.read_text())["models"]["baseline"]}}))
+    e = entry_from_privacy(alone, "s4", "t", "v", layer=4, baseline_privacy=tmp_path / "alone-base.json",
+                           baseline_model="anonymized")
+    assert e["probe"]["baseline_lr"] == 86.9
     other = json.loads(layers.read_text())
     other["seed"] = 1
     layers.write_text(json.dumps(other))

@@ -34,10 +34,11 @@ def _test_wer(metrics: dict | None) -> float | None:
 def entry_from_privacy(privacy_json: Path, name: str, tried: str, verdict: str, layer: int | None = None,
                        model: str | None = None, metrics: Path | None = None, baseline_metrics: Path | None = None,
                        train_command: str | None = None, date: str | None = None,
-                       baseline_privacy: Path | None = None) -> dict:
+                       baseline_privacy: Path | None = None, baseline_model: str = "baseline") -> dict:
     """One attempts-log entry from a `veil privacy` report (and optional `veil evaluate --json` files).
     ``baseline_privacy``: take the baseline's attack results at that layer from another report (one run of
-    `--baseline --layers all` serves every attempt) when the report has no baseline of its own."""
+    `--baseline --layers all` serves every attempt) when the report has no baseline of its own; ``baseline_model``
+    is the baseline's name in that report (a checkpoint attacked alone is named ``anonymized``)."""
     report = _read_json(privacy_json, "privacy result")
     try:
         models = report["models"]
@@ -54,9 +55,9 @@ def entry_from_privacy(privacy_json: Path, name: str, tried: str, verdict: str, 
     base_source = str(privacy_json) if base else None
     if base is None and baseline_privacy:
         other = _read_json(baseline_privacy, "baseline privacy result")
-        base = other.get("models", {}).get("baseline", {}).get("layers", {}).get(k)
+        base = other.get("models", {}).get(baseline_model, {}).get("layers", {}).get(k)
         if base is None:
-            raise VeilError(f"{baseline_privacy}: no baseline result at layer {k}")
+            raise VeilError(f"{baseline_privacy}: no result of model {baseline_model!r} at layer {k}")
         if (other.get("eval_utterances"), other.get("seed")) != (report.get("eval_utterances"), report.get("seed")):
             raise VeilError(f"{baseline_privacy}: attacked with other settings (eval utterances, seed) than "
                             f"{privacy_json}")

@@ -97,6 +97,9 @@ def add_parser(sub) -> None:
     a.add_argument("--baseline-metrics", default=None, help="the same for the baseline")
     a.add_argument("--baseline-privacy", default=None, metavar="PRIVACY_JSON",
                    help="baseline results from this other report (e.g. one `--baseline --layers all` run)")
+    a.add_argument("--baseline-model", default="baseline", metavar="NAME",
+                   help="the baseline's name in --baseline-privacy (default baseline; a checkpoint attacked alone: "
+                        "anonymized)")
     a.add_argument("--train-command", default=None)
     a.add_argument("--date", default=None, help="when the attempt was made (default today, YYYY-MM-DD)")
     a.add_argument("--log", default=None, help=f"attempts log (default benchmarks/results/{attempts.ATTEMPTS_FILE})")
@@ -147,7 +150,8 @@ def attempts_log(args) -> int:
                                             args.model, Path(args.metrics) if args.metrics else None,
                                             Path(args.baseline_metrics) if args.baseline_metrics else None,
                                             args.train_command, args.date,
-                                            Path(args.baseline_privacy) if args.baseline_privacy else None)
+                                            Path(args.baseline_privacy) if args.baseline_privacy else None,
+                                            args.baseline_model)
         entries = attempts.append_attempt(log, entry)
         print(f"appended attempt {args.name!r} to {log} ({len(entries)} entries); wrote {log.with_suffix('.md')}")
     else:
