@@ -28,6 +28,7 @@ import torch
 
 import export as backends
 from export.artifact import library_versions
+from export.recipes import RUN_STATUSES as NOT_RUN_STATUSES
 from toolkit.bench import ceiling as ceil
 from toolkit.bench import phones, report
 from toolkit.bench.payload_eval import evaluate_payload
@@ -176,7 +177,7 @@ def measure_targets(targets: list[dict], req: BenchRequest, work: Path, chunk_se
     for r in range(rounds):
         for t in req.threads:
             for i, tgt in enumerate(targets):
-                if tgt.get("status") == "needs-macos":
+                if tgt.get("status") in NOT_RUN_STATUSES:
                     continue
                 spec = {**tgt["spec"], "threads": t, "runs": per_round[r], "warmup": req.warmup}
                 result = run_worker(spec, work, f"r{r}-t{t}-{i}")
@@ -260,7 +261,7 @@ def evaluate_targets(targets: list[dict], payload_result: dict | None, threads: 
                      float_frontend_bytes: int = 0) -> dict:
     out = {}
     torch_t = next((t for t in targets if t["role"] == "baseline" and t["backend"] == "torch"), None)
-    int8 = [t for t in targets if t["role"] == "artifact" and t["dtype"] == "int8" and t.get("status") != "needs-macos"]
+    int8 = [t for t in targets if t["role"] == "artifact" and t["dtype"] == "int8" and t.get("status") not in NOT_RUN_STATUSES]
     speed = {"target": f">= {TARGETS['speedup_vs_torch']:g}x faster than the torch eager fp32 prefix (p50)",
              "per_threads": {}}
     for th in threads:
@@ -321,9 +322,15 @@ def artifact_targets(manifests: list[ExportManifest]) -> list[dict]:
             tgt = {"name": f"{art.backend} {art.recipe}", "role": "artifact", "backend": art.backend,
                    "recipe": art.recipe, "runtime": backend.RUNTIME, "dtype": compute_dtype(art.backend, art.recipe),
                    "file": str(art.path), "size_bytes": art.size_bytes, "measurements": []}
+            runs_on = backend.RECIPES.get(art.recipe).runs_on
             if not backend.runs_here():
                 tgt["status"] = "needs-macos"
                 tgt["detail"] = f"{backend.RUNTIME} prediction runs only on macOS/iOS; size measured, latency not"
+            elif runs_on == "needs-device" or (runs_on == "needs-macos" and platform.system() != "Darwin"):
+                tgt["status"] = runs_on
+                tgt["detail"] = (f"{art.backend} {art.recipe} runs only on " +
+                                 ("its phone's NPU" if runs_on == "needs-device" else "macOS/iOS (Core ML)") +
+                                 "; size measured, latency not (veil bench --device)")
             else:
                 tgt["spec"] = {"kind": art.backend, "entry": entry, "base_dir": str(manifest.dir)}
             targets.append(tgt)

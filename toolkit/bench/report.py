@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from export.recipes import RUN_STATUSES
 from toolkit.console import number as _f
 from toolkit.errors import VeilError
 from toolkit.files import json_safe, write_json, write_text
@@ -39,9 +40,9 @@ def validate(doc: dict) -> None:
         raise SchemaError("bench JSON: no artifacts")
     for i, a in enumerate(doc["artifacts"]):
         _check(a, ARTIFACT_KEYS, f"artifacts[{i}]")
-        if a.get("status") == "needs-macos":
+        if a.get("status") in RUN_STATUSES:
             if a["measurements"]:
-                raise SchemaError(f"bench JSON: artifacts[{i}] is needs-macos but has measurements")
+                raise SchemaError(f"bench JSON: artifacts[{i}] is {a['status']} but has measurements")
             continue
         for j, m in enumerate(a["measurements"]):
             if m.get("status") != "ok":
@@ -71,8 +72,8 @@ def artifact_table(doc: dict) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in doc["artifacts"]:
         name = a["name"] + (" (baseline)" if a["role"] == "baseline" else "")
-        if a.get("status") == "needs-macos":
-            lines.append(f"| {name} | {a['runtime']} | {_mb(a['size_bytes'])} | — | needs-macos | | | | | | | | | |")
+        if a.get("status") in RUN_STATUSES:
+            lines.append(f"| {name} | {a['runtime']} | {_mb(a['size_bytes'])} | — | {a['status']} | | | | | | | | | |")
             continue
         for m in a["measurements"]:
             if m.get("status") != "ok":
@@ -149,8 +150,8 @@ def headline(doc: dict, source: str | None = None) -> str:
     lines = [f"| artifact | size MB | p50 ms, {th} thread{'s' if th > 1 else ''} | × torch eager |", "|---|---|---|---|"]
     for a in doc["artifacts"]:
         name = a["name"] + (" (baseline)" if a["role"] == "baseline" else "")
-        if a.get("status") == "needs-macos":
-            lines.append(f"| {name} | {_mb(a['size_bytes'])} | needs-macos | |")
+        if a.get("status") in RUN_STATUSES:
+            lines.append(f"| {name} | {_mb(a['size_bytes'])} | {a['status']} | |")
             continue
         t = p50(a)
         lines.append(f"| {name} | {_mb(a['size_bytes'])} | {_f(t)} | "
@@ -216,7 +217,7 @@ def render_plots(doc: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     threads = doc["settings"]["threads"]
-    arts = [a for a in doc["artifacts"] if a.get("status") != "needs-macos"]
+    arts = [a for a in doc["artifacts"] if a.get("status") not in RUN_STATUSES]
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
     names = [a["name"] for a in arts]
     width = 0.8 / max(1, len(threads))

@@ -231,7 +231,7 @@ def _export_into(tmp: Path, plan: Plan, req: ExportRequest, model, config, k: in
     for i, name in enumerate(plan.backends, 1):
         backend = backends.get_backend(name)
         recipe = plan.recipes[name]
-        filename = f"prefix-k{k}-{recipe}{backend.SUFFIX}"
+        filename = f"prefix-k{k}-{recipe.replace(':', '-')}{backend.SUFFIX}"  # no ':' in file names
         say(f"[{i}/{len(plan.backends)}] {name} {recipe} -> {filename} ...", end=" ")
         print(f"\n===== {name} {recipe} =====", file=log, flush=True)
         try:
