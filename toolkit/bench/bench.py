@@ -68,6 +68,8 @@ class BenchRequest:
     device: str | None = None
     executor_runner: str | None = None
     benchmark_model: str | None = None
+    benchmark_litert_model: str | None = None  # LiteRT's CompiledModel benchmark, for NPU artifacts (--device android)
+    npu_libs: str | None = None              # the phone's LiteRT dispatch library + vendor NPU runtime
     ios_log: str | None = None              # saved `xcodebuild test` log of the iOS XCTest (--device ios)
     plots: bool = True
     rounds: int = 3                         # round-robin passes over all targets (timed runs split among them)
@@ -428,7 +430,8 @@ def measure_device(req: BenchRequest, manifests: list[ExportManifest], chunk, ch
         return phones.ios_bench(req.ios_log, arts, chunk_seconds, macs)
     say(f"device: {req.device} ...")
     return phones.android_bench(req.device, arts, chunk, req.threads, req.runs, req.warmup, req.executor_runner,
-                                req.benchmark_model, chunk_seconds, macs, work)
+                                req.benchmark_model, chunk_seconds, macs, work,
+                                benchmark_litert_model=req.benchmark_litert_model, npu_libs=req.npu_libs)
 
 
 def check_request(req: BenchRequest) -> None:
