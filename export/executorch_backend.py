@@ -1,7 +1,9 @@
 """ExecuTorch backend: ``torch.export`` -> (quantize) -> ``to_edge_transform_and_lower`` (XNNPACK) -> ``.pte``.
 
 The linear story of ExecuTorch's own XNNPACK example: each recipe returns the ``ExportedProgram`` to lower
-(quantized or not); lowering, the delegation check and serialization are shared. Quantization never touches
+(quantized or not) and notes for the manifest; lowering, the delegation check and serialization are shared. A
+recipe for another delegate adds ``partitioners`` (default: XNNPACK) and ``delegation_summary`` to its notes
+(``coreml-ane``: ``export/executorch_coreml.py``). Quantization never touches
 the submodules named in ``float_modules`` (Veil's log-mel frontend): PT2E annotation skips their nodes and
 torchao's ``quantize_`` skips their Linear layers. Runner: ``executorch.runtime``. ExecuTorch and torchao are
 imported inside the functions that use them: they are heavy, and only this backend needs them.

@@ -227,8 +227,9 @@ def localize_gap(art: backends.Artifact, ref: Reference, manifest: ExportManifes
         return {"status": "failed", "detail": str(exc)}
 
 
-def coreml_offline_checks(art: backends.Artifact, ref: Reference, manifest: ExportManifest) -> dict:
-    """What Linux can check of a .mlpackage; every number here is labelled: spec, weights, estimate."""
+def coreml_offline_checks(art: backends.Artifact, ref: Reference, manifest: ExportManifest) -> tuple[dict, object]:
+    """What Linux can check of a .mlpackage; every number here is labelled: spec, weights, estimate. Returns the
+    checks and the estimate module (which also meets the stress audio)."""
     spec = coreml_offline.spec_vs_manifest(art, manifest.data)
     weights = coreml_offline.package_weights(art.path)
     matching = coreml_offline.match_weights(ref.prefix, weights)
@@ -242,8 +243,7 @@ def coreml_offline_checks(art: backends.Artifact, ref: Reference, manifest: Expo
                 "numeric": metrics.embedding_metrics(ref.embeddings, outs),
                 "cloud": metrics.cloud_metrics(ref.log_probs, metrics.decode(ref.suffix, outs), ref.texts,
                                                ref.tokenizer)}
-    return {"checked_on_linux": {"spec_vs_manifest": spec, "weights_vs_torch": matching, "fp16_estimate": estimate},
-            "_estimate_module": est}
+    return {"checked_on_linux": {"spec_vs_manifest": spec, "weights_vs_torch": matching, "fp16_estimate": estimate}}, est
 
 
 NOT_RUN_SUMMARY = {"needs-macos": "not executed: spec checked, estimates only",
@@ -260,8 +260,7 @@ def offline_checks(status: str, entry: dict, art: backends.Artifact, ref: Refere
     ``needs-device``), every number labelled; the torch estimate also meets the stress audio, and where it misses
     the stress gate the stage where its gap opens is named."""
     if art.backend == "coreml":
-        checks = coreml_offline_checks(art, ref, manifest)
-        estimate_module = checks.pop("_estimate_module")
+        checks, estimate_module = coreml_offline_checks(art, ref, manifest)
     elif "npu" in entry:
         checks, estimate_module = npu_offline.checks(entry, art, ref.prefix, ref.pcms, ref.chunk, manifest,
                                                      lambda outs: _numbers(ref, outs))
