@@ -285,7 +285,8 @@ def test_ios_on_macos_without_log_names_the_xcodebuild_command(tmp_path, monkeyp
     assert veil_main(["bench", str(tmp_path), "--device", "ios"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "no-device" not in err
-    assert "xcodebuild test -project VeilBench.xcodeproj" in err and "-destination 'platform=iOS,id=<UDID>'" in err
+    assert "xcodebuild test -project ios_demo/VeilDemo/VeilDemo.xcodeproj" in err
+    assert "-destination 'platform=iOS,id=<UDID>'" in err
     assert "VeilPrefixBenchTests.swift" in err and "--ios-log ios-bench.log" in err
 
 
@@ -315,12 +316,17 @@ def test_android_plumbing_with_fake_adb(tmp_path, monkeypatch):
     for backend, name in (("executorch", "p.pte"), ("litert", "p.tflite"), ("coreml", "p.mlpackage")):
         (tmp_path / name).write_bytes(b"x")
         arts.append(({"backend": backend, "recipe": "int8-static", "file": name, "size_bytes": 1}, tmp_path / name))
+    (tmp_path / "p-ane.pte").write_bytes(b"x")  # ExecuTorch's Core ML delegate: an Apple artifact, listed, not run
+    arts.append(({"backend": "executorch", "recipe": "coreml-ane", "file": "p-ane.pte", "size_bytes": 1},
+                 tmp_path / "p-ane.pte"))
     out = phones.android_bench("android", arts, np.zeros((1, 16), np.float32), [1, 2], runs=50, warmup=0,
                                executor_runner=str(runner), benchmark_model=str(bm), chunk_seconds=2.0, macs=None,
                                work_dir=tmp_path)
     assert out["serial"] == "SER1" and out["model"] == "Pixel Fake" and out["abi"] == "arm64-v8a"
-    assert [a["backend"] for a in out["artifacts"]] == ["executorch", "litert"]
-    et, lite = out["artifacts"]
+    assert [a["backend"] for a in out["artifacts"]] == ["executorch", "litert", "executorch"]
+    et, lite, ane = out["artifacts"]
+    assert ane["status"] == "skipped: runs only on iOS/macOS (its Core ML delegate)" and ane["measurements"] == []
+    assert "| p-ane.pte | — | — | skipped: runs only on iOS/macOS (its Core ML delegate) |" in report.android_lines(out)[-1]
     assert [m["threads"] for m in et["measurements"]] == [1, 2]
     assert et["measurements"][0]["p50_ms"] == pytest.approx(241.944288)
     assert "--cpu_threads=2" in et["measurements"][1]["command"]
@@ -368,6 +374,8 @@ def test_android_npu_artifact_runs_through_the_compiled_model_benchmark(tmp_path
     assert m["p50_ms"] == 32.04 and m["fully_accelerated"] is True
     assert "--use_npu=true" in m["command"] and "--dispatch_library_path=npu" in m["command"]
     assert "ADSP_LIBRARY_PATH=npu" in m["command"]
+    table = "\n".join(report.android_lines(out))
+    assert "SoC SM8650" in table and "| p.tflite | benchmark_litert_model | npu (SM8650) | 1 |" in table
     no_libs = phones.android_bench("android", arts, np.zeros((1, 16), np.float32), [1], 5, 2, None, None, 2.0, None,
                                    tmp_path, benchmark_litert_model=str(tool))
     assert no_libs["artifacts"][0]["status"].startswith("skipped: pass --npu-libs")

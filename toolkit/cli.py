@@ -26,6 +26,9 @@ COMMANDS = {  # command -> the cli module that adds it, in the order `veil --hel
     "sweep": "toolkit.privacy.cli",
     "attempts": "toolkit.privacy.cli",
     "render": "toolkit.results.cli",
+    "serve": "toolkit.serve.cli",
+    "stream": "toolkit.serve.cli",
+    "protocol": "toolkit.serve.cli",
 }
 
 

@@ -200,16 +200,29 @@ def render_markdown(doc: dict) -> str:
                              f"{_f(m.get('load_ms'))} | {_f(center)} | {_f(m.get('rtf'), '{:.4f}')} | "
                              f"{_f(peak / 1e6 if peak is not None else None, '{:.1f}')} |")
     elif doc.get("device"):
-        d = doc["device"]
-        lines += ["", f"## Phone: {d.get('model')} ({d.get('abi')}, serial {d.get('serial')})", "",
-                  "| artifact | tool | threads | load ms | p50/mean ms | RTF |", "|---|---|---|---|---|---|"]
-        for a in d["artifacts"]:
-            for m in a.get("measurements", []):
-                center = m.get("p50_ms") if m.get("p50_ms") is not None else m.get("mean_ms")
-                lines.append(f"| {a['file']} | {a['tool']} | {m.get('threads')} | {_f(m.get('load_ms'))} | "
-                             f"{_f(center)} | {_f(m.get('rtf'), '{:.4f}')} |")
+        lines += android_lines(doc["device"])
     lines += ["", "![benchmark](%s.png)" % doc.get("_name", "bench"), ""]
     return "\n".join(lines)
+
+
+def android_lines(d: dict) -> list[str]:
+    """The phone section of an Android run: one row per artifact and thread count, with the accelerator it ran on
+    (``npu (SM8650)`` for an ahead-of-time NPU artifact); an artifact that was not run gets one row with why."""
+    lines = ["", f"## Phone: {d.get('model')} ({d.get('abi')}, serial {d.get('serial')}"
+                 + (f", SoC {d['soc']}" if d.get("soc") else "") + ")", "",
+             "| artifact | tool | accelerator | threads | load ms | p50/mean ms | RTF |",
+             "|---|---|---|---|---|---|---|"]
+    for a in d["artifacts"]:
+        where = a.get("accelerator") or "—"
+        if a.get("soc"):
+            where += f" ({a['soc']})"
+        if not a.get("measurements"):
+            lines.append(f"| {a['file']} | {a.get('tool') or '—'} | {where} | {a.get('status')} | | | |")
+        for m in a.get("measurements", []):
+            center = m.get("p50_ms") if m.get("p50_ms") is not None else m.get("mean_ms")
+            lines.append(f"| {a['file']} | {a['tool']} | {where} | {m.get('threads')} | {_f(m.get('load_ms'))} | "
+                         f"{_f(center)} | {_f(m.get('rtf'), '{:.4f}')} |")
+    return lines
 
 
 def render_plots(doc: dict, path: Path) -> None:
