@@ -435,7 +435,8 @@ def measure_device(req: BenchRequest, manifests: list[ExportManifest], chunk, ch
                                   benchmark_litert_model=req.benchmark_litert_model, npu_libs=req.npu_libs)
     if req.app:
         say(f"device: {req.device}, in the app {android_app.PACKAGE} ...")
-        app = android_app.app_bench(req.device, manifests, chunk, req.threads, req.runs, req.warmup, work)
+        app = android_app.app_bench(req.device, manifests, chunk, req.threads, req.runs, req.warmup, work,
+                                     npu_libs=req.npu_libs)
         device = android_app.add_app_rows(device, app, macs)
     return device
 

@@ -56,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="LiteRT benchmark_litert_model (CompiledModel, NPU accelerator) for Android NPU artifacts")
     p.add_argument("--npu-libs", default=None, metavar="DIR",
                    help="the phone's LiteRT dispatch library and vendor NPU runtime (e.g. libLiteRtDispatch_Qualcomm.so, "
-                        "libQnnHtp.so, libQnnSystem.so, libQnnHtpV75Stub.so, libQnnHtpV75Skel.so), pushed with NPU artifacts")
+                        "libQnnHtp.so, libQnnSystem.so, libQnnHtpV75Stub.so, libQnnHtpV75Skel.so), pushed with NPU "
+                        "artifacts for benchmark_litert_model and, with --app, for the app")
     p.add_argument("--app", action="store_true",
                    help="with --device android: also measure in the Veil demo app (installed; see android_demo/)")
     p.add_argument("--ios-log", default=None, metavar="FILE",
