@@ -196,7 +196,8 @@ def check_artifact(entry: dict, art: backends.Artifact, ref: Reference, manifest
     snr_gate = gate.get("snr")
     borderline = snr_gate is not None and result["numeric"]["snr_db"] < snr_gate + gating.BORDERLINE_DB
     result["borderline"] = bool(borderline and not failures)
-    if req.localize == "always" or (req.localize == "auto" and (failures or borderline)):
+    speech_failures = [f for f in failures if not f["metric"].startswith("stress_")]  # stress: localized above
+    if req.localize == "always" or (req.localize == "auto" and (speech_failures or borderline)):
         result["localization"] = localize_gap(art, ref, manifest, (snr_gate or 0.0) + gating.BORDERLINE_DB,
                                               result["numeric"]["snr_db"])
     if req.bundle and art.backend == "executorch":
