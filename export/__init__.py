@@ -20,8 +20,8 @@ import pkgutil
 from types import ModuleType
 
 from export.artifact import Artifact, Runner, snr_db
-from export.errors import (ConversionFailed, ExportError, MissingCalibration, NeedsMacOS, UnknownBackend,
-                           UnknownRecipe)
+from export.errors import (ConversionFailed, ExportError, MissingCalibration, MissingNpuSdk, NeedsDevice, NeedsMacOS,
+                           NotRunHere, UnknownBackend, UnknownRecipe)
 
 TARGET_ORDER = ("android", "ios")
 
@@ -50,7 +50,8 @@ def export(backend: str, module, example_inputs: tuple, recipe: str, out_path, *
 
 
 def load(artifact: Artifact, threads: int | None = None) -> Runner:
-    """A runner for ``artifact`` in its backend's real runtime (Core ML: macOS only, else NeedsMacOS);
+    """A runner for ``artifact`` in its backend's real runtime (Core ML: macOS only, else NeedsMacOS; an NPU
+    artifact: its phone only, else NeedsDevice; both are :class:`NotRunHere`);
     ``threads``: the runtime's threads where it takes a number (default: its own choice)."""
     return get_backend(artifact.backend).load(artifact, threads=threads)
 
@@ -65,4 +66,5 @@ def targets() -> dict[str, list[str]]:
 
 
 __all__ = ["Artifact", "Runner", "BACKENDS", "get_backend", "export", "load", "targets", "snr_db", "ExportError",
-           "ConversionFailed", "MissingCalibration", "NeedsMacOS", "UnknownBackend", "UnknownRecipe"]
+           "ConversionFailed", "MissingCalibration", "MissingNpuSdk", "NeedsDevice", "NeedsMacOS", "NotRunHere",
+           "UnknownBackend", "UnknownRecipe"]

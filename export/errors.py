@@ -16,8 +16,8 @@ class UnknownBackend(ExportError):
 
 
 class UnknownRecipe(ExportError):
-    def __init__(self, backend: str, recipe: str, known: list[str]):
-        super().__init__(f"{backend} has no recipe '{recipe}' ({backend} recipes: {', '.join(known)})")
+    def __init__(self, backend: str, recipe: str, known: list[str], message: str | None = None):
+        super().__init__(message or f"{backend} has no recipe '{recipe}' ({backend} recipes: {', '.join(known)})")
         self.backend, self.recipe = backend, recipe
 
 
@@ -43,12 +43,34 @@ class ConversionFailed(ExportError):
         return cls(backend, recipe, f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
 
 
-class NeedsMacOS(ExportError):
-    """Core ML models execute only through Apple's Core ML framework; on other systems nothing ran."""
+class NotRunHere(ExportError):
+    """The artifact needs a runtime or hardware this machine lacks; nothing ran. ``status`` is what a check
+    reports instead of a result (``needs-macos``, ``needs-device``), never a pass."""
+    status = "not-run"
 
-    def __init__(self, what: str):
-        super().__init__(f"needs-macos: {what} runs only on macOS (Core ML framework); nothing was executed here")
-        self.status = "needs-macos"
+
+class NeedsMacOS(NotRunHere):
+    """Core ML models execute only through Apple's Core ML framework; on other systems nothing ran."""
+    status = "needs-macos"
+
+    def __init__(self, what: str, detail: str = "runs only on macOS (Core ML framework)"):
+        super().__init__(f"needs-macos: {what} {detail}; nothing was executed here")
+
+
+class NeedsDevice(NotRunHere):
+    """An ahead-of-time NPU artifact executes only on a phone with that NPU and its vendor's dispatch library."""
+    status = "needs-device"
+
+    def __init__(self, what: str, device: str):
+        super().__init__(f"needs-device: {what} runs only on {device}; nothing was executed here")
+
+
+class MissingNpuSdk(ExportError):
+    """An ahead-of-time NPU compile needs the vendor's SDK on this machine; the message says how to get it."""
+
+    def __init__(self, backend: str, recipe: str, how: str):
+        super().__init__(f"{backend} {recipe}: {how}")
+        self.backend, self.recipe = backend, recipe
 
 
 @contextmanager
@@ -57,7 +79,7 @@ def converting(backend: str, recipe: str):
     and recipe, with the converter's exception kept as ``__cause__`` for the log."""
     try:
         yield
-    except ConversionFailed:
+    except (ConversionFailed, MissingNpuSdk):
         raise
     except ExportError as exc:
         raise ConversionFailed(backend, recipe, str(exc)) from exc

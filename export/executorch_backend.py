@@ -1,7 +1,9 @@
 """ExecuTorch backend: ``torch.export`` -> (quantize) -> ``to_edge_transform_and_lower`` (XNNPACK) -> ``.pte``.
 
 The linear story of ExecuTorch's own XNNPACK example: each recipe returns the ``ExportedProgram`` to lower
-(quantized or not); lowering, the delegation check and serialization are shared. Quantization never touches
+(quantized or not) and notes for the manifest; lowering, the delegation check and serialization are shared. A
+recipe for another delegate adds ``partitioners`` (default: XNNPACK) and ``delegation_summary`` to its notes
+(``coreml-ane``: ``export/executorch_coreml.py``). Quantization never touches
 the submodules named in ``float_modules`` (Veil's log-mel frontend): PT2E annotation skips their nodes and
 torchao's ``quantize_`` skips their Linear layers. Runner: ``executorch.runtime``. ExecuTorch and torchao are
 imported inside the functions that use them: they are heavy, and only this backend needs them.
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export import executorch_coreml
 from export.artifact import Artifact, Runner, example_tensors, in_module, library_versions, single_threaded
 from export.errors import ConversionFailed, ExportError, converting
 from export.recipes import RecipeRegistry
@@ -96,6 +99,15 @@ def _8da4w(module, example_inputs, calibration, float_modules):
     return torch.export.export(module, example_inputs), notes
 
 
+@RECIPES.register("coreml-ane", "the encoder in ExecuTorch's Core ML delegate (fp16, Neural Engine), the log-mel "
+                  "frontend kept out of it in float32 on XNNPACK; runs only on iOS/macOS", weights="fp16",
+                  compute="fp16", runs_on="needs-macos")
+def _coreml_ane(module, example_inputs, calibration, float_modules):
+    notes = {"partitioners": executorch_coreml.partitioners(float_modules),
+             "delegation_summary": lambda gm: executorch_coreml.delegation_by_backend(gm, float_modules)}
+    return torch.export.export(module, example_inputs), notes
+
+
 def with_persistent_buffers(module: torch.nn.Module) -> torch.nn.Module:
     """A copy whose buffers are all persistent. ExecuTorch 1.5's XNNPACK preprocess fails its verifier on
     non-persistent buffers ("Non-persistent buffer frontend.dft is in the state dict"), and Veil's
@@ -134,11 +146,15 @@ def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path
         with torch.no_grad():
             reference = module(*example_inputs)
             program, notes = spec.build(module, example_inputs, calibration, tuple(float_modules))
-            edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-        delegation = delegation_summary(edge.exported_program().graph_module)
+            edge = to_edge_transform_and_lower(program, partitioner=notes.pop("partitioners", None)
+                                               or [XnnpackPartitioner()])
+        delegation = notes.pop("delegation_summary", delegation_summary)(edge.exported_program().graph_module)
         if delegation["ops_delegated"] == 0:
-            raise ConversionFailed(NAME, recipe, f"nothing was delegated to XNNPACK "
+            raise ConversionFailed(NAME, recipe, f"nothing was delegated to {delegation['backend']} "
                                                  f"(0 of {delegation['ops_total']} ops)")
+        if delegation.get("float_module_ops_in_coreml"):
+            raise ConversionFailed(NAME, recipe, f"{delegation['float_module_ops_in_coreml']} ops of float modules "
+                                                 f"{list(float_modules)} went into the fp16 Core ML delegate")
         out_path.write_bytes(edge.to_executorch().buffer)
     return Artifact(NAME, recipe, out_path, input_name, tuple(example_inputs[0].shape), output_name,
                     tuple(reference.shape), time.perf_counter() - start,
@@ -161,7 +177,10 @@ class ExecuTorchRunner(Runner):
         super().__init__(artifact)
         from executorch.runtime import Runtime
         self.program = Runtime.get().load_program(Path(artifact.path))
-        self.method = self.program.load_method("forward")
+        try:
+            self.method = self.program.load_method("forward")
+        except RuntimeError as exc:  # a delegate this runtime lacks: Core ML off Apple systems -> needs-macos
+            raise executorch_coreml.load_error(artifact, exc) from exc
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.method.execute([torch.from_numpy(x)])[0].numpy()

@@ -11,6 +11,7 @@ them.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export import litert_npu
 from export.artifact import Artifact, Runner, example_tensors, library_versions
 from export.errors import ConversionFailed, converting
 from export.recipes import RecipeRegistry
@@ -135,6 +137,26 @@ def _int8_static(model, calibration, float_modules, input_name):
     return _run_quantizer(q, model, float_modules, calibration, input_name)
 
 
+@RECIPES.register("npu-qualcomm", "the fp32 graph compiled ahead of time for a Qualcomm SoC's Hexagon NPU (HTP) "
+                  "by ai_edge_litert.aot; the NPU computes its float ops in fp16, the frontend included; runs only "
+                  "on that phone", weights="fp16", compute="fp16", options=litert_npu.QUALCOMM.socs,
+                  option_label="SOC", runs_on="needs-device",
+                  requires=lambda name: litert_npu.find_sdk(litert_npu.QUALCOMM, name))
+def _npu_qualcomm(model, calibration, float_modules, input_name, option):
+    return litert_npu.compile_for_npu(_fp32(model, calibration, float_modules, input_name), litert_npu.QUALCOMM,
+                                      option, f"npu-qualcomm:{option}", "fp32")
+
+
+@RECIPES.register("npu-qualcomm-int8", "the int8-static graph compiled ahead of time for a Qualcomm SoC's "
+                  "Hexagon NPU (HTP) by ai_edge_litert.aot: int8 compute ops, the other float ops (the frontend "
+                  "included) in fp16 on the NPU; runs only on that phone", weights="int8", compute="int8",
+                  needs_calibration=True, options=litert_npu.QUALCOMM.socs, option_label="SOC",
+                  runs_on="needs-device", requires=lambda name: litert_npu.find_sdk(litert_npu.QUALCOMM, name))
+def _npu_qualcomm_int8(model, calibration, float_modules, input_name, option):
+    return litert_npu.compile_for_npu(_int8_static(model, calibration, float_modules, input_name),
+                                      litert_npu.QUALCOMM, option, f"npu-qualcomm-int8:{option}", "int8-static")
+
+
 def describe(model: bytes, float_modules: tuple[str, ...] = ()) -> dict:
     """Op census of a flatbuffer: I/O dtypes, how many ops compute in int8, how many float-module ops stay
     float32. Used to prove the recipe did what it says (and by the tests)."""
@@ -177,6 +199,9 @@ def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path
             edge = litert_torch.convert(_NamedIO(module, output_name).eval(),
                                         sample_kwargs={input_name: example_inputs[0]})
         model = spec.build(bytes(edge.model_content()), calibration, tuple(float_modules), input_name)
+        npu = model if isinstance(model, litert_npu.CompiledForNpu) else None
+        if npu:  # the checks below read the graph the NPU compiler was given; the compiled one ships
+            model = npu.source
         census = describe(model, tuple(float_modules))
         if census["input_dtypes"] != ["float32"] or census["output_dtypes"] != ["float32"]:
             raise ConversionFailed(NAME, recipe, f"model I/O is {census['input_dtypes']} -> "
@@ -185,12 +210,14 @@ def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path
             raise ConversionFailed(NAME, recipe, f"float modules {list(float_modules)}: "
                                                  f"{census['float_module_ops']} ops found, "
                                                  f"{census['float_module_ops_quantized']} quantized")
-        out_path.write_bytes(model)
+        out_path.write_bytes(npu.compiled if npu else model)
     census.pop("signatures")
-    return Artifact(NAME, recipe, out_path, input_name, tuple(example_inputs[0].shape), output_name,
-                    tuple(reference.shape), time.perf_counter() - start,
-                    {"ops": census, "signature": SIGNATURE, "libraries": library_info(),
-                     "deterministic": True})
+    details = {"ops": census, "signature": SIGNATURE, "libraries": library_info(), "deterministic": True}
+    if npu:
+        details["npu"] = {**npu.details, "source_sha256": hashlib.sha256(npu.source).hexdigest()}
+        details["deterministic"] = "not checked (vendor compiler)"
+    return Artifact(NAME, spec.name, out_path, input_name, tuple(example_inputs[0].shape), output_name,
+                    tuple(reference.shape), time.perf_counter() - start, details)
 
 
 def runs_here() -> bool:
@@ -219,7 +246,10 @@ class LiteRTRunner(Runner):
 
 
 def load(artifact: Artifact, threads: int | None = None) -> Runner:
-    """``threads``: the interpreter's threads (default: torch's thread count)."""
+    """``threads``: the interpreter's threads (default: torch's thread count). An NPU artifact raises
+    :class:`NeedsDevice`: its DISPATCH_OP runs only on its phone."""
+    if "npu" in artifact.details:
+        litert_npu.check_runs_here(f"litert {artifact.recipe} ({Path(artifact.path).name})", artifact.details["npu"])
     return LiteRTRunner(artifact, num_threads=threads)
 
 

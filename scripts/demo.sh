@@ -15,7 +15,15 @@ for m in baseline anonymized; do
   $VEIL evaluate --checkpoint models/$m.safetensors --split test --split eval-speakers --limit 200
 done
 echo "== exporting the anonymized prefix for Android and iOS (exports/anonymized-k4)"
-.venv/bin/export-prefix --checkpoint models/anonymized.safetensors --target all
+# exit 1 = a parity gate failed, artifacts kept: the shipped int8 artifacts miss the loud-audio (stress) gates
+# (README, "Loud input breaks the shipped int8 artifacts"); the demo says so and streams speech with them
+rc=0
+.venv/bin/export-prefix --checkpoint models/anonymized.safetensors --target all || rc=$?
+if (( rc == 1 )); then
+  echo "   parity gate failed (exports/anonymized-k4/parity.md); the artifacts are kept and the demo goes on with speech"
+elif (( rc != 0 )); then
+  exit "$rc"
+fi
 echo "== the split system: the exported prefix (ExecuTorch, as on a phone) streams to a local veil serve"
 serve_log=$(mktemp)
 $VEIL serve --port 0 >"$serve_log" 2>&1 &

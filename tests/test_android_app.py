@@ -84,6 +84,8 @@ def show(name):
     sys.stdout.write(open(os.path.join(fx, name)).read())
 if args == ["devices"]:
     print("List of devices attached\\nSER1\\tdevice")
+elif args[:2] == ["shell", "getprop"]:
+    print("SM8650")
 elif args[:3] == ["shell", "pm", "path"]:
     if {installed!r}:
         print("package:/data/app/~~Zq1xW8v3R2kP0aT5bC9dEg==/veil.demo-Lm4nOp7QrS8tUv2wXy6zAb==/base.apk")
@@ -170,6 +172,63 @@ def test_app_bench_pushes_starts_polls_and_merges(tmp_path, monkeypatch):
     assert [a["tool"] for a in device["artifacts"]] == ["executor_runner"] + ["veil-app"] * 4
     assert device["artifacts"][1]["measurements"][0]["gmacs"] > 0
     assert device["app"] == {"package": "veil.demo", "version": "0.1.0"}
+
+
+def _with_npu_and_core_ml_delegate(manifest: ExportManifest) -> tuple[list[dict], dict, dict]:
+    cpu = [dict(e) for e in manifest.data["artifacts"]]
+    recorded = json.loads((REPO / "tests/fixtures/npu/qualcomm-SM8650.json").read_text())["export_prefix_npu_section"]
+    npu = dict(cpu[1], recipe="npu-qualcomm:SM8650", file="prefix-k4-npu-qualcomm-SM8650.tflite", npu=recorded)
+    ane = dict(cpu[0], recipe="coreml-ane", file="prefix-k4-coreml-ane.pte")
+    return cpu, npu, ane
+
+
+def test_the_app_benchmarks_cpu_and_npu_artifacts_and_installs_every_android_one(tmp_path):
+    """An ExecuTorch Core ML delegate runs only on Apple hardware: pushed (the app checks every ExecuTorch/LiteRT
+    file of the export when it installs it), never started."""
+    manifest = _export(tmp_path)
+    cpu, npu, ane = _with_npu_and_core_ml_delegate(manifest)
+    manifest.data["artifacts"] = cpu + [npu, ane]
+    assert [e["file"] for e in android_app.app_artifacts(manifest)] == [e["file"] for e in cpu + [npu]]
+    assert [e["file"] for e in android_app.pushed_artifacts(manifest)] == [e["file"] for e in cpu + [npu, ane]]
+
+
+def test_an_npu_artifact_runs_in_the_app_with_the_pushed_npu_libraries(tmp_path, monkeypatch):
+    """Recorded app output stands in for a phone with an NPU: what is checked is the conversation (libraries pushed,
+    the npu_libs extra, a run id without ':') and the row's NPU fields; the accelerator is the one the app reports."""
+    doc = json.loads(fixture("app_result.json"))
+    doc["artifacts"][0].update(backend="litert", recipe="npu-qualcomm:SM8650",
+                               file="prefix-k4-npu-qualcomm-SM8650.tflite")
+    for m in doc["artifacts"][0]["measurements"]:
+        m["runtime"] = {"engine": "litert", "api": "CompiledModel", "accelerator": "NPU", "soc": "SM8650", "threads": 1}
+    (tmp_path / "npu.json").write_text(json.dumps(doc))
+    bindir, log = _fake_adb(tmp_path, result=str(tmp_path / "npu.json"))
+    monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ["PATH"])
+    monkeypatch.delenv("ADB", raising=False)
+    libs = tmp_path / "npu-libs"
+    libs.mkdir()
+    for name in ("libLiteRtDispatch_Qualcomm.so", "libQnnHtp.so"):
+        (libs / name).write_bytes(b"\x7fELF")
+    manifest = _export(tmp_path)
+    _, npu, ane = _with_npu_and_core_ml_delegate(manifest)
+    manifest.data["artifacts"] = [npu, ane]
+    app = android_app.app_bench("android", [manifest], np.zeros((1, 32000), np.float32), [1], runs=50, warmup=0,
+                                work_dir=tmp_path, poll_seconds=0.01, npu_libs=str(libs))
+    calls = _calls(log)
+    assert [c[2] for c in calls if c[0] == "push" and "npu-libs" in c[2]] == [
+        f"{android_app.NPU_LIBS}/libLiteRtDispatch_Qualcomm.so", f"{android_app.NPU_LIBS}/libQnnHtp.so"]
+    (start,) = [c for c in calls if c[:3] == ["shell", "am", "start"]]
+    extras = _extras(start)
+    assert extras["recipe"] == "npu-qualcomm:SM8650" and extras["npu_libs"] == android_app.NPU_LIBS
+    assert ":" not in extras["run_id"]
+    (row,) = app["artifacts"]
+    assert (row["accelerator"], row["soc"], row["device_soc"], row["soc_matches"]) == ("npu", "SM8650", "SM8650", True)
+    assert row["fallback_ops"] == {} and row["ops_on_npu"] == row["ops_total"] == 583 and row["tool"] == "veil-app"
+    skipped = android_app.app_bench("android", [manifest], np.zeros((1, 32000), np.float32), [1], runs=50, warmup=0,
+                                    work_dir=tmp_path, poll_seconds=0.01)
+    assert skipped["artifacts"][0]["status"].startswith("skipped: pass --npu-libs")
+    with pytest.raises(VeilError, match="--npu-libs is not a folder of libraries"):
+        android_app.app_bench("android", [manifest], np.zeros((1, 32000), np.float32), [1], runs=50, warmup=0,
+                              work_dir=tmp_path, poll_seconds=0.01, npu_libs=str(tmp_path / "missing"))
 
 
 def test_a_run_the_app_refused_is_a_failed_row(tmp_path, monkeypatch):

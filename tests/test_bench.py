@@ -209,6 +209,8 @@ def test_ios_bench_matches_template_rows_to_artifacts(tmp_path):
     (m,) = matched["measurements"]
     assert m["load_ms"] == pytest.approx(41.25) and m["first_inference_ms"] == pytest.approx(9.875)
     assert m["compute_units"] == "all" and m["p50_ms"] == pytest.approx(0.158)
+    assert (matched["accelerator"], other["accelerator"]) == ("cpu+gpu+ane", "cpu")  # the compute units' schema field
+    assert matched["fallback_ops"] is None  # Core ML names per-op units only in Xcode's performance report
     assert not other["artifact_matched"] and other["file"] == "other.mlpackage" and "not among" in other["note"]
     assert other["measurements"][0]["compute_units"] == "cpuOnly"
     # a log without markers (a test of one's own) goes to the export's only Core ML artifact, else unattributed
@@ -236,7 +238,9 @@ if args == ["devices"]:
     print("List of devices attached")
     print({devices!r}, end="")
 elif args[:2] == ["shell", "getprop"]:
-    print("Pixel Fake" if args[2] == "ro.product.model" else "arm64-v8a")
+    print({{"ro.product.model": "Pixel Fake", "ro.soc.model": "SM8650"}}.get(args[2], "arm64-v8a"))
+elif args and args[0] == "shell" and "benchmark_litert_model" in " ".join(args):
+    print(open({str(FIXTURES / 'benchmark_litert_model_cpu_host.txt')!r}).read())
 elif args and args[0] == "shell" and "executor_runner" in " ".join(args):
     print(open({str(FIXTURES / 'executor_runner_1x_k1.txt')!r}).read())
 elif args and args[0] == "shell" and "benchmark_model" in " ".join(args):
@@ -312,12 +316,17 @@ def test_android_plumbing_with_fake_adb(tmp_path, monkeypatch):
     for backend, name in (("executorch", "p.pte"), ("litert", "p.tflite"), ("coreml", "p.mlpackage")):
         (tmp_path / name).write_bytes(b"x")
         arts.append(({"backend": backend, "recipe": "int8-static", "file": name, "size_bytes": 1}, tmp_path / name))
+    (tmp_path / "p-ane.pte").write_bytes(b"x")  # ExecuTorch's Core ML delegate: an Apple artifact, listed, not run
+    arts.append(({"backend": "executorch", "recipe": "coreml-ane", "file": "p-ane.pte", "size_bytes": 1},
+                 tmp_path / "p-ane.pte"))
     out = phones.android_bench("android", arts, np.zeros((1, 16), np.float32), [1, 2], runs=50, warmup=0,
                                executor_runner=str(runner), benchmark_model=str(bm), chunk_seconds=2.0, macs=None,
                                work_dir=tmp_path)
     assert out["serial"] == "SER1" and out["model"] == "Pixel Fake" and out["abi"] == "arm64-v8a"
-    assert [a["backend"] for a in out["artifacts"]] == ["executorch", "litert"]
-    et, lite = out["artifacts"]
+    assert [a["backend"] for a in out["artifacts"]] == ["executorch", "litert", "executorch"]
+    et, lite, ane = out["artifacts"]
+    assert ane["status"] == "skipped: runs only on iOS/macOS (its Core ML delegate)" and ane["measurements"] == []
+    assert "| p-ane.pte | — | — | skipped: runs only on iOS/macOS (its Core ML delegate) |" in report.android_lines(out)[-1]
     assert [m["threads"] for m in et["measurements"]] == [1, 2]
     assert et["measurements"][0]["p50_ms"] == pytest.approx(241.944288)
     assert "--cpu_threads=2" in et["measurements"][1]["command"]
@@ -326,6 +335,53 @@ def test_android_plumbing_with_fake_adb(tmp_path, monkeypatch):
     skipped = phones.android_bench("android", arts[:1], np.zeros((1, 16), np.float32), [1], 50, 0, None, None, 2.0,
                                    None, tmp_path)
     assert skipped["artifacts"][0]["status"].startswith("skipped: pass --executor-runner")
+
+
+def test_benchmark_litert_model_results_and_its_failure_without_an_npu():
+    ok = phones.parse_benchmark_litert_model(fixture("benchmark_litert_model_cpu_host.txt"))
+    assert ok["ok"] and ok["runs"] == 5 and ok["fully_accelerated"] is True
+    assert (ok["init_ms"], ok["first_inference_ms"], ok["mean_ms"], ok["median_ms"]) == (48.74, 45.11, 31.86, 32.04)
+    m = phones.measurement_from_tool(ok, 1, 2, 2.0, None)
+    assert m["status"] == "ok" and m["p50_ms"] == 32.04 and m["latency_statistic"] == "p50"
+    assert m["rtf"] == pytest.approx(0.03204 / 2.0) and m["fully_accelerated"] is True
+    failed = phones.parse_benchmark_litert_model(fixture("benchmark_litert_model_npu_unavailable_host.txt"))
+    assert not failed["ok"] and "Failed to allocate tensors" in failed["error"]
+    assert phones.measurement_from_tool(failed, 1, 2, 2.0, None)["status"] == "failed"
+
+
+def test_android_npu_artifact_runs_through_the_compiled_model_benchmark(tmp_path, monkeypatch):
+    """An NPU artifact goes to LiteRT's CompiledModel benchmark with the NPU accelerator and the phone's vendor
+    libraries; the row records accelerator, SoCs and the compiler's CPU fallback ops (recorded output: no NPU)."""
+    monkeypatch.setenv("PATH", str(_fake_adb(tmp_path, "SER1\tdevice\n")) + os.pathsep + os.environ["PATH"])
+    monkeypatch.delenv("ADB", raising=False)
+    tool, libs = tmp_path / "benchmark_litert_model", tmp_path / "npu-libs"
+    tool.write_bytes(b"\x7fELF")
+    libs.mkdir()
+    (libs / "libLiteRtDispatch_Qualcomm.so").write_bytes(b"\x7fELF")
+    (tmp_path / "p.tflite").write_bytes(b"x")
+    recorded = json.loads((FIXTURES.parent / "npu" / "qualcomm-SM8650.json").read_text())
+    entry = {"backend": "litert", "recipe": "npu-qualcomm:SM8650", "file": "p.tflite", "size_bytes": 1,
+             "npu": recorded["export_prefix_npu_section"]}
+    arts = [(entry, tmp_path / "p.tflite")]
+    out = phones.android_bench("android", arts, np.zeros((1, 16), np.float32), [1], runs=5, warmup=2,
+                               executor_runner=None, benchmark_model=None, chunk_seconds=2.0, macs=None,
+                               work_dir=tmp_path, benchmark_litert_model=str(tool), npu_libs=str(libs))
+    (row,) = out["artifacts"]
+    assert out["soc"] == "SM8650" and row["tool"] == "benchmark_litert_model" and row["status"] == "ran"
+    assert (row["accelerator"], row["soc"], row["device_soc"], row["soc_matches"]) == ("npu", "SM8650", "SM8650", True)
+    assert row["fallback_ops"] == {} and row["ops_on_npu"] == row["ops_total"] == 583 and row["partitions"] == 1
+    (m,) = row["measurements"]
+    assert m["p50_ms"] == 32.04 and m["fully_accelerated"] is True
+    assert "--use_npu=true" in m["command"] and "--dispatch_library_path=npu" in m["command"]
+    assert "ADSP_LIBRARY_PATH=npu" in m["command"]
+    table = "\n".join(report.android_lines(out))
+    assert "SoC SM8650" in table and "| p.tflite | benchmark_litert_model | npu (SM8650) | 1 |" in table
+    no_libs = phones.android_bench("android", arts, np.zeros((1, 16), np.float32), [1], 5, 2, None, None, 2.0, None,
+                                   tmp_path, benchmark_litert_model=str(tool))
+    assert no_libs["artifacts"][0]["status"].startswith("skipped: pass --npu-libs")
+    no_tool = phones.android_bench("android", arts, np.zeros((1, 16), np.float32), [1], 5, 2, None, None, 2.0, None,
+                                   tmp_path)
+    assert no_tool["artifacts"][0]["status"].startswith("skipped: pass --benchmark-litert-model")
 
 
 # ---- the real thing, small ------------------------------------------------------------------------------------

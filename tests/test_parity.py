@@ -99,6 +99,9 @@ def test_fp32_parity_passes_on_each_runnable_backend(android_fp32):
         assert n["max_abs_error"] < 1e-3 and n["frames"] > 0
         assert c["dwer"] == 0.0 and c["identical_share"] == 1.0 and c["kl_mean"] < 1e-6
         assert len(a["cosine_over_time"]) == report["plot_utterance"]["frames"]
+        st = a["stress"]  # loud and hostile chunks, run in the real runtime: fp32 stays exact on them
+        assert [c["case"] for c in st["cases"]] == [c["case"] for c in report["stress_audio"]["cases"]]
+        assert len(st["cases"]) == 8 and st["stress_snr_db"] > 60 and st["stress_cosine_mean"] > 0.9999
     manifest = json.loads((android_fp32 / "manifest.json").read_text())
     assert manifest["parity"]["verdict"] == "pass"
     assert all(e["parity"]["verdict"] == "pass" for e in manifest["artifacts"])
@@ -233,14 +236,18 @@ def test_coreml_feature_dict_matches_the_spec(ios_int8):
 
 def test_gates_defaults_overrides_and_errors(tmp_path):
     g = gates.parse_gate_args([])
-    assert gates.gate_for(g, "executorch", "fp32") == {"snr": 60.0, "dwer": 1.0}
+    assert gates.gate_for(g, "executorch", "fp32") == {"snr": 60.0, "dwer": 1.0, "stress_snr": 60.0,
+                                                      "stress_cos": 0.9999}
+    assert gates.gate_for(g, "litert", "npu-qualcomm:SM8650")["stress_snr"] == 30.0  # by its family, fp16
     assert gates.gate_for(g, "litert", "fp16")["snr"] == 35.0
     assert gates.gate_for(g, "coreml", "palettized-4bit")["snr"] == 15.0
     f = tmp_path / "gates.json"
     f.write_text(json.dumps({"int8-static": {"snr": 25}}))
     g = gates.parse_gate_args(["litert/int8-static:dwer=0.5,kl=0.01"], str(f))
-    assert gates.gate_for(g, "litert", "int8-static") == {"snr": 25.0, "dwer": 0.5, "kl": 0.01}
-    assert gates.gate_for(g, "executorch", "int8-static") == {"snr": 25.0, "dwer": 1.0}
+    speech = lambda gate: {k: v for k, v in gate.items() if not k.startswith("stress_")}  # noqa: E731
+    assert speech(gates.gate_for(g, "litert", "int8-static")) == {"snr": 25.0, "dwer": 0.5, "kl": 0.01}
+    assert speech(gates.gate_for(g, "executorch", "int8-static")) == {"snr": 25.0, "dwer": 1.0}
+    assert gates.gate_for(g, "executorch", "int8-static")["stress_cos"] == 0.9
     fails = gates.check({"snr": 25.0, "dwer": 1.0}, {"snr_db": 24.0, "dwer": -3.0})
     assert [x["metric"] for x in fails] == ["snr"]  # a WER gain never fails
     assert gates.describe_failure(fails[0]) == "snr 24.000 dB < gate 25"

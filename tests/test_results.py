@@ -27,6 +27,14 @@ def test_recorded_results_render_again_from_their_json(tmp_path, name):
     assert (tmp_path / f"{name}.md").read_text() == (RECORDED / f"{name}.md").read_text()
 
 
+def test_recorded_parity_of_the_shipped_export_renders_again_from_its_json(tmp_path):
+    """The shipped artifacts' parity with the stress audio (the README's export table) is a recorded result too."""
+    recorded = RECORDED / "parity-2026-11-26-shipped-k4"
+    shutil.copy(recorded / "parity.json", tmp_path / "parity.json")
+    assert veil_main(["render", str(tmp_path / "parity.json")]) == 0
+    assert (tmp_path / "parity.md").read_text() == (recorded / "parity.md").read_text()
+
+
 def test_headline_tables_are_rewritten_between_their_markers(tmp_path, capsys):
     readme = tmp_path / "README.md"
     start, end = markers("bench")

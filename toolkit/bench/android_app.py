@@ -15,6 +15,9 @@ app from android_demo/ (a release build: debug builds are refused) and install i
     adb shell am start -W -S -n veil.demo/.BenchmarkActivity --es export <name> --es backend executorch
              --es recipe int8-static --ei threads 1 --ei warmup 5 --ei iterations 50
              --es input <input path> --es run_id <id>
+             an ahead-of-time NPU .tflite (recipe npu-qualcomm:SOC) runs on LiteRT's NPU accelerator, with
+             --es npu_libs /sdcard/Android/data/veil.demo/files/npu-libs (pushed from --npu-libs DIR: the
+             phone's LiteRT dispatch library and vendor runtime, which the app copies into its private dir)
     poll     adb shell cat /sdcard/Android/data/veil.demo/files/veil-bench/<id>.json
              (falling back to `run-as veil.demo cat files/veil-bench/<id>.json`)
     adb shell am force-stop veil.demo
@@ -36,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.bench import report
-from toolkit.bench.phones import Adb, pick_device
+from toolkit.bench.phones import Adb, artifact_kind, npu_row_fields, pick_device
 from toolkit.errors import VeilError
 from toolkit.exporting.manifest import ExportManifest
 
@@ -46,6 +49,8 @@ APP_FILES = f"/sdcard/Android/data/{PACKAGE}/files"
 RESULTS = "veil-bench"
 EXPORTS = "exports"
 APP_BACKENDS = ("executorch", "litert")
+APP_KINDS = ("executorch", "litert", "litert-npu")  # phones.artifact_kind of what the app benchmarks
+NPU_LIBS = f"{APP_FILES}/npu-libs"  # where --npu-libs goes; the app copies it into its private files dir
 POLL_SECONDS = 2.0
 TIMEOUT_SECONDS = 900.0
 
@@ -91,6 +96,13 @@ def parse_package(text: str, package: str = PACKAGE) -> dict:
     return {"found": True, "debuggable": "DEBUGGABLE" in flags, "version": version.group(1) if version else None}
 
 
+def accelerator_of(row: dict) -> str:
+    """What the app compiled an artifact row for, from its runners' details (LiteRtPrefix, ExecuTorchPrefix):
+    ``npu`` or ``cpu`` (ExecuTorch's XNNPACK is the CPU)."""
+    names = {str((m.get("runtime") or {}).get("accelerator") or "cpu").lower() for m in row.get("measurements", [])}
+    return "npu" if "npu" in names else "cpu"
+
+
 def rows_from_app(doc: dict) -> list[dict]:
     """The app's veil-bench/1 document -> device rows as report.render_markdown lists them (file, tool, backend,
     recipe, measurements), each tagged with the app's build."""
@@ -99,6 +111,7 @@ def rows_from_app(doc: dict) -> list[dict]:
     for a in doc["artifacts"]:
         rows.append({"file": a.get("file"), "backend": a["backend"], "recipe": a["recipe"],
                      "size_bytes": a["size_bytes"], "tool": a.get("tool", "veil-app"), "runtime": a["runtime"],
+                     "accelerator": accelerator_of(a),
                      "measurements": a["measurements"], "status": "ran", "run_id": doc.get("run_id"),
                      "build_type": app.get("build_type"), "app_version": app.get("version")})
     return rows
@@ -124,7 +137,15 @@ def check_app(adb: Adb) -> dict:
 
 
 def app_artifacts(manifest: ExportManifest) -> list[dict]:
-    """The manifest entries of the artifacts the app runs (ExecuTorch, LiteRT), in manifest order."""
+    """The manifest entries of the artifacts the app benchmarks, in manifest order: ExecuTorch (XNNPACK), LiteRT
+    on the CPU, and an ahead-of-time NPU .tflite on LiteRT's NPU accelerator. An ExecuTorch Core ML delegate runs
+    only on Apple hardware."""
+    return [entry for entry, _ in manifest.artifacts() if artifact_kind(entry) in APP_KINDS]
+
+
+def pushed_artifacts(manifest: ExportManifest) -> list[dict]:
+    """The entries the app installs with an export: every ExecuTorch and LiteRT artifact (the app checks each of
+    them against manifest.json when it installs the export, whether or not it can run it)."""
     return [entry for entry, art in manifest.artifacts() if art.backend in APP_BACKENDS]
 
 
@@ -134,7 +155,7 @@ def push_export(adb: Adb, manifest: ExportManifest) -> str:
     name = manifest.dir.name
     remote = f"{APP_FILES}/{EXPORTS}/{name}"
     adb.check("shell", "mkdir", "-p", remote, timeout=60)
-    for entry in app_artifacts(manifest):
+    for entry in pushed_artifacts(manifest):
         adb.check("push", str(manifest.dir / entry["file"]), f"{remote}/{entry['file']}")
     # the manifest last: the app never installs a manifest whose artifacts are still on their way
     adb.check("push", str(manifest.path), f"{remote}/{manifest.path.name}")
@@ -146,7 +167,7 @@ def push_to_app(device_arg: str, export_dir: str | Path) -> int:
     or missing artifact is never pushed), into the installed app (any build: the demo screen runs in a debug build
     too)."""
     manifest = ExportManifest.read(Path(export_dir).resolve())
-    if not app_artifacts(manifest):
+    if not pushed_artifacts(manifest):
         raise VeilError(f"{manifest.path}: lists no ExecuTorch or LiteRT artifact (export with --target android)")
     adb = Adb(*pick_device(device_arg))
     check_installed(adb, "push_export.sh")
@@ -156,11 +177,24 @@ def push_to_app(device_arg: str, export_dir: str | Path) -> int:
 
 
 def start_command(export: str, backend: str, recipe: str, threads: int, warmup: int, iterations: int,
-                  input_path: str, run_id: str) -> list[str]:
+                  input_path: str, run_id: str, npu_libs: str | None = None) -> list[str]:
     return ["shell", "am", "start", "-W", "-S", "-n", BENCH_ACTIVITY, "--es", "export", export,
             "--es", "backend", backend, "--es", "recipe", recipe, "--ei", "threads", str(threads),
             "--ei", "warmup", str(warmup), "--ei", "iterations", str(iterations), "--es", "input", input_path,
-            "--es", "run_id", run_id]
+            "--es", "run_id", run_id] + (["--es", "npu_libs", npu_libs] if npu_libs else [])
+
+
+def push_npu_libs(adb: Adb, npu_libs: str | Path) -> str:
+    """Push the phone's LiteRT dispatch library and vendor NPU runtime (the files of ``npu_libs``) to where the
+    app's benchmark mode installs them from; returns that folder on the phone."""
+    libs = sorted(p for p in Path(npu_libs).iterdir() if p.is_file()) if Path(npu_libs).is_dir() else []
+    if not libs:
+        raise VeilError(f"{npu_libs}: --npu-libs is not a folder of libraries")
+    adb.check("shell", "rm", "-rf", NPU_LIBS, timeout=60)
+    adb.check("shell", "mkdir", "-p", NPU_LIBS, timeout=60)
+    for lib in libs:
+        adb.check("push", str(lib), f"{NPU_LIBS}/{lib.name}")
+    return NPU_LIBS
 
 
 def read_result(adb: Adb, run_id: str) -> dict | None:
@@ -191,13 +225,18 @@ def wait_result(adb: Adb, run_id: str, poll_seconds: float, timeout_seconds: flo
 
 def app_bench(device_arg: str, manifests: list[ExportManifest], chunk: np.ndarray, threads: list[int], runs: int,
               warmup: int, work_dir: Path, poll_seconds: float = POLL_SECONDS,
-              timeout_seconds: float = TIMEOUT_SECONDS) -> dict:
-    """Run every ExecuTorch/LiteRT artifact of ``manifests`` (read by ExportManifest.read) at every thread count
-    in the app; returns {app, artifacts: rows} (rows as rows_from_app gives them; a run the app could not do is a
-    row whose measurement failed with the app's error)."""
+              timeout_seconds: float = TIMEOUT_SECONDS, npu_libs: str | None = None) -> dict:
+    """Run every artifact the app benchmarks (app_artifacts) of ``manifests`` (read by ExportManifest.read) at every
+    thread count in the app; returns {app, artifacts: rows} (rows as rows_from_app gives them; a run the app could
+    not do is a row whose measurement failed with the app's error). An NPU artifact runs with the libraries of
+    ``npu_libs`` and its row carries accelerator, SoCs and the compiler's fallback ops; without ``npu_libs`` it is
+    a skipped row naming the flag."""
     adb = Adb(*pick_device(device_arg))
     serial = adb.serial
     info = check_app(adb)
+    device_soc = adb.check("shell", "getprop", "ro.soc.model", timeout=60).strip() or None  # Android 12+
+    wants_npu = any(artifact_kind(e) == "litert-npu" for m in manifests for e in app_artifacts(m))
+    remote_libs = push_npu_libs(adb, npu_libs) if npu_libs and wants_npu else None
     session = uuid.uuid4().hex[:8]
     raw = work_dir / f"input-{session}.f32"
     np.ascontiguousarray(chunk, dtype="<f4").tofile(raw)
@@ -209,22 +248,32 @@ def app_bench(device_arg: str, manifests: list[ExportManifest], chunk: np.ndarra
         for manifest in manifests:
             name = push_export(adb, manifest)
             for entry in app_artifacts(manifest):
+                npu = artifact_kind(entry) == "litert-npu"
+                extra = npu_row_fields(entry, device_soc) if npu else {}
+                if npu and not remote_libs:
+                    rows.append({"file": entry["file"], "backend": entry["backend"], "recipe": entry["recipe"],
+                                 "size_bytes": entry["size_bytes"], "tool": "veil-app", "measurements": [], **extra,
+                                 "status": "skipped: pass --npu-libs DIR (the phone's LiteRT dispatch library and "
+                                           "vendor runtime)"})
+                    continue
                 for t in threads:
-                    run_id = f"{session}-{entry['backend']}-{entry['recipe']}-t{t}"
+                    # no ':' in a file name on the phone's shared storage (npu-qualcomm:SM8650)
+                    run_id = f"{session}-{entry['backend']}-{entry['recipe']}-t{t}".replace(":", "-")
                     started = parse_am_start(adb.check(*start_command(name, entry["backend"], entry["recipe"], t,
-                                                                      warmup, runs, input_path, run_id)))
+                                                                      warmup, runs, input_path, run_id,
+                                                                      remote_libs if npu else None)))
                     if not started["ok"]:
                         raise VeilError(f"--app: am start {BENCH_ACTIVITY} on {serial} failed: {started['error']}")
                     doc = wait_result(adb, run_id, poll_seconds, timeout_seconds)
                     if doc.get("status") != "ok":
                         rows.append({"file": entry["file"], "backend": entry["backend"], "recipe": entry["recipe"],
                                      "size_bytes": entry["size_bytes"], "tool": "veil-app", "status": "ran",
-                                     "run_id": run_id, "measurements": [
+                                     "run_id": run_id, **extra, "measurements": [
                                          {"status": "failed", "threads": t,
                                           "error": doc.get("error") or "the app reported no error"}]})
                         continue
                     report.validate(doc)
-                    rows += rows_from_app(doc)
+                    rows += [{**extra, **row} for row in rows_from_app(doc)]  # the app says what it compiled for
     finally:
         adb.run("shell", "am", "force-stop", PACKAGE, timeout=60)
     return {"package": PACKAGE, "version": info["version"], "artifacts": rows}

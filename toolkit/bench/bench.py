@@ -28,6 +28,7 @@ import torch
 
 import export as backends
 from export.artifact import library_versions
+from export.recipes import RUN_STATUSES as NOT_RUN_STATUSES
 from toolkit.bench import ceiling as ceil
 from toolkit.bench import android_app, phones, report
 from toolkit.bench.payload_eval import evaluate_payload
@@ -67,6 +68,8 @@ class BenchRequest:
     device: str | None = None
     executor_runner: str | None = None
     benchmark_model: str | None = None
+    benchmark_litert_model: str | None = None  # LiteRT's CompiledModel benchmark, for NPU artifacts (--device android)
+    npu_libs: str | None = None              # the phone's LiteRT dispatch library + vendor NPU runtime
     ios_log: str | None = None              # saved `xcodebuild test` log of the iOS XCTest (--device ios)
     app: bool = False                       # also measure in the Veil demo app (--device android --app)
     plots: bool = True
@@ -177,7 +180,7 @@ def measure_targets(targets: list[dict], req: BenchRequest, work: Path, chunk_se
     for r in range(rounds):
         for t in req.threads:
             for i, tgt in enumerate(targets):
-                if tgt.get("status") == "needs-macos":
+                if tgt.get("status") in NOT_RUN_STATUSES:
                     continue
                 spec = {**tgt["spec"], "threads": t, "runs": per_round[r], "warmup": req.warmup}
                 result = run_worker(spec, work, f"r{r}-t{t}-{i}")
@@ -261,7 +264,7 @@ def evaluate_targets(targets: list[dict], payload_result: dict | None, threads: 
                      float_frontend_bytes: int = 0) -> dict:
     out = {}
     torch_t = next((t for t in targets if t["role"] == "baseline" and t["backend"] == "torch"), None)
-    int8 = [t for t in targets if t["role"] == "artifact" and t["dtype"] == "int8" and t.get("status") != "needs-macos"]
+    int8 = [t for t in targets if t["role"] == "artifact" and t["dtype"] == "int8" and t.get("status") not in NOT_RUN_STATUSES]
     speed = {"target": f">= {TARGETS['speedup_vs_torch']:g}x faster than the torch eager fp32 prefix (p50)",
              "per_threads": {}}
     for th in threads:
@@ -322,9 +325,15 @@ def artifact_targets(manifests: list[ExportManifest]) -> list[dict]:
             tgt = {"name": f"{art.backend} {art.recipe}", "role": "artifact", "backend": art.backend,
                    "recipe": art.recipe, "runtime": backend.RUNTIME, "dtype": compute_dtype(art.backend, art.recipe),
                    "file": str(art.path), "size_bytes": art.size_bytes, "measurements": []}
+            runs_on = backend.RECIPES.get(art.recipe).runs_on
             if not backend.runs_here():
                 tgt["status"] = "needs-macos"
                 tgt["detail"] = f"{backend.RUNTIME} prediction runs only on macOS/iOS; size measured, latency not"
+            elif runs_on == "needs-device" or (runs_on == "needs-macos" and platform.system() != "Darwin"):
+                tgt["status"] = runs_on
+                tgt["detail"] = (f"{art.backend} {art.recipe} runs only on " +
+                                 ("its phone's NPU" if runs_on == "needs-device" else "macOS/iOS (Core ML)") +
+                                 "; size measured, latency not (veil bench --device)")
             else:
                 tgt["spec"] = {"kind": art.backend, "entry": entry, "base_dir": str(manifest.dir)}
             targets.append(tgt)
@@ -422,10 +431,12 @@ def measure_device(req: BenchRequest, manifests: list[ExportManifest], chunk, ch
         return phones.ios_bench(req.ios_log, arts, chunk_seconds, macs)
     say(f"device: {req.device} ...")
     device = phones.android_bench(req.device, arts, chunk, req.threads, req.runs, req.warmup, req.executor_runner,
-                                  req.benchmark_model, chunk_seconds, macs, work)
+                                  req.benchmark_model, chunk_seconds, macs, work,
+                                  benchmark_litert_model=req.benchmark_litert_model, npu_libs=req.npu_libs)
     if req.app:
         say(f"device: {req.device}, in the app {android_app.PACKAGE} ...")
-        app = android_app.app_bench(req.device, manifests, chunk, req.threads, req.runs, req.warmup, work)
+        app = android_app.app_bench(req.device, manifests, chunk, req.threads, req.runs, req.warmup, work,
+                                     npu_libs=req.npu_libs)
         device = android_app.add_app_rows(device, app, macs)
     return device
 

@@ -52,6 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, metavar="android[:SERIAL]|ios", help="measure on a phone")
     p.add_argument("--executor-runner", default=None, metavar="PATH", help="ExecuTorch executor_runner for Android")
     p.add_argument("--benchmark-model", default=None, metavar="PATH", help="LiteRT benchmark_model for Android")
+    p.add_argument("--benchmark-litert-model", default=None, metavar="PATH",
+                   help="LiteRT benchmark_litert_model (CompiledModel, NPU accelerator) for Android NPU artifacts")
+    p.add_argument("--npu-libs", default=None, metavar="DIR",
+                   help="the phone's LiteRT dispatch library and vendor NPU runtime (e.g. libLiteRtDispatch_Qualcomm.so, "
+                        "libQnnHtp.so, libQnnSystem.so, libQnnHtpV75Stub.so, libQnnHtpV75Skel.so), pushed with NPU "
+                        "artifacts for benchmark_litert_model and, with --app, for the app")
     p.add_argument("--app", action="store_true",
                    help="with --device android: also measure in the Veil demo app (installed; see android_demo/)")
     p.add_argument("--ios-log", default=None, metavar="FILE",
@@ -71,7 +77,7 @@ def command_line(args) -> str:
              "--runs", str(args.runs), "--rounds", str(args.rounds), "--warmup", str(args.warmup), "--payload-utts", str(args.payload_utts),
              "--ceiling", args.ceiling]
     for flag in ("out", "name", "checkpoint", "corpus", "sweep_split", "recipe", "device", "executor_runner",
-                 "benchmark_model", "ios_log", "cache_dir", "readme"):
+                 "benchmark_model", "benchmark_litert_model", "npu_libs", "ios_log", "cache_dir", "readme"):
         if getattr(args, flag):
             parts += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     for flag in ("no_baselines", "quick", "no_plots", "app"):
@@ -98,6 +104,7 @@ def run(args) -> int:
                        baselines=not args.no_baselines, ceiling=args.ceiling, command=command_line(args),
                        sweep=args.sweep_split, recipe=args.recipe, device=args.device,
                        executor_runner=args.executor_runner, benchmark_model=args.benchmark_model,
+                       benchmark_litert_model=args.benchmark_litert_model, npu_libs=args.npu_libs,
                        ios_log=args.ios_log, app=args.app, plots=not args.no_plots, quick=args.quick,
                        readme=Path(args.readme) if args.readme else None,
                        cache_dir=Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)

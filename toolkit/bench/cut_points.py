@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.recipes import RUN_STATUSES
 from toolkit.bench import ceiling as ceil
 from toolkit.bench import report
 from toolkit.bench.bench import (BenchRequest, artifact_targets, bench_audio, check_request, default_name, host_info,
@@ -167,7 +168,7 @@ def _series(doc: dict, threads: int):
     names = []
     for r in doc["rows"]:
         for a in r["artifacts"]:
-            if a.get("status") != "needs-macos" and a["name"] not in names:
+            if a.get("status") not in RUN_STATUSES and a["name"] not in names:
                 names.append(a["name"])
     out = {}
     for n in names:

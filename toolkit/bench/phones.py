@@ -13,9 +13,20 @@ Android (``veil bench EXPORT_DIR --device android[:SERIAL] --executor-runner PAT
                 (random input: the graph is static, so latency does not depend on the values; the tool prints
                 count/min/max/avg/std, init and first-inference times and its memory footprint, no percentiles)
 
+    LiteRT NPU  ./benchmark_litert_model --graph=X.tflite --use_npu=true --use_cpu=true
+                                  --dispatch_library_path=npu --num_threads=T --warmup_runs=W --num_runs=N
+                (an ahead-of-time NPU artifact, ``npu-qualcomm:SOC``: LiteRT's CompiledModel benchmark with the NPU
+                accelerator, CPU fallback allowed; ``--npu-libs DIR`` holds the phone's vendor runtime, pushed to
+                ``npu/`` and put on LD_LIBRARY_PATH and ADSP_LIBRARY_PATH: Qualcomm's ``libLiteRtDispatch_Qualcomm.so``
+                with QAIRT's ``libQnnHtp.so``, ``libQnnSystem.so``, ``libQnnHtpV<arch>Stub.so`` and
+                ``libQnnHtpV<arch>Skel.so`` for the SoC. The row records the accelerator asked for, the SoC the
+                artifact was compiled for and the phone's (``ro.soc.model``), whether the tool found the model
+                fully accelerated, and the ops the compiler left to the CPU (the manifest's placement))
+
 ``executor_runner`` is ExecuTorch's examples/portable/executor_runner built for Android with XNNPACK
 (``-DEXECUTORCH_BUILD_XNNPACK=ON``, Android NDK toolchain); ``benchmark_model`` is LiteRT's
-tflite/tools/benchmark binary for android_arm64. Both are given by path; Veil does not build them.
+tflite/tools/benchmark binary for android_arm64; ``benchmark_litert_model`` is LiteRT's litert/tools CompiledModel
+benchmark for android_arm64. All are given by path; Veil does not build them.
 
 iOS (``veil bench EXPORT_DIR --device ios --ios-log FILE``): Core ML runs only on Apple's OS, so the phone run
 happens on a Mac with Xcode and a provisioned iPhone, and Veil parses its saved log:
@@ -58,6 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
+import export as backends
 from toolkit.bench.runner import latency_summary
 from toolkit.errors import VeilError
 from toolkit.paths import REPO_ROOT
@@ -148,12 +160,53 @@ def parse_benchmark_model(text: str) -> dict:
     return out
 
 
+# LiteRT's CompiledModel benchmark (litert/tools/benchmark_litert_model, and its Python mirror in ai_edge_litert/tools)
+# prints one "BENCHMARK RESULTS" block: "Inference (avg):      3.21 ms (50 runs)", "Fully accelerated:     True", ...
+_LRT_LINE = re.compile(r"^\s*(?:\S+ \S+ \S+: )?(Model initialization|Warmup \(first\)|Warmup \(avg\)|Inference \(avg\)|"
+                       r"Inference \(min\)|Inference \(max\)|Inference \(median\)|Inference \(std\)|"
+                       r"Inference \(p5\)|Inference \(p95\)|Init footprint|Overall footprint|Peak memory):\s+"
+                       r"([0-9.]+)(?: (?:ms|MB))?(?: \((\d+) runs\))?", re.M)
+_LRT_FULLY = re.compile(r"Fully accelerated:\s+(\w+)")
+_LRT_KEYS = {"Model initialization": "init_ms", "Warmup (first)": "first_inference_ms", "Warmup (avg)": "warmup_mean_ms",
+             "Inference (avg)": "mean_ms", "Inference (min)": "min_ms", "Inference (max)": "max_ms",
+             "Inference (median)": "median_ms", "Inference (std)": "std_ms", "Inference (p5)": "p5_ms",
+             "Inference (p95)": "p95_ms", "Init footprint": "memory_init_mb", "Overall footprint": "memory_overall_mb",
+             "Peak memory": "peak_memory_mb"}
+
+
+def parse_benchmark_litert_model(text: str) -> dict:
+    """LiteRT ``benchmark_litert_model`` output (the C++ tool or ai_edge_litert's Python mirror) -> {ok, init_ms,
+    first_inference_ms, warmup_mean_ms, mean_ms, median_ms, runs, min_ms, max_ms, std_ms, p5_ms, p95_ms, memory,
+    fully_accelerated}. A run that did not reach its results block is not ok; its last error line is kept."""
+    out: dict = {"tool": "benchmark_litert_model", "ok": False, "runs": None, "fully_accelerated": None, "error": None,
+                 **{key: None for key in _LRT_KEYS.values()}}
+    for m in _LRT_LINE.finditer(text):
+        out[_LRT_KEYS[m.group(1)]] = float(m.group(2))
+        if m.group(1) == "Inference (avg)" and m.group(3):
+            out["runs"] = int(m.group(3))
+    if m := _LRT_FULLY.search(text):
+        out["fully_accelerated"] = m.group(1).lower() in ("true", "1")
+    out["ok"] = out["mean_ms"] is not None
+    if not out["ok"]:
+        failed = [ln.strip() for ln in text.splitlines() if "ERROR" in ln or "Error" in ln or "Failed" in ln]
+        out["error"] = failed[-1] if failed else "no 'Inference (avg)' line in benchmark_litert_model output"
+    return out
+
+
 def measurement_from_tool(parsed: dict, threads: int, warmup: int, chunk_seconds: float, macs: int | None) -> dict:
     """A parsed tool output in the same schema as host measurements; what a tool does not report is None."""
     if not parsed["ok"]:
         return {"status": "failed", "error": parsed.get("error") or f"{parsed['tool']} did not finish"}
     keys = ("runs", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "std_ms")
     m = {k: None for k in keys}
+    if parsed["tool"] == "benchmark_litert_model":  # median, no per-run latencies: p50 is its median
+        m.update({k: parsed[k] for k in ("runs", "mean_ms", "min_ms", "max_ms", "std_ms")}, p50_ms=parsed["median_ms"])
+        mb = 1024 * 1024
+        m.update(load_ms=parsed["init_ms"], first_inference_ms=parsed["first_inference_ms"],
+                 peak_rss_load_bytes=int(parsed["memory_init_mb"] * mb) if parsed["memory_init_mb"] else None,
+                 peak_rss_inference_bytes=int(parsed["peak_memory_mb"] * mb) if parsed["peak_memory_mb"] else None,
+                 fully_accelerated=parsed["fully_accelerated"])
+        return _finish(m, threads, chunk_seconds, macs)
     if parsed["tool"] == "executor_runner":
         lat = parsed["latencies_ms"]
         first = lat[0] if lat else None
@@ -366,31 +419,77 @@ class Adb:
         return out
 
 
+ANDROID_TOOLS = {  # artifact kind -> (tool binary, the flag that names it)
+    "executorch": ("executor_runner", "--executor-runner"),
+    "litert": ("benchmark_model", "--benchmark-model"),
+    "litert-npu": ("benchmark_litert_model", "--benchmark-litert-model"),
+}
+
+
+def artifact_kind(entry: dict) -> str:
+    """Which Android tool runs a manifest entry: an ahead-of-time NPU artifact needs LiteRT's CompiledModel
+    benchmark (its DISPATCH_OP is not an op the classic interpreter of ``benchmark_model`` knows); an artifact
+    whose recipe runs only on Apple hardware (ExecuTorch's Core ML delegate) is ``apple``, which no Android tool
+    runs; else the backend's name."""
+    if entry["backend"] == "litert" and "npu" in entry:
+        return "litert-npu"
+    if (entry["backend"] in ANDROID_TOOLS
+            and backends.get_backend(entry["backend"]).RECIPES.get(entry["recipe"]).runs_on == "needs-macos"):
+        return "apple"
+    return entry["backend"]
+
+
+def npu_row_fields(entry: dict, device_soc: str | None) -> dict:
+    """The schema fields of an NPU run: accelerator, the SoC compiled for and the phone's, and the ops the
+    compiler left to the CPU (fallback ops; from the manifest's placement)."""
+    npu = entry["npu"]
+    placement = npu["placement"]
+    return {"accelerator": "npu", "npu": npu.get("npu"), "soc": npu["soc"], "device_soc": device_soc,
+            "soc_matches": (device_soc or "").upper() == npu["soc"].upper() if device_soc else None,
+            "fallback_ops": placement.get("cpu_ops", {}), "ops_on_npu": placement["ops_on_npu"],
+            "ops_total": placement["ops_total"], "partitions": placement["partitions"]}
+
+
+def litert_npu_command(name: str, threads: int, warmup: int, runs: int) -> str:
+    return (f"cd {DEVICE_DIR} && LD_LIBRARY_PATH=npu:$LD_LIBRARY_PATH ADSP_LIBRARY_PATH=npu "
+            f"./benchmark_litert_model --graph={name} --use_npu=true --use_cpu=true --dispatch_library_path=npu "
+            f"--num_threads={threads} --warmup_runs={warmup} --num_runs={runs}")
+
+
 def android_bench(device_arg: str, artifacts: list[tuple[dict, Path]], chunk: np.ndarray, threads: list[int],
                   runs: int, warmup: int, executor_runner: str | None, benchmark_model: str | None,
-                  chunk_seconds: float, macs: int | None, work_dir: Path) -> dict:
+                  chunk_seconds: float, macs: int | None, work_dir: Path, benchmark_litert_model: str | None = None,
+                  npu_libs: str | None = None) -> dict:
     """Push and run every .pte/.tflite on the phone; returns {device, artifacts: [...]}. Artifacts whose
     runner was not given are listed as skipped (with the flag to pass)."""
     adb = Adb(*pick_device(device_arg))
     model = adb.check("shell", "getprop", "ro.product.model").strip()
     abi = adb.check("shell", "getprop", "ro.product.cpu.abi").strip()
+    soc = adb.check("shell", "getprop", "ro.soc.model").strip() or None  # Android 12+
     raw = work_dir / "input.raw"
     np.ascontiguousarray(chunk, dtype="<f4").tofile(raw)
     adb.check("shell", "mkdir", "-p", DEVICE_DIR)
     adb.check("push", str(raw), f"{DEVICE_DIR}/input.raw")
-    tools = {"executorch": ("executor_runner", executor_runner, "--executor-runner"),
-             "litert": ("benchmark_model", benchmark_model, "--benchmark-model")}
+    local_tools = {"executorch": executor_runner, "litert": benchmark_model, "litert-npu": benchmark_litert_model}
     pushed = set()
     results = []
     for entry, path in artifacts:
-        backend = entry["backend"]
-        if backend not in tools:
+        kind = artifact_kind(entry)
+        if kind == "apple":
+            results.append({"file": entry["file"], "backend": entry["backend"], "recipe": entry["recipe"],
+                            "size_bytes": entry["size_bytes"], "measurements": [],
+                            "status": "skipped: runs only on iOS/macOS (its Core ML delegate)"})
+        if kind not in ANDROID_TOOLS:
             continue
-        tool, local, flag = tools[backend]
-        row = {"file": entry["file"], "backend": backend, "recipe": entry["recipe"], "size_bytes": entry["size_bytes"],
-               "tool": tool, "measurements": []}
+        (tool, flag), local = ANDROID_TOOLS[kind], local_tools[kind]
+        row = {"file": entry["file"], "backend": entry["backend"], "recipe": entry["recipe"],
+               "size_bytes": entry["size_bytes"], "tool": tool, "measurements": [],
+               **(npu_row_fields(entry, soc) if kind == "litert-npu" else {"accelerator": "cpu"})}
+        if kind == "litert-npu" and local and not npu_libs:
+            row["status"] = "skipped: pass --npu-libs DIR (the phone's LiteRT dispatch library and vendor runtime)"
         if not local:
             row["status"] = f"skipped: pass {flag} PATH (the {tool} binary built for Android)"
+        if "status" in row:
             results.append(row)
             continue
         if not Path(local).is_file():
@@ -399,12 +498,22 @@ def android_bench(device_arg: str, artifacts: list[tuple[dict, Path]], chunk: np
             adb.check("push", local, f"{DEVICE_DIR}/{tool}")
             adb.check("shell", "chmod", "755", f"{DEVICE_DIR}/{tool}")
             pushed.add(tool)
+        if kind == "litert-npu" and "npu" not in pushed:
+            if not Path(npu_libs).is_dir():
+                raise VeilError(f"{npu_libs}: --npu-libs is not a directory")
+            adb.check("shell", "mkdir", "-p", f"{DEVICE_DIR}/npu")
+            for lib in sorted(Path(npu_libs).iterdir()):
+                adb.check("push", str(lib), f"{DEVICE_DIR}/npu/{lib.name}")
+            pushed.add("npu")
         adb.check("push", str(path), f"{DEVICE_DIR}/{path.name}")
         for t in threads:
             if tool == "executor_runner":
                 cmd = (f"cd {DEVICE_DIR} && ./executor_runner --model_path={path.name} --inputs=input.raw "
                        f"--num_executions={warmup + runs} --cpu_threads={t} --print_output=none")
                 parsed = parse_executor_runner(adb.check("shell", cmd))
+            elif tool == "benchmark_litert_model":
+                cmd = litert_npu_command(path.name, t, warmup, runs)
+                parsed = parse_benchmark_litert_model(adb.check("shell", cmd))
             else:
                 cmd = (f"cd {DEVICE_DIR} && ./benchmark_model --graph={path.name} --num_threads={t} "
                        f"--warmup_runs={warmup} --num_runs={runs} --report_peak_memory_footprint=true")
@@ -414,12 +523,15 @@ def android_bench(device_arg: str, artifacts: list[tuple[dict, Path]], chunk: np
             row["measurements"].append(m)
         row["status"] = "ran"
         results.append(row)
-    return {"kind": "android", "serial": adb.serial, "model": model, "abi": abi, "artifacts": results}
+    return {"kind": "android", "serial": adb.serial, "model": model, "abi": abi, "soc": soc, "artifacts": results}
 
 
 # ---- iOS: a saved xcodebuild log ----------------------------------------------------------------------------
 
 IOS_TEMPLATE = REPO_ROOT / "ios_demo" / "VeilDemo" / "BenchTests" / "VeilPrefixBenchTests.swift"  # the XCTest bench
+# MLComputeUnits as the benchmark's marker names them (ComputeUnitsChoice in ios_demo) -> what may execute the prediction
+COMPUTE_UNIT_ACCELERATORS = {"cpuOnly": "cpu", "cpuAndGPU": "cpu+gpu", "cpuAndNeuralEngine": "cpu+ane",
+                             "all": "cpu+gpu+ane"}
 XCODEBUILD_COMMAND = ("xcodebuild test -project ios_demo/VeilDemo/VeilDemo.xcodeproj -scheme VeilDemo "
                       "-configuration Release -destination 'platform=iOS,id=<UDID>' "
                       "-only-testing:VeilBenchTests/VeilPrefixBenchTests -allowProvisioningUpdates 2>&1 "
@@ -472,7 +584,10 @@ def ios_bench(ios_log: str | Path | None, artifacts: list[tuple[dict, Path]] = (
         marker = test["marker"] or {}
         named = marker.get("artifact")
         entry = by_name.get(named) if named else (coreml[0] if len(coreml) == 1 else None)
-        row = {"file": entry["file"] if entry else named, "backend": "coreml",
+        units = marker.get("compute_units")
+        row = {"accelerator": COMPUTE_UNIT_ACCELERATORS.get(units, units), "compute_units": units,
+               "fallback_ops": None,  # Core ML reports per-op compute units only in Xcode's performance report
+               "file": entry["file"] if entry else named, "backend": "coreml",
                "recipe": entry["recipe"] if entry else None, "size_bytes": entry["size_bytes"] if entry else None,
                "tool": "xctest", "test": name, "test_status": test["status"], "artifact_matched": entry is not None,
                "device": marker.get("device"), "os": marker.get("os"),

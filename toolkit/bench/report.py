@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from export.recipes import RUN_STATUSES
 from toolkit.console import number as _f
 from toolkit.errors import VeilError
 from toolkit.files import json_safe, write_json, write_text
@@ -39,9 +40,9 @@ def validate(doc: dict) -> None:
         raise SchemaError("bench JSON: no artifacts")
     for i, a in enumerate(doc["artifacts"]):
         _check(a, ARTIFACT_KEYS, f"artifacts[{i}]")
-        if a.get("status") == "needs-macos":
+        if a.get("status") in RUN_STATUSES:
             if a["measurements"]:
-                raise SchemaError(f"bench JSON: artifacts[{i}] is needs-macos but has measurements")
+                raise SchemaError(f"bench JSON: artifacts[{i}] is {a['status']} but has measurements")
             continue
         for j, m in enumerate(a["measurements"]):
             if m.get("status") != "ok":
@@ -71,8 +72,8 @@ def artifact_table(doc: dict) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in doc["artifacts"]:
         name = a["name"] + (" (baseline)" if a["role"] == "baseline" else "")
-        if a.get("status") == "needs-macos":
-            lines.append(f"| {name} | {a['runtime']} | {_mb(a['size_bytes'])} | — | needs-macos | | | | | | | | | |")
+        if a.get("status") in RUN_STATUSES:
+            lines.append(f"| {name} | {a['runtime']} | {_mb(a['size_bytes'])} | — | {a['status']} | | | | | | | | | |")
             continue
         for m in a["measurements"]:
             if m.get("status") != "ok":
@@ -149,8 +150,8 @@ def headline(doc: dict, source: str | None = None) -> str:
     lines = [f"| artifact | size MB | p50 ms, {th} thread{'s' if th > 1 else ''} | × torch eager |", "|---|---|---|---|"]
     for a in doc["artifacts"]:
         name = a["name"] + (" (baseline)" if a["role"] == "baseline" else "")
-        if a.get("status") == "needs-macos":
-            lines.append(f"| {name} | {_mb(a['size_bytes'])} | needs-macos | |")
+        if a.get("status") in RUN_STATUSES:
+            lines.append(f"| {name} | {_mb(a['size_bytes'])} | {a['status']} | |")
             continue
         t = p50(a)
         lines.append(f"| {name} | {_mb(a['size_bytes'])} | {_f(t)} | "
@@ -199,16 +200,29 @@ def render_markdown(doc: dict) -> str:
                              f"{_f(m.get('load_ms'))} | {_f(center)} | {_f(m.get('rtf'), '{:.4f}')} | "
                              f"{_f(peak / 1e6 if peak is not None else None, '{:.1f}')} |")
     elif doc.get("device"):
-        d = doc["device"]
-        lines += ["", f"## Phone: {d.get('model')} ({d.get('abi')}, serial {d.get('serial')})", "",
-                  "| artifact | tool | threads | load ms | p50/mean ms | RTF |", "|---|---|---|---|---|---|"]
-        for a in d["artifacts"]:
-            for m in a.get("measurements", []):
-                center = m.get("p50_ms") if m.get("p50_ms") is not None else m.get("mean_ms")
-                lines.append(f"| {a['file']} | {a['tool']} | {m.get('threads')} | {_f(m.get('load_ms'))} | "
-                             f"{_f(center)} | {_f(m.get('rtf'), '{:.4f}')} |")
+        lines += android_lines(doc["device"])
     lines += ["", "![benchmark](%s.png)" % doc.get("_name", "bench"), ""]
     return "\n".join(lines)
+
+
+def android_lines(d: dict) -> list[str]:
+    """The phone section of an Android run: one row per artifact and thread count, with the accelerator it ran on
+    (``npu (SM8650)`` for an ahead-of-time NPU artifact); an artifact that was not run gets one row with why."""
+    lines = ["", f"## Phone: {d.get('model')} ({d.get('abi')}, serial {d.get('serial')}"
+                 + (f", SoC {d['soc']}" if d.get("soc") else "") + ")", "",
+             "| artifact | tool | accelerator | threads | load ms | p50/mean ms | RTF |",
+             "|---|---|---|---|---|---|---|"]
+    for a in d["artifacts"]:
+        where = a.get("accelerator") or "—"
+        if a.get("soc"):
+            where += f" ({a['soc']})"
+        if not a.get("measurements"):
+            lines.append(f"| {a['file']} | {a.get('tool') or '—'} | {where} | {a.get('status')} | | | |")
+        for m in a.get("measurements", []):
+            center = m.get("p50_ms") if m.get("p50_ms") is not None else m.get("mean_ms")
+            lines.append(f"| {a['file']} | {a['tool']} | {where} | {m.get('threads')} | {_f(m.get('load_ms'))} | "
+                         f"{_f(center)} | {_f(m.get('rtf'), '{:.4f}')} |")
+    return lines
 
 
 def render_plots(doc: dict, path: Path) -> None:
@@ -216,7 +230,7 @@ def render_plots(doc: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     threads = doc["settings"]["threads"]
-    arts = [a for a in doc["artifacts"] if a.get("status") != "needs-macos"]
+    arts = [a for a in doc["artifacts"] if a.get("status") not in RUN_STATUSES]
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
     names = [a["name"] for a in arts]
     width = 0.8 / max(1, len(threads))

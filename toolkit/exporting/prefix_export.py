@@ -32,6 +32,13 @@ from toolkit.paths import DEFAULT_CORPUS, default_export_dir
 
 CHECK_SPLIT, CHECK_UTTS = "dev", 2
 MIN_CHECK_SNR_DB = 10.0  # below this an artifact computes something else than the float prefix
+CHECKED_INSTEAD = {  # what an export checks of an artifact it cannot execute here
+    "needs-macos": "the file declares this manifest's inputs/outputs; frontend ops are float32 and uncompressed "
+                   "(Core ML: in the MIL program; ExecuTorch: outside the Core ML delegate)",
+    "needs-device": "the file declares this manifest's inputs/outputs; the graph given to the NPU compiler passed "
+                    "the recipe's checks (float32 I/O, frontend not quantized); the compiler's op placement is in "
+                    "the artifact's npu section",
+}
 
 
 def targets() -> dict[str, list[str]]:
@@ -77,8 +84,8 @@ def plan_backends(target: str, recipe_args: list[str]) -> Plan:
         recipes[backend] = recipe
     for b in names:
         try:
-            backends.get_backend(b).RECIPES.get(recipes[b])
-        except backends.UnknownRecipe as exc:
+            backends.get_backend(b).RECIPES.get(recipes[b]).check_requirements()  # e.g. an NPU compiler's SDK
+        except (backends.UnknownRecipe, backends.MissingNpuSdk) as exc:
             raise VeilError(str(exc)) from None
     return Plan(names, recipes)
 
@@ -121,10 +128,8 @@ def smoke_check(artifact, prefix, chunks: list[np.ndarray], check_audio: str) ->
     """Run the artifact once per chunk in its real runtime and compare with the float torch prefix."""
     try:
         runner = backends.load(artifact)
-    except backends.NeedsMacOS as exc:
-        return {"status": exc.status, "detail": str(exc),
-                "checked_instead": "spec inputs/outputs match this manifest; frontend ops are float32 and "
-                                   "uncompressed in the MIL program"}
+    except backends.NotRunHere as exc:
+        return {"status": exc.status, "detail": str(exc), "checked_instead": CHECKED_INSTEAD[exc.status]}
     outs = np.concatenate([runner(c) for c in chunks])
     reference = torch_runner(prefix)
     refs = np.concatenate([reference(c) for c in chunks])
@@ -212,7 +217,7 @@ def _export_into(tmp: Path, plan: Plan, req: ExportRequest, model, config, k: in
     for i, name in enumerate(plan.backends, 1):
         backend = backends.get_backend(name)
         recipe = plan.recipes[name]
-        filename = f"prefix-k{k}-{recipe}{backend.SUFFIX}"
+        filename = f"prefix-k{k}-{recipe.replace(':', '-')}{backend.SUFFIX}"  # no ':' in file names
         say(f"[{i}/{len(plan.backends)}] {name} {recipe} -> {filename} ...", end=" ")
         print(f"\n===== {name} {recipe} =====", file=log, flush=True)
         try:
@@ -243,7 +248,11 @@ def _check_text(check: dict, entry: dict) -> str:
     parts = []
     if "delegation" in entry:
         d = entry["delegation"]
-        parts.append(f"{d['ops_delegated']}/{d['ops_total']} ops on XNNPACK")
+        parts.append(f"{d['ops_delegated']}/{d['ops_total']} ops on {d.get('label', 'XNNPACK')}")
+    if "npu" in entry:
+        p = entry["npu"]["placement"]
+        parts.append(f"{p['ops_on_npu']}/{p['ops_total']} ops on the {entry['npu']['soc']} NPU, "
+                     f"{p['partitions']} partition{'s' if p['partitions'] != 1 else ''}")
     if check["status"] == "ran":
         parts.append(f"SNR {check['snr_db']:.1f} dB vs torch")
     else:

@@ -10,6 +10,7 @@ A failed gate raises :class:`ParityFailed` after everything is written (artifact
 """
 from __future__ import annotations
 
+import copy
 import datetime
 import platform
 from dataclasses import dataclass, field
@@ -27,11 +28,12 @@ from toolkit.files import json_safe
 from toolkit.headlines import refresh
 from toolkit.model.asr import Prefix, Suffix
 from toolkit.model.checkpoint import tokenizer_from
-from toolkit.parity import coreml_offline, metrics
+from toolkit.parity import coreml_offline, metrics, npu_offline
 from toolkit.parity import gates as gating
 from toolkit.parity.bundled import write_bundled_program
 from toolkit.parity.localize import localize
 from toolkit.parity.report import headline, write_reports
+from toolkit.parity.stress import StressCase, first_gap, run_stress, stage_snr, stress_cases
 from toolkit.paths import DEFAULT_CORPUS, display_path
 
 PARITY_FORMAT = "veil-parity/1"
@@ -75,6 +77,7 @@ class Reference:
     chunk_lists: list[list[np.ndarray]]
     log_probs: list                  # the float suffix on ``embeddings``
     plot_utt: int                    # the longest utterance: most chunk edges
+    stress: list[StressCase] = field(default_factory=list)  # loud and hostile chunks (toolkit/parity/stress.py)
 
 
 # ---- the recipe ----------------------------------------------------------------------------------------------
@@ -96,7 +99,7 @@ def run_parity(req: ParityRequest) -> dict:
     ref_emb, chunk_lists = zip(*(run_chunked(torch_runner(prefix), p, chunk) for p in pcms))
     ref = Reference(model, prefix, suffix, chunk, pcms, [u.text for u in utts], tokenizer_from(config),
                     list(ref_emb), list(chunk_lists), metrics.decode(suffix, list(ref_emb)),
-                    int(np.argmax([len(p) for p in pcms])))
+                    int(np.argmax([len(p) for p in pcms])), stress_cases(pcms[0], chunk.chunk_samples, chunk.sample_rate))
     report = {
         "format": PARITY_FORMAT,
         "checked_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -111,6 +114,7 @@ def run_parity(req: ParityRequest) -> dict:
         "gates": req.gates,
         "plot_utterance": {"id": utts[ref.plot_utt].utt_id, "frames": int(len(ref_emb[ref.plot_utt])),
                            "chunk_frames": chunk.chunk_frames},
+        "stress_audio": {"from_utterance": utts[0].utt_id, "cases": [{"case": c.name, "what": c.what} for c in ref.stress]},
         "artifacts": [],
     }
     for i, (entry, art) in enumerate(artifacts, 1):
@@ -120,8 +124,8 @@ def run_parity(req: ParityRequest) -> dict:
         say(_status_line(result))
 
     failed = [a for a in report["artifacts"] if a["verdict"] == "fail"]
-    pending = [a for a in report["artifacts"] if a["verdict"] == "needs-macos"]
-    report["verdict"] = "fail" if failed else ("needs-macos" if pending else "pass")
+    pending = sorted({a["verdict"] for a in report["artifacts"] if a["verdict"] not in ("pass", "fail")})
+    report["verdict"] = "fail" if failed else ("+".join(pending) if pending else "pass")
     write_reports(export_dir, report)
     record_verdict(manifest, report, req)
     if req.readme:
@@ -150,11 +154,12 @@ def record_verdict(manifest: ExportManifest, report: dict, req: ParityRequest) -
 
 
 def _status_line(a: dict) -> str:
-    if a["verdict"] == "needs-macos":
-        return "needs-macos (spec + weights checked, fp16 estimate only)"
-    n, c = a["numeric"], a["cloud"]
+    if a["verdict"] in NOT_RUN_SUMMARY:
+        return f"{a['verdict']} ({NOT_RUN_SUMMARY[a['verdict']]})"
+    n, c, st = a["numeric"], a["cloud"], a["stress"]
     text = (f"SNR {n['snr_db']:.1f} dB, cos {n['cosine_mean']:.4f}, dWER {c['dwer']:+.2f}, "
-            f"identical {100 * c['identical_share']:.0f} %: {a['verdict']}")
+            f"identical {100 * c['identical_share']:.0f} %, stress worst {st['stress_snr_db']:.1f} dB "
+            f"({st['worst_case']}): {a['verdict']}")
     if a.get("failures"):
         text += " (" + "; ".join(gating.describe_failure(f) for f in a["failures"]) + ")"
     return text
@@ -167,9 +172,9 @@ def check_artifact(entry: dict, art: backends.Artifact, ref: Reference, manifest
               "gate": gate}
     try:
         runner = backends.load(art)
-    except backends.NeedsMacOS as exc:
-        result.update(coreml_offline_checks(art, ref, manifest))
-        result.update({"verdict": "needs-macos", "execution": {"status": exc.status, "detail": str(exc)}})
+    except backends.NotRunHere as exc:
+        result.update(offline_checks(exc.status, entry, art, ref, manifest, gate))
+        result.update({"verdict": exc.status, "execution": {"status": exc.status, "detail": str(exc)}})
         return result
     outs = [run_chunked(runner, p, ref.chunk)[0] for p in ref.pcms]
     result["runtime"] = type(runner).__name__
@@ -177,16 +182,22 @@ def check_artifact(entry: dict, art: backends.Artifact, ref: Reference, manifest
     result["cloud"] = metrics.cloud_metrics(ref.log_probs, metrics.decode(ref.suffix, outs), ref.texts, ref.tokenizer)
     result["cosine_over_time"] = [round(float(v), 6) for v in
                                   metrics.frame_cosine(ref.embeddings[ref.plot_utt], outs[ref.plot_utt])]
-    failures = gating.check(gate, {**result["numeric"], **result["cloud"]})
-    if result["numeric"]["nonfinite"]:
-        failures.append({"metric": "nonfinite", "value": result["numeric"]["nonfinite"], "gate": 0,
-                         "direction": "max", "unit": "values"})
+    result["stress"] = run_stress(ref.stress, torch_runner(ref.prefix), runner)
+    failures = gating.check(gate, {**result["numeric"], **result["cloud"], **_stress_values(result["stress"])})
+    nonfinite = result["numeric"]["nonfinite"] + result["stress"]["nonfinite"]
+    if nonfinite:
+        failures.append({"metric": "nonfinite", "value": nonfinite, "gate": 0, "direction": "max", "unit": "values"})
+    if any(f["metric"].startswith("stress_") for f in failures) and req.localize != "never":
+        worst = next(c for c in ref.stress if c.name == result["stress"]["worst_case"])
+        result["stress"]["localization"] = localize_gap(art, ref, manifest, gate.get("stress_snr", 0.0),
+                                                        result["stress"]["stress_snr_db"], chunks=[worst.pcm])
     result["failures"] = failures
     result["verdict"] = "fail" if failures else "pass"
     snr_gate = gate.get("snr")
     borderline = snr_gate is not None and result["numeric"]["snr_db"] < snr_gate + gating.BORDERLINE_DB
     result["borderline"] = bool(borderline and not failures)
-    if req.localize == "always" or (req.localize == "auto" and (failures or borderline)):
+    speech_failures = [f for f in failures if not f["metric"].startswith("stress_")]  # stress: localized above
+    if req.localize == "always" or (req.localize == "auto" and (speech_failures or borderline)):
         result["localization"] = localize_gap(art, ref, manifest, (snr_gate or 0.0) + gating.BORDERLINE_DB,
                                               result["numeric"]["snr_db"])
     if req.bundle and art.backend == "executorch":
@@ -200,14 +211,15 @@ def check_artifact(entry: dict, art: backends.Artifact, ref: Reference, manifest
 
 
 def localize_gap(art: backends.Artifact, ref: Reference, manifest: ExportManifest, threshold_db: float,
-                 artifact_snr_db: float) -> dict:
+                 artifact_snr_db: float, chunks: list[np.ndarray] | None = None) -> dict:
+    """Where the gap opens, on ``chunks`` (default: the first parity utterances' chunks)."""
     calibration = []
     if backends.get_backend(art.backend).RECIPES.get(art.recipe).needs_calibration:
         info = manifest.calibration or {}
         if not info:
             return {"status": "skipped", "detail": "manifest records no calibration audio for this recipe"}
         calibration, _ = calibration_chunks(Path(info["corpus_split"]), int(info["utterances"]), ref.chunk.chunk_samples)
-    chunks = [c for cl in ref.chunk_lists[:LOCALIZE_UTTS] for c in cl]
+    chunks = chunks or [c for cl in ref.chunk_lists[:LOCALIZE_UTTS] for c in cl]
     say("")
     try:
         return localize(ref.model, manifest.split_layer, art.backend, art.recipe, chunks, calibration, threshold_db,
@@ -216,8 +228,9 @@ def localize_gap(art: backends.Artifact, ref: Reference, manifest: ExportManifes
         return {"status": "failed", "detail": str(exc)}
 
 
-def coreml_offline_checks(art: backends.Artifact, ref: Reference, manifest: ExportManifest) -> dict:
-    """What Linux can check of a .mlpackage; every number here is labelled: spec, weights, estimate."""
+def coreml_offline_checks(art: backends.Artifact, ref: Reference, manifest: ExportManifest) -> tuple[dict, object]:
+    """What Linux can check of a .mlpackage; every number here is labelled: spec, weights, estimate. Returns the
+    checks and the estimate module (which also meets the stress audio)."""
     spec = coreml_offline.spec_vs_manifest(art, manifest.data)
     weights = coreml_offline.package_weights(art.path)
     matching = coreml_offline.match_weights(ref.prefix, weights)
@@ -231,4 +244,47 @@ def coreml_offline_checks(art: backends.Artifact, ref: Reference, manifest: Expo
                 "numeric": metrics.embedding_metrics(ref.embeddings, outs),
                 "cloud": metrics.cloud_metrics(ref.log_probs, metrics.decode(ref.suffix, outs), ref.texts,
                                                ref.tokenizer)}
-    return {"checked_on_linux": {"spec_vs_manifest": spec, "weights_vs_torch": matching, "fp16_estimate": estimate}}
+    return {"checked_on_linux": {"spec_vs_manifest": spec, "weights_vs_torch": matching, "fp16_estimate": estimate}}, est
+
+
+NOT_RUN_SUMMARY = {"needs-macos": "not executed: spec checked, estimates only",
+                   "needs-device": "not executed: NPU placement and the compiled graph's source checked, estimates only"}
+
+
+def _stress_values(stress: dict) -> dict:
+    return {"stress_snr_db": stress["stress_snr_db"], "stress_cosine_mean": stress["stress_cosine_mean"]}
+
+
+def offline_checks(status: str, entry: dict, art: backends.Artifact, ref: Reference, manifest: ExportManifest,
+                   gate: dict) -> dict:
+    """What this machine can check of an artifact it cannot execute (``status``: ``needs-macos``,
+    ``needs-device``), every number labelled; the torch estimate also meets the stress audio, and where it misses
+    the stress gate the stage where its gap opens is named."""
+    if art.backend == "coreml":
+        checks, estimate_module = coreml_offline_checks(art, ref, manifest)
+    elif "npu" in entry:
+        checks, estimate_module = npu_offline.checks(entry, art, ref.prefix, ref.pcms, ref.chunk, manifest,
+                                                     lambda outs: _numbers(ref, outs))
+    else:  # an ExecuTorch delegate for Apple hardware (Core ML): the delegate's fp16 after the float frontend
+        estimate_module = coreml_offline.Float16AfterFrontend(copy.deepcopy(ref.prefix))
+        outs = [run_chunked(torch_runner(estimate_module), p, ref.chunk)[0] for p in ref.pcms]
+        checks = {"checked_on_linux": {"delegation": entry.get("delegation"), "fp16_estimate": {
+            "label": "estimate", "how": "the torch Prefix, float16 after the float32 frontend (the Core ML "
+                                        "delegate's compute precision; the frontend runs outside it); not Core ML's "
+                                        "kernels: an estimate, never a pass", **_numbers(ref, outs)}}}
+    stress = run_stress(ref.stress, torch_runner(ref.prefix), torch_runner(estimate_module))
+    stress["label"] = "estimate"
+    failures = gating.check({k: v for k, v in gate.items() if k.startswith("stress_")}, _stress_values(stress))
+    stress["estimate_failures"] = failures
+    if failures:
+        worst = next(c for c in ref.stress if c.name == stress["worst_case"])
+        stages = stage_snr(ref.prefix, estimate_module, worst.pcm)
+        stress["stages"] = {"case": worst.name, "stages": stages,
+                            "first_gap_stage": first_gap(stages, gate.get("stress_snr", 0.0))}
+    checks["checked_on_linux"]["stress_estimate"] = stress
+    return checks
+
+
+def _numbers(ref: Reference, outs: list[np.ndarray]) -> dict:
+    return {"numeric": metrics.embedding_metrics(ref.embeddings, outs),
+            "cloud": metrics.cloud_metrics(ref.log_probs, metrics.decode(ref.suffix, outs), ref.texts, ref.tokenizer)}

@@ -5,7 +5,9 @@ maximum WER increase of the cloud transcript. Gates are data: defaults below, ov
 A RECIPE key is a recipe name (``int8-static``), ``BACKEND/RECIPE`` (``litert/int8-static``) or ``*``.
 Metrics a gate may name: ``snr`` (dB, minimum), ``dwer`` (WER_artifact − WER_float in percentage points
 against the references, maximum), ``cos`` (mean per-frame cosine, minimum), ``kl`` (mean CTC posterior
-KL in nats, maximum), ``wer_vs_float`` (artifact transcripts scored against float transcripts, maximum).
+KL in nats, maximum), ``wer_vs_float`` (artifact transcripts scored against float transcripts, maximum),
+``stress_snr`` and ``stress_cos`` (the worst SNR and the worst mean cosine over the loud and hostile stress
+chunks of ``toolkit/parity/stress.py``, minimum: a tone has no transcript, so embeddings are all they judge).
 """
 from __future__ import annotations
 
@@ -13,15 +15,22 @@ import json
 from pathlib import Path
 
 import export as backends
+from export.recipes import family_of
 from toolkit.errors import VeilError
 
 DWER_MAX = 1.0
 SNR_DB_BY_PRECISION = {"fp32": 60.0, "fp16": 35.0, "int8": 15.0, "int4": 15.0}  # by a recipe's ``precision``
 UNKNOWN_RECIPE_SNR_DB = 15.0
+# Stress chunks (full-scale tones and noise, clipped, near-silent, DC-offset speech): a float path keeps its
+# precision's accuracy anywhere in [-1, 1]; an int8 path calibrated on speech may lose SNR on them but must keep
+# the embeddings' direction (a mean cosine under 0.9 is another embedding).
+STRESS_SNR_DB_BY_PRECISION = {"fp32": 60.0, "fp16": 30.0, "int8": 5.0, "int4": 5.0}
+STRESS_COS_BY_PRECISION = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.9, "int4": 0.9}
 BORDERLINE_DB = 6.0  # an artifact within this of its SNR gate gets its gap localized
 METRICS = {  # gate name -> (metric key, direction, unit)
     "snr": ("snr_db", "min", "dB"), "cos": ("cosine_mean", "min", ""), "dwer": ("dwer", "max", "pp"),
     "kl": ("kl_mean", "max", "nats"), "wer_vs_float": ("wer_vs_float", "max", "%"),
+    "stress_snr": ("stress_snr_db", "min", "dB"), "stress_cos": ("stress_cosine_mean", "min", ""),
 }
 
 
@@ -42,9 +51,12 @@ def recipe_precisions() -> dict[str, str]:
 
 
 def default_gates() -> dict[str, dict[str, float]]:
-    """Every registered recipe's default gate (SNR by its precision, ΔWER ≤ DWER_MAX) and ``*``."""
-    gates = {r: {"snr": SNR_DB_BY_PRECISION[p], "dwer": DWER_MAX} for r, p in recipe_precisions().items()}
-    gates["*"] = {"snr": UNKNOWN_RECIPE_SNR_DB, "dwer": DWER_MAX}
+    """Every registered recipe's default gate (SNR by its precision, ΔWER ≤ DWER_MAX, the stress gates by its
+    precision) and ``*``."""
+    gates = {r: {"snr": SNR_DB_BY_PRECISION[p], "dwer": DWER_MAX, "stress_snr": STRESS_SNR_DB_BY_PRECISION[p],
+                 "stress_cos": STRESS_COS_BY_PRECISION[p]} for r, p in recipe_precisions().items()}
+    gates["*"] = {"snr": UNKNOWN_RECIPE_SNR_DB, "dwer": DWER_MAX, "stress_snr": STRESS_SNR_DB_BY_PRECISION["int8"],
+                  "stress_cos": STRESS_COS_BY_PRECISION["int8"]}
     return gates
 
 
@@ -54,7 +66,10 @@ def defaults_text() -> str:
     for recipe, precision in recipe_precisions().items():
         by_snr.setdefault(SNR_DB_BY_PRECISION[precision], []).append(recipe)
     parts = [f"≥ {snr:g} dB {', '.join(names)}" for snr, names in sorted(by_snr.items(), reverse=True)]
-    return f"snr {'; '.join(parts)} (unknown recipes ≥ {UNKNOWN_RECIPE_SNR_DB:g} dB); dwer ≤ {DWER_MAX:g} pp for every recipe"
+    stress = "; ".join(f"{p} snr ≥ {STRESS_SNR_DB_BY_PRECISION[p]:g} dB, cos ≥ {STRESS_COS_BY_PRECISION[p]:g}"
+                       for p in SNR_DB_BY_PRECISION)
+    return (f"snr {'; '.join(parts)} (unknown recipes ≥ {UNKNOWN_RECIPE_SNR_DB:g} dB); dwer ≤ {DWER_MAX:g} pp for "
+            f"every recipe; stress audio (worst case) {stress}")
 
 
 def _parse_values(text: str, where: str) -> dict[str, float]:
@@ -95,10 +110,12 @@ def parse_gate_args(args: list[str], gates_file: str | None = None) -> dict[str,
 
 
 def gate_for(gates: dict, backend: str, recipe: str) -> dict[str, float]:
-    """The gate of one artifact: ``*``, then the recipe's, then ``backend/recipe`` entries, merged."""
+    """The gate of one artifact: ``*``, then its recipe family's (``npu-qualcomm`` for ``npu-qualcomm:SM8650``),
+    ``backend/family``, the recipe's, then ``backend/recipe`` entries, merged."""
+    family = family_of(recipe)
     out = dict(gates.get("*", {}))
-    out.update(gates.get(recipe, {}))
-    out.update(gates.get(f"{backend}/{recipe}", {}))
+    for key in dict.fromkeys([family, f"{backend}/{family}", recipe, f"{backend}/{recipe}"]):
+        out.update(gates.get(key, {}))
     return out
 
 

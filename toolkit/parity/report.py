@@ -9,22 +9,16 @@ from pathlib import Path
 from toolkit.console import number as _num
 from toolkit.files import json_safe, write_json, write_text
 from toolkit.headlines import made_by
-from toolkit.parity.gates import describe_failure
+from toolkit.parity.gates import METRICS, describe_failure
 
 
 def rows(report: dict) -> list[dict]:
     out = []
     for a in report["artifacts"]:
-        if a["verdict"] == "needs-macos":
-            est = a["checked_on_linux"]["fp16_estimate"]
-            w = a["checked_on_linux"]["weights_vs_torch"]
+        if "checked_on_linux" in a:
             out.append({"artifact": a["file"], "backend": a["backend"], "recipe": a["recipe"],
                         "snr": None, "cos_mean": None, "cos_min": None, "dwer": None, "kl": None, "identical": None,
-                        "gate": a["gate"], "verdict": "needs-macos",
-                        "note": f"not executed; estimate SNR {_num(est['numeric']['snr_db'], '{:.1f}')} dB, "
-                                f"dWER {_num(est['cloud']['dwer'], '{:+.2f}')}; weights max rel. error "
-                                f"{_num(w['max_rel_error'], '{:.2e}')} ({w['matched']} tensors); spec "
-                                f"{a['checked_on_linux']['spec_vs_manifest']['status']}"})
+                        "gate": a["gate"], "verdict": a["verdict"], "note": offline_note(a["checked_on_linux"])})
             continue
         n, c = a["numeric"], a["cloud"]
         note = "; ".join(describe_failure(f) for f in a["failures"])
@@ -40,8 +34,43 @@ def rows(report: dict) -> list[dict]:
     return out
 
 
+def offline_note(checked: dict) -> str:
+    """One line of what was checked of an artifact that did not run here."""
+    est = checked.get("fp16_estimate") or {}
+    parts = [f"not executed; estimate SNR {_num(est.get('numeric', {}).get('snr_db'), '{:.1f}')} dB, "
+             f"dWER {_num(est.get('cloud', {}).get('dwer'), '{:+.2f}')}"]
+    if "placement" in checked:
+        p = checked["placement"]
+        parts.append(f"{checked['soc']}: {p['ops_on_npu']}/{p['ops_total']} ops on the NPU, {p['partitions']} "
+                     f"partition(s), {p['ops_on_cpu']} on the CPU")
+        src = checked.get("source_graph_on_cpu", {})
+        if "numeric" in src:
+            parts.append(f"source graph on CPU SNR {_num(src['numeric']['snr_db'], '{:.1f}')} dB"
+                         f"{'' if src['same_bytes_as_compiled_source'] else ' (NOT the compiled source bytes)'}")
+    if "weights_vs_torch" in checked:
+        w = checked["weights_vs_torch"]
+        parts.append(f"weights max rel. error {_num(w['max_rel_error'], '{:.2e}')} ({w['matched']} tensors); spec "
+                     f"{checked['spec_vs_manifest']['status']}")
+    if "delegation" in checked and checked["delegation"]:
+        d = checked["delegation"]
+        parts.append(f"{d['ops_delegated']}/{d['ops_total']} ops in the {d.get('label', d['backend'])} delegate")
+    st = checked.get("stress_estimate")
+    if st:
+        parts.append(f"stress estimate worst {_num(st['stress_snr_db'], '{:.1f}')} dB ({st['worst_case']})" +
+                     (f", gap opens at {st['stages']['first_gap_stage']}" if st.get("stages") else ""))
+    return "; ".join(parts)
+
+
+def stress_rows(a: dict) -> tuple[str, dict] | None:
+    """(label, stress result) of an artifact: measured in its runtime, or its torch estimate's."""
+    if "stress" in a:
+        return "runtime", a["stress"]
+    st = a.get("checked_on_linux", {}).get("stress_estimate")
+    return ("estimate", st) if st else None
+
+
 def _gate_text(g: dict) -> str:
-    return ", ".join(f"{k} {'≥' if k in ('snr', 'cos') else '≤'} {v:g}" for k, v in sorted(g.items()))
+    return ", ".join(f"{k} {'≥' if METRICS.get(k, ('', 'max'))[1] == 'min' else '≤'} {v:g}" for k, v in sorted(g.items()))
 
 
 def render_markdown(report: dict) -> str:
@@ -59,7 +88,30 @@ def render_markdown(report: dict) -> str:
                      f"{_num(r['kl'], '{:.2e}')} | {_num(r['identical'], '{:.0f}')} | {_gate_text(r['gate'])} | "
                      f"**{r['verdict']}** | {r['note']} |")
     lines += ["", "ΔWER: WER(artifact) − WER(float), percentage points against the references; a gain never fails. "
-              "`needs-macos`: Core ML runs only on macOS; nothing was executed and nothing is reported as passed."]
+              "`needs-macos`: Core ML runs only on macOS; `needs-device`: an NPU artifact runs only on its phone; "
+              "nothing was executed and nothing is reported as passed."]
+    stress = [(a, *stress_rows(a)) for a in report["artifacts"] if stress_rows(a)]
+    if stress:
+        cases = [c["case"] for c in stress[0][2]["cases"]]
+        lines += ["", "## Loud and hostile audio", "",
+                  f"One chunk per case, made from utterance `{report.get('stress_audio', {}).get('from_utterance', '?')}` "
+                  f"(seed {stress[0][2]['seed']}): SNR dB / mean cosine of the embeddings against the float prefix on "
+                  f"the same chunk. `estimate`: a torch stand-in of an artifact that cannot run here.", "",
+                  "| artifact | measured | " + " | ".join(cases) + " | worst | gate |",
+                  "|---|---|" + "---|" * (len(cases) + 2)]
+        for a, label, st in stress:
+            cells = [f"{_num(c['snr_db'], '{:.1f}')} / {_num(c['cosine_mean'], '{:.3f}')}" for c in st["cases"]]
+            g = {k: v for k, v in a["gate"].items() if k.startswith("stress_")}
+            lines.append(f"| {a['file']} | {label} | " + " | ".join(cells) + f" | {st['worst_case']} | "
+                         f"{_gate_text(g)} |")
+        for a, label, st in stress:
+            loc = st.get("localization") or ({"stages": st["stages"]["stages"],
+                                               "first_gap_stage": st["stages"]["first_gap_stage"]}
+                                              if st.get("stages") else None)
+            if loc and "stages" in loc:
+                lines += ["", f"Stress case `{st['worst_case']}` on {a['file']} ({label}): the gap opens at "
+                          f"**{loc['first_gap_stage'] or 'no single stage'}**. " +
+                          ", ".join(f"{s['stage']} {_num(s['snr_db'], '{:.1f}')} dB" for s in loc["stages"])]
     for a in report["artifacts"]:
         loc = a.get("localization")
         if loc and "stages" in loc:
@@ -180,23 +232,28 @@ def rerender(report: dict, json_path: Path) -> list[Path]:
 def headline(report: dict, source: str | None = None) -> str:
     """The README's export table: per artifact its real-runtime parity, or for Core ML off macOS the fp16
     estimate, labelled as such."""
-    lines = ["| artifact | backend, recipe | size MB | SNR dB | cosine | ΔWER pp | verdict |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| artifact | backend, recipe | size MB | SNR dB | cosine | ΔWER pp | stress worst SNR dB | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
     for a in report["artifacts"]:
         size = _num(a["size_bytes"] / 1e6 if a.get("size_bytes") else None)
         what = f"`{a['file']}` | {a['backend']} {a['recipe']} | {size}"
-        if a["verdict"] == "needs-macos":
+        label, st = stress_rows(a) or (None, None)
+        stress = (f"{'estimate ' if label == 'estimate' else ''}{_num(st['stress_snr_db'], '{:.1f}')} "
+                  f"({st['worst_case']})") if st else "–"
+        if "checked_on_linux" in a:
             est = a["checked_on_linux"]["fp16_estimate"]
             lines.append(f"| {what} | estimate {_num(est['numeric']['snr_db'], '{:.1f}')} | "
                          f"estimate {_num(est['numeric']['cosine_mean'], '{:.4f}')} | "
-                         f"estimate {_num(est['cloud']['dwer'], '{:+.2f}')} | needs-macos |")
+                         f"estimate {_num(est['cloud']['dwer'], '{:+.2f}')} | {stress} | {a['verdict']} |")
             continue
         n, c = a["numeric"], a["cloud"]
         lines.append(f"| {what} | {_num(n['snr_db'], '{:.1f}')} | {_num(n['cosine_mean'], '{:.4f}')} | "
-                     f"{_num(c['dwer'], '{:+.2f}')} | {a['verdict']} |")
+                     f"{_num(c['dwer'], '{:+.2f}')} | {stress} | {a['verdict']} |")
     au = report["audio"]
     return "\n".join(lines) + (
         f"\n\nEach artifact in its real runtime on {au['utterances']} `{Path(au['split']).name}` utterances, chunked "
         f"as on a phone, against the float prefix (split after block {report['split_layer']}) of "
-        f"`{report['checkpoint']['path']}`; platform {report['platform']}. Core ML runs only on macOS: its row is a "
-        f"torch estimate of its fp16 numerics, never a pass. " + made_by("export-prefix` / `veil parity", source) + "\n")
+        f"`{report['checkpoint']['path']}`; platform {report['platform']}. Stress: the worst of the loud and hostile "
+        f"chunks (full-scale tones and noise, clipped, near-silent and DC-offset speech) against the float prefix. "
+        f"Core ML runs only on macOS and an NPU artifact only on its phone: their rows are torch estimates, never a "
+        f"pass. " + made_by("export-prefix` / `veil parity", source) + "\n")

@@ -31,7 +31,8 @@ import veil.core.VeilException
  * ```
  * adb shell am start -W -S -n veil.demo/.BenchmarkActivity --es export anonymized-k4 --es backend executorch \
  *     --es recipe int8-static --ei threads 2 --ei warmup 5 --ei iterations 50 \
- *     [--es input /sdcard/Android/data/veil.demo/files/veil-bench/input.f32] [--es run_id ID]
+ *     [--es input /sdcard/Android/data/veil.demo/files/veil-bench/input.f32] [--es run_id ID] \
+ *     [--es npu_libs /sdcard/Android/data/veil.demo/files/npu-libs]
  * ```
  * it installs the export (checked against manifest.json), then on a background HandlerThread measures the artifact in
  * the real runtime as the app uses it (BenchRunner: load, first inference, warm-up, timed runs, peak RSS and PSS),
@@ -39,6 +40,8 @@ import veil.core.VeilException
  * files dir, which `veil bench --device android --app` reads back with adb (run-as works only for debuggable
  * packages, and a benchmark must not be one). A debuggable build is refused: it runs many times slower.
  * The input is the host bench's chunk (`input`, raw float32 LE) or, without one, a fixed 2-s test signal.
+ * An ahead-of-time NPU .tflite (`--es recipe npu-qualcomm:SM8650`) runs on LiteRT's NPU accelerator with the
+ * dispatch library and vendor runtime pushed to `npu_libs` (see [installNpuLibs]).
  */
 class BenchmarkActivity : Activity() {
     private lateinit var thread: HandlerThread
@@ -97,7 +100,7 @@ class BenchmarkActivity : Activity() {
             val artifact = export.manifest.artifact(backend, intent.getStringExtra("recipe"))
             val file = export.verify(artifact)
             val (input, inputDescription) = input(export.manifest.chunk)
-            val loader = loaderFor(backend)
+            val loader = loaderFor(artifact, installNpuLibs())
             show("${artifact.displayName}: ${loader.runtimeName}, ${settings.threads} thread(s), ${settings.warmup} " +
                 "warm-up, ${settings.iterations} timed runs ...")
             val pss = object : PssProbe {
@@ -123,6 +126,22 @@ class BenchmarkActivity : Activity() {
         if (external != null) BenchSchema.write(File(external, "$runId.json"), doc)
         show("wrote $internal" + if (external != null) " and $external/$runId.json" else "")
         runOnUiThread { finish() }
+    }
+
+    /**
+     * The NPU libraries pushed by the host (`npu_libs` extra: a folder in the external files dir, where adb writes),
+     * copied into the app's private files dir: the dynamic loader and the DSP load nothing from external storage.
+     * Without the extra, what an earlier run installed (or nothing: an NPU artifact then fails to load, saying why).
+     */
+    private fun installNpuLibs(): File {
+        val installed = File(filesDir, NPU_LIBS)
+        val pushed = intent.getStringExtra("npu_libs") ?: return installed
+        val libs = File(pushed).listFiles()?.filter { it.isFile }.orEmpty()
+        if (libs.isEmpty()) throw VeilException("npu_libs", "$pushed: no NPU libraries there (veil bench --npu-libs DIR)")
+        installed.deleteRecursively()
+        check(installed.mkdirs()) { "$installed: cannot create" }
+        for (lib in libs) lib.copyTo(File(installed, lib.name))
+        return installed
     }
 
     /** The chunk to time: the host's (raw float32 LE, `input` extra) or a fixed 2-s test signal. */
@@ -157,7 +176,8 @@ class BenchmarkActivity : Activity() {
     companion object {
         const val TAG = "VeilBench"
         const val RESULTS = "veil-bench"
-        val STRING_EXTRAS = listOf("export", "backend", "recipe", "input", "run_id")
+        const val NPU_LIBS = "npu-libs"
+        val STRING_EXTRAS = listOf("export", "backend", "recipe", "input", "run_id", "npu_libs")
         val INT_EXTRAS = listOf("threads", "warmup", "iterations")
     }
 }

@@ -5,6 +5,7 @@ import android.app.Application
 import androidx.annotation.RequiresPermission
 import androidx.lifecycle.AndroidViewModel
 import androidx.lifecycle.viewModelScope
+import java.io.File
 import java.util.Locale
 import java.util.concurrent.TimeUnit
 import kotlinx.coroutines.Dispatchers
@@ -43,6 +44,8 @@ data class SessionSettings(
  */
 class MainViewModel(application: Application) : AndroidViewModel(application) {
     private val store = ExportStore(application)
+    // NPU libraries a benchmark run installed (BenchmarkActivity.installNpuLibs), for an NPU artifact
+    private val npuLibs = File(application.filesDir, BenchmarkActivity.NPU_LIBS)
     private val http = OkHttpClient.Builder()
         .connectTimeout(10, TimeUnit.SECONDS)
         .pingInterval(20, TimeUnit.SECONDS)
@@ -71,7 +74,7 @@ class MainViewModel(application: Application) : AndroidViewModel(application) {
             try {
                 val export = store.open(settings.export)
                 val artifact = export.manifest.artifact(settings.backend)
-                val s = StreamingSession(export, artifact, loaderFor(settings.backend), settings.threads, settings.codec,
+                val s = StreamingSession(export, artifact, loaderFor(artifact, npuLibs), settings.threads, settings.codec,
                     settings.server, settings.token.ifEmpty { null }, http, ::onEvent)
                 session = s
                 s.start()

@@ -1,7 +1,9 @@
 package veil.demo
 
+import android.system.Os
 import com.google.ai.edge.litert.Accelerator
 import com.google.ai.edge.litert.CompiledModel
+import com.google.ai.edge.litert.Environment
 import com.google.ai.edge.litert.LiteRtException
 import com.google.ai.edge.litert.TensorBuffer
 import java.io.File
@@ -16,12 +18,25 @@ import veil.core.PrefixLoadException
 import veil.core.PrefixLoader
 import veil.core.PrefixRunner
 
-/** The loader for a manifest backend name ("executorch" or "litert"). */
-fun loaderFor(backend: String): PrefixLoader = when (backend) {
+/**
+ * The loader for a manifest artifact: ExecuTorch (XNNPACK), LiteRT on the CPU, or LiteRT on the NPU for a .tflite
+ * compiled ahead of time for one (its manifest entry has an `npu` section, `veil export --recipe
+ * litert=npu-qualcomm:SOC`). `npuLibraryDir` is an app-private folder holding LiteRT's dispatch library and the
+ * vendor's NPU runtime (libLiteRtDispatch_Qualcomm.so, libQnnHtp.so, libQnnSystem.so, libQnnHtpV75Stub.so, the skel);
+ * an NPU artifact without one is a PrefixLoadException, never a silent CPU run.
+ */
+fun loaderFor(artifact: ArtifactEntry, npuLibraryDir: File? = null): PrefixLoader = when (artifact.backend) {
     "executorch" -> ExecuTorchLoader()
-    "litert" -> LiteRtLoader()
-    else -> throw PrefixLoadException("unknown_backend", "no Android runtime for backend '$backend' (executorch, litert)")
+    "litert" -> {
+        val npu = artifact.raw.optJSONObject("npu")
+        if (npu == null) LiteRtLoader() else LiteRtLoader(NpuTarget(npu.optString("soc", "?"), npuLibraryDir))
+    }
+    else -> throw PrefixLoadException("unknown_backend",
+        "no Android runtime for backend '${artifact.backend}' (executorch, litert)")
 }
+
+/** The SoC an NPU artifact was compiled for, and the folder of the NPU libraries (null: none given). */
+class NpuTarget(val soc: String, val libraryDir: File?)
 
 /**
  * A native library that does not load (missing ABI, NDK STL mismatch, 16 KB pages...) surfaces as one of these:
@@ -114,25 +129,49 @@ private class ExecuTorchPrefix(
 /**
  * LiteRT's CompiledModel API (com.google.ai.edge.litert): compiled for the CPU accelerator (XNNPACK) with `threads`
  * threads, input/output TensorBuffers created once and reused for every chunk. LiteRT maps the .tflite file.
+ *
+ * With an [NpuTarget] (an ahead-of-time NPU artifact): the NPU accelerator, with the CPU for the ops the compiler
+ * left to it, in an Environment whose dispatch library folder is the target's (LiteRT's Kotlin API:
+ * `Environment.Option.DispatchLibraryDir`). The same folder is the DSP's library path (ADSP_LIBRARY_PATH), where
+ * Qualcomm's runtime looks for the HTP skel. The NPU's own work cannot be timed apart from the CPU's here: the runner
+ * reports what LiteRT compiled for, and the compiler's placement (ops on the NPU, fallback ops) is in the manifest.
  */
-class LiteRtLoader : PrefixLoader {
+class LiteRtLoader(private val npu: NpuTarget? = null) : PrefixLoader {
     override val backend: String = "litert"
-    override val runtimeName: String = "LiteRT ${BuildConfig.LITERT_VERSION} CompiledModel (CPU)"
+    override val runtimeName: String = "LiteRT ${BuildConfig.LITERT_VERSION} CompiledModel " +
+        if (npu == null) "(CPU)" else "(NPU, compiled for ${npu.soc})"
 
     override fun load(artifact: ArtifactEntry, file: File, threads: Int): PrefixRunner = nativeCall(runtimeName) {
-        val options = CompiledModel.Options(Accelerator.CPU)
+        val options = if (npu == null) CompiledModel.Options(Accelerator.CPU)
+            else CompiledModel.Options(Accelerator.NPU, Accelerator.CPU)
         options.cpuOptions = CompiledModel.CpuOptions(numThreads = threads)
+        val env = npu?.let { environment(it, file) }
         val model = try {
-            CompiledModel.create(file.absolutePath, options)
+            CompiledModel.create(file.absolutePath, options, env)
         } catch (e: LiteRtException) {
-            throw PrefixLoadException("load_failed", "${file.name}: LiteRT could not compile it (${e.message})")
+            env?.close()
+            throw PrefixLoadException("load_failed", "${file.name}: LiteRT could not compile it for " +
+                "${if (npu == null) "the CPU" else "the NPU (${npu.soc})"} (${e.message})")
         }
         try {
-            LiteRtPrefix(model, model.createInputBuffers(), model.createOutputBuffers(), artifact, threads)
+            LiteRtPrefix(model, model.createInputBuffers(), model.createOutputBuffers(), artifact, threads,
+                if (npu == null) "CPU" else "NPU", npu?.soc, env)
         } catch (e: LiteRtException) {
             model.close()
+            env?.close()
             throw PrefixLoadException("load_failed", "${file.name}: LiteRT buffers (${e.message})")
         }
+    }
+
+    private fun environment(npu: NpuTarget, file: File): Environment {
+        val dir = npu.libraryDir
+        if (dir == null || !dir.isDirectory || dir.listFiles().isNullOrEmpty()) {
+            throw PrefixLoadException("npu_libs", "${file.name} is compiled for the ${npu.soc} NPU: it needs LiteRT's " +
+                "dispatch library and the vendor's NPU runtime (veil bench --device android --app --npu-libs DIR, or " +
+                "--es npu_libs DIR)")
+        }
+        Os.setenv("ADSP_LIBRARY_PATH", dir.absolutePath, true)
+        return Environment.create(mapOf(Environment.Option.DispatchLibraryDir to dir.absolutePath))
     }
 }
 
@@ -141,7 +180,10 @@ private class LiteRtPrefix(
     private val inputs: List<TensorBuffer>,
     private val outputs: List<TensorBuffer>,
     artifact: ArtifactEntry,
-    private val threads: Int
+    private val threads: Int,
+    private val accelerator: String,
+    private val soc: String?,
+    private val env: Environment?
 ) : PrefixRunner {
     private val frames = artifact.output.shape[1]
     private val dim = artifact.output.shape[2]
@@ -155,11 +197,12 @@ private class LiteRtPrefix(
     }
 
     override fun details(): Map<String, Any?> = mapOf("engine" to "litert", "api" to "CompiledModel",
-        "accelerator" to "CPU", "threads" to threads)
+        "accelerator" to accelerator, "soc" to soc, "threads" to threads)
 
     override fun close() {
         for (b in inputs) b.close()
         for (b in outputs) b.close()
         model.close()
+        env?.close()
     }
 }
