@@ -18,6 +18,7 @@ import torch
 from export.artifact import Artifact, Runner, example_tensors, in_module, library_versions, single_threaded
 from export.errors import ConversionFailed, ExportError, converting
 from export.recipes import RecipeRegistry
+from export.xnnpack_decompositions import decompose_for_xnnpack
 
 NAME = "executorch"
 SUFFIX = ".pte"
@@ -134,7 +135,7 @@ def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path
         with torch.no_grad():
             reference = module(*example_inputs)
             program, notes = spec.build(module, example_inputs, calibration, tuple(float_modules))
-            edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+            edge = to_edge_transform_and_lower(decompose_for_xnnpack(program), partitioner=[XnnpackPartitioner()])
         delegation = delegation_summary(edge.exported_program().graph_module)
         if delegation["ops_delegated"] == 0:
             raise ConversionFailed(NAME, recipe, f"nothing was delegated to XNNPACK "
