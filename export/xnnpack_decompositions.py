@@ -16,12 +16,13 @@ float32 (same formulas, same order of operations up to summation order):
 
 - ``layer_norm`` -> mean over the last axis, subtract, square, mean, add eps, rsqrt, multiply, affine: the
   two-pass, biased-variance formula of ``torch.nn.LayerNorm``;
-- ``mean.dim`` over any axes -> a (rows, 1, n, 1) view and XNNPACK's global average pooling over the
+- ``mean.dim`` over any axes -> a (1, rows, n, 1) view and XNNPACK's global average pooling over the
   [2, 3] axes (moving the reduced axes last with a permute when they are not);
 - ``expand`` that adds no elements, ``squeeze``, ``unsqueeze`` -> ``view`` (a static reshape).
 
 These are decompositions (``ExportedProgram.run_decompositions``) applied to the program that is about to be
-lowered, after quantization: the quantizer annotated the model as written (layer norms stay float32, as
+lowered, after PT2E quantization (the fp32, int8-dynamic and int8-static recipes; not 8da4w, whose torchao
+tensor subclasses the table would decompose into wrong numbers): the quantizer annotated the model as written (layer norms stay float32, as
 before), and the model's definition is untouched. Everything else goes through the default (core ATen)
 decompositions, as ``to_edge`` would do.
 """
