@@ -20,10 +20,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from toolkit.chunking import ChunkSpec, run_chunked, torch_runner
 from toolkit.console import say
@@ -48,7 +45,7 @@ def onnx_fp32(prefix, chunk: np.ndarray, cache: Path) -> Path:
     return path
 
 
-def nodes_in_modules(model: onnx.ModelProto, modules: tuple[str, ...]) -> list[str]:
+def nodes_in_modules(model, modules: tuple[str, ...]) -> list[str]:
     """Names of the nodes that the dynamo exporter traced inside the submodules ``modules`` of the prefix
     (its ``namespace`` metadata reads ``: Prefix/frontend: LogMelFrontend/...``)."""
     marks = tuple(f"/{m}: " for m in modules)
@@ -56,7 +53,9 @@ def nodes_in_modules(model: onnx.ModelProto, modules: tuple[str, ...]) -> list[s
             if any(p.key == "namespace" and any(mark in p.value for mark in marks) for p in n.metadata_props)]
 
 
-class _Chunks(CalibrationDataReader):
+class _Chunks:
+    """The calibration chunks as ``onnxruntime.quantization``'s data reader (it calls ``get_next`` only)."""
+
     def __init__(self, chunks: list[np.ndarray]):
         self._feeds = iter([{INPUT_NAME: np.asarray(c, dtype=np.float32)} for c in chunks])
 
@@ -75,6 +74,10 @@ def calibration_key(chunks: list[np.ndarray]) -> str:
 def onnx_int8(fp32_path: Path, calibration: list[np.ndarray], cache: Path, float_modules: tuple[str, ...]) -> dict:
     """Static QDQ int8 quantization of ``fp32_path`` on ``calibration`` chunks, the ``float_modules`` nodes
     left float32. Returns ``{"path", "float_nodes", "calibration_chunks"}``."""
+    # onnx and onnxruntime.quantization take half a second to import; only a bench with baselines needs them
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
     path = cache / f"prefix-int8-qdq-{calibration_key(calibration)}.onnx"
     float_nodes = nodes_in_modules(onnx.load(str(fp32_path)), float_modules)
     if float_modules and not float_nodes:
@@ -93,6 +96,8 @@ def onnx_int8(fp32_path: Path, calibration: list[np.ndarray], cache: Path, float
 
 def ort_runner(path: Path, threads: int = 1):
     """An ONNX Runtime session as a chunk runner (CPU provider, ``threads`` intra-op threads)."""
+    import onnxruntime as ort  # heavy; only a bench with baselines needs it
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
