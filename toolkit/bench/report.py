@@ -194,7 +194,9 @@ def headline(doc: dict, source: str | None = None) -> str:
     h = doc["host"]
     return "\n".join(lines) + (
         f"\n\n{doc['chunk']['seconds']:g} s chunk, {doc['prefix']['macs_per_chunk'] / 1e6:.1f} M MACs; host "
-        f"`{h['hostname']}` ({h['cpu']}, {h['cores']} cores, shared: compare rows, not runs), {doc['created_at'][:10]}. "
+        f"`{h['hostname']}` ({h['cpu']}, {h['cores']} cores, shared: compare rows, not runs"
+        + (f"; 1-min load average {h['load_average_start'][0]:.1f} at start" if h.get("load_average_start") else "")
+        + f"), {doc['created_at'][:10]}. "
         + made_by(doc["command"], source) + "\n")
 
 
