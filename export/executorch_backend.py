@@ -1,11 +1,12 @@
 """ExecuTorch backend: ``torch.export`` -> (quantize) -> ``to_edge_transform_and_lower`` (XNNPACK) -> ``.pte``.
 
 The linear story of ExecuTorch's own XNNPACK example: each recipe returns the ``ExportedProgram`` to lower
-(quantized or not) and notes for the manifest; lowering, the delegation check and serialization are shared. A
-recipe for another delegate adds ``partitioners`` (default: XNNPACK) and ``delegation_summary`` to its notes
-(``coreml-ane``: ``export/executorch_coreml.py``). Quantization never touches
-the submodules named in ``float_modules`` (Veil's log-mel frontend): PT2E annotation skips their nodes and
-torchao's ``quantize_`` skips their Linear layers. Runner: ``executorch.runtime``. ExecuTorch and torchao are
+(quantized or not; the fp32 and PT2E recipes with layer norms, means and shape-only ops rewritten into ops
+XNNPACK lowers, so the prefix is one XNNPACK graph: export/xnnpack_decompositions.py); lowering, the
+delegation check and serialization are shared. A recipe for another delegate adds ``partitioners`` (default:
+XNNPACK) and ``delegation_summary`` to its notes (``coreml-ane``: ``export/executorch_coreml.py``). Quantization
+never touches the submodules named in ``float_modules`` (Veil's log-mel frontend): PT2E annotation skips their
+nodes and torchao's ``quantize_`` skips their Linear layers. Runner: ``executorch.runtime``. ExecuTorch and torchao are
 imported inside the functions that use them: they are heavy, and only this backend needs them.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from export import executorch_coreml
 from export.artifact import Artifact, Runner, example_tensors, in_module, library_versions, single_threaded
 from export.errors import ConversionFailed, ExportError, converting
 from export.recipes import RecipeRegistry
+from export.xnnpack_decompositions import decompose_for_xnnpack
 
 NAME = "executorch"
 SUFFIX = ".pte"
@@ -57,12 +59,12 @@ def _pt2e_quantize(module, example_inputs, calibration, float_modules, *, dynami
         for x in ([example_inputs[0]] if dynamic else calibration):
             prepared(torch.as_tensor(x))
     converted = convert_pt2e(prepared)
-    return torch.export.export(converted, example_inputs)
+    return decompose_for_xnnpack(torch.export.export(converted, example_inputs))
 
 
 @RECIPES.register("fp32", "float32, every op delegated to XNNPACK where it can be", weights="fp32", compute="fp32")
 def _fp32(module, example_inputs, calibration, float_modules):
-    return torch.export.export(module, example_inputs), {}
+    return decompose_for_xnnpack(torch.export.export(module, example_inputs)), {}
 
 
 @RECIPES.register("int8-dynamic", "PT2E int8 weights per channel, activations quantized at run time",

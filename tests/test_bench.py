@@ -427,7 +427,7 @@ def bench_run(small_export, corpus, tmp_path_factory):
     out = tmp / "results"
     rc = veil_main(["bench", str(small_export), "--threads", "1", "--runs", "5", "--warmup", "1", "--quick",
                     "--payload-utts", "2", "--ceiling", "none", "--corpus", str(corpus), "--out", str(out),
-                    "--name", "small", "--cache-dir", str(tmp / "cache")])
+                    "--name", "small", "--cache-dir", str(tmp / "cache"), "--profile"])
     assert rc == 0
     return json.loads((out / "small.json").read_text()), out
 
@@ -438,14 +438,15 @@ def test_short_bench_run_gives_schema_valid_json(bench_run):
     assert (out / "small.md").read_text().startswith("# Veil benchmark")
     assert (out / "small.png").read_bytes()[:4] == b"\x89PNG"
     names = [a["name"] for a in doc["artifacts"]]
-    assert names == ["torch eager fp32", "onnxruntime fp32", "executorch fp32", "litert int8-dynamic"]
+    assert names == ["torch eager fp32", "onnxruntime fp32", "onnxruntime int8-static", "executorch fp32",
+                     "litert int8-dynamic"]
     for a in doc["artifacts"]:
         (m,) = a["measurements"]
         assert m["status"] == "ok", (a["name"], m)
         assert m["runs"] == 5 and m["output_finite"] and m["p50_ms"] > 0 and m["load_ms"] > 0
         assert m["rtf"] == pytest.approx(m["p50_ms"] / 1e3 / 1.0)  # 16000-sample chunks = 1 s
         assert m["peak_rss_inference_bytes"] >= 0 and a["size_bytes"] > 0
-    assert doc["artifacts"][2]["measurements"][0]["runtime_threads"]["xnnpack_threadpool"] == 1
+    assert doc["artifacts"][3]["measurements"][0]["runtime_threads"]["xnnpack_threadpool"] == 1
     assert doc["prefix"]["macs_per_chunk"] > 0
     assert set(doc["payload"]["codecs"]) == {"fp32", "fp16", "int8"}
     assert doc["payload"]["codecs"]["fp32"]["dwer"] == 0
@@ -486,6 +487,31 @@ def test_bench_with_ios_log_writes_the_device_results(ios_export, corpus, tmp_pa
         assert first["peak_rss_inference_bytes"] == 55266424 and device["destination"].startswith("platform=iOS Sim")
     md = (out / "ios.md").read_text()
     assert "## Phone (iOS)" in md and device["artifacts"][0]["test"] in md
+
+
+def test_onnxruntime_int8_baseline_keeps_the_frontend_float_and_reports_its_parity(bench_run):
+    doc, out = bench_run
+    fp32, int8 = (next(a for a in doc["artifacts"] if a["name"] == n)
+                  for n in ("onnxruntime fp32", "onnxruntime int8-static"))
+    assert int8["dtype"] == "int8" and int8["size_bytes"] < fp32["size_bytes"]  # d=64: the float frontend dominates
+    assert int8["quantization"]["float_nodes"] >= 10 and int8["quantization"]["calibration_chunks"] > 0
+    assert fp32["parity"]["snr_db"] > 80 and fp32["parity"]["dwer"] == 0  # same float model, other runtime
+    assert 12 < int8["parity"]["snr_db"] < fp32["parity"]["snr_db"], int8["parity"]
+    assert "vs_onnxruntime_int8" in doc["targets"] and "Parity of the baselines" in (out / "small.md").read_text()
+
+
+def test_profile_gives_a_per_operator_table_of_every_artifact(bench_run):
+    doc, out = bench_run
+    et = next(a for a in doc["artifacts"] if a["backend"] == "executorch")
+    prof = et["profile"]
+    assert prof["status"] == "ok" and prof["operator_ms_total"] > 0
+    assert sum(o["share"] for o in prof["operators"]) == pytest.approx(1.0)
+    assert all(o["delegated"] for o in prof["operators"]), prof["operators"]  # one XNNPACK graph, nothing outside
+    assert any("Fully Connected" in o["operator"] for o in prof["operators"])
+    assert et["delegation"]["delegated_subgraphs"] == 1
+    lite = next(a for a in doc["artifacts"] if a["backend"] == "litert")
+    assert lite["profile"]["status"] == "no-op-profiler" and lite["profile"]["ops"]["ops"] > 0
+    assert "## Per-operator profile" in (out / "small.md").read_text()
 
 
 def test_schema_rejects_broken_documents(bench_run):

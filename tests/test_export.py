@@ -160,6 +160,14 @@ def test_every_backend_recipe_exports(exported, prefix, backend, recipe):
         assert (mil["compressed_weights"] > 0) == (spec.weights in ("int8", "int4")), mil
 
 
+@pytest.mark.parametrize("recipe", ["fp32", "int8-static"])
+def test_executorch_prefix_is_one_xnnpack_graph(exported, recipe):
+    """Layer norms, means and shape-only ops are rewritten into ops XNNPACK lowers
+    (export/xnnpack_decompositions.py): nothing is left on portable kernels to cut the graph."""
+    d = exported("executorch", recipe).details["delegation"]
+    assert d["delegated_subgraphs"] == 1 and d["not_delegated"] == {}, d
+
+
 @pytest.mark.parametrize("backend", list(export.BACKENDS))
 def test_compressed_recipes_are_smaller_than_fp32(exported, backend):
     fp32 = exported(backend, "fp32").size_bytes

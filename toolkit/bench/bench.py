@@ -1,7 +1,8 @@
 """The bench recipe: export folder(s) -> every artifact and two baselines measured side by side -> one JSON.
 
     check the export folders (same checkpoint, split layer, chunk) -> real eval-speakers audio -> prefix MACs
-    -> baselines (torch eager fp32 prefix; ONNX Runtime on an ONNX export of the same prefix)
+    -> baselines (torch eager fp32 prefix; ONNX Runtime fp32 and static int8 QDQ of the same prefix, the
+       int8 one calibrated on the export's calibration audio, with its parity)
     -> per thread count, per artifact: a fresh worker process (load, first inference, warm-up, timed runs, RSS)
     -> machine ceiling (matmul per dtype, same thread counts) -> achieved/peak
     -> payload codec: bytes/s and ΔWER through the suffix -> phones (optional) -> targets -> JSON, MD, PNG
@@ -11,9 +12,7 @@ between rows of the same run. Nothing here asserts a speed; the targets are reco
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
-import io
 import os
 import platform
 import shutil
@@ -30,13 +29,14 @@ import export as backends
 from export.artifact import library_versions
 from export.recipes import RUN_STATUSES as NOT_RUN_STATUSES
 from toolkit.bench import ceiling as ceil
-from toolkit.bench import android_app, phones, report
+from toolkit.bench import android_app, onnx_baselines, op_profile, phones, report
 from toolkit.bench.payload_eval import evaluate_payload
 from toolkit.bench.runner import run_worker, summarize
 from toolkit.chunking import chunk_pcm, pick_audio
 from toolkit.console import say
 from toolkit.errors import VeilError
-from toolkit.exporting.manifest import ExportManifest
+from toolkit.exporting.calibration import CALIBRATION_UTTS, calibration_chunks
+from toolkit.exporting.manifest import FLOAT_MODULES, ExportManifest
 from toolkit.files import file_sha256, json_safe
 from toolkit.headlines import refresh
 from toolkit.model.checkpoint import tokenizer_from
@@ -45,7 +45,8 @@ from toolkit.paths import DEFAULT_CORPUS, EXPORTS_DIR, RESULTS_DIR, display_path
 BENCH_FORMAT = "veil-bench/1"
 DEFAULT_OUT = RESULTS_DIR
 DEFAULT_CACHE = EXPORTS_DIR / ".bench-cache"
-TARGETS = {"speedup_vs_torch": 5.0, "int8_size_ratio": 0.30, "int8_payload_kBps": 4.0, "int8_payload_dwer_abs": 0.5}
+TARGETS = {"speedup_vs_torch": 5.0, "int8_size_ratio": 0.30, "int8_payload_kBps": 4.0, "int8_payload_dwer_abs": 0.5,
+           "speedup_vs_onnxruntime_int8": 1.0, "int8_achieved_over_peak": 0.40, "executorch_int8_subgraphs": 3}
 
 
 @dataclass
@@ -60,6 +61,7 @@ class BenchRequest:
     payload_utts: int = 48
     checkpoint: Path | None = None
     baselines: bool = True
+    profile: bool = False                   # per-operator tables (ETDump + Inspector) of every artifact
     ceiling: str = "full"                   # full | matmul | none
     cache_dir: Path = DEFAULT_CACHE
     command: str = ""
@@ -143,19 +145,18 @@ def tensor_bytes_fp32(module) -> int:
     return 4 * (sum(p.numel() for p in module.parameters()) + sum(b.numel() for b in module.buffers()))
 
 
-def onnx_baseline(prefix, chunk: np.ndarray, cache: Path) -> Path:
-    """ONNX export of the float prefix (torch.onnx, dynamo exporter), cached per checkpoint and split layer."""
-    path = cache / "prefix-fp32.onnx"
-    if path.is_file():
-        return path
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f".prefix-fp32.{os.getpid()}.onnx"
-    say("onnx: exporting the float prefix for the ONNX Runtime baseline ...")
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        torch.onnx.export(prefix, (torch.from_numpy(chunk),), str(tmp), input_names=["pcm"],
-                          output_names=["embeddings"], dynamo=True, external_data=False)
-    os.replace(tmp, path)
-    return path
+def baseline_calibration(manifest: ExportManifest, corpus: Path) -> list[np.ndarray]:
+    """The calibration chunks of the export's static recipes (same split, same utterances), so ONNX Runtime
+    int8 is calibrated on what Veil's int8 artifacts saw; for an export without a calibrated recipe, the
+    default calibration count of the corpus's train split."""
+    info = manifest.calibration
+    split_dir, count = (Path(info["corpus_split"]), int(info["utterances"])) if info else \
+        (Path(corpus) / "train", CALIBRATION_UTTS)
+    chunks, picked = calibration_chunks(split_dir, count, manifest.chunk.chunk_samples)
+    if info and picked["utterance_ids"] != info["utterance_ids"]:
+        raise VeilError(f"{split_dir}: the calibration utterances differ from the export's (manifest "
+                        f"{manifest.dir / 'manifest.json'}); re-export or restore the corpus")
+    return chunks
 
 
 def torch_baseline(prefix, checkpoint: Path, k: int) -> dict:
@@ -215,6 +216,19 @@ def measure_targets(targets: list[dict], req: BenchRequest, work: Path, chunk_se
                  f"RTF {m['rtf']:.4f}" if m["status"] == "ok" else f"failed: {m['error']}"))
 
 
+def profile_artifacts(targets: list[dict], chunk: np.ndarray, threads: int) -> None:
+    """``target["profile"]``: the per-operator table of every artifact (toolkit/bench/op_profile.py), after
+    the timed runs so that profiling never overlaps a measurement."""
+    for t in targets:
+        if t["role"] != "artifact" or t.get("status") == "needs-macos":
+            continue
+        say(f"profile: {t['name']} ...")
+        if t["backend"] == "executorch":
+            t["profile"] = op_profile.profile_executorch(Path(t["file"]), chunk, threads=threads)
+        elif t["backend"] == "litert":
+            t["profile"] = op_profile.profile_litert(t["spec"]["entry"].get("ops"))
+
+
 def measure_ceiling(req: BenchRequest, work: Path) -> dict:
     if req.ceiling == "none":
         return {"status": "skipped"}
@@ -260,6 +274,12 @@ def _p50(tgt: dict, threads: int):
     return None
 
 
+def _with_status(target: dict, met: list[bool]) -> dict:
+    target["status"] = "not measured" if not met else ("met" if all(met) else ("not met" if not any(met) else
+                                                                               "partly met"))
+    return target
+
+
 def evaluate_targets(targets: list[dict], payload_result: dict | None, threads: list[int],
                      float_frontend_bytes: int = 0) -> dict:
     out = {}
@@ -277,6 +297,37 @@ def evaluate_targets(targets: list[dict], payload_result: dict | None, threads: 
     vals = [v["met"] for v in speed["per_threads"].values()]
     speed["status"] = "not measured" if not vals else ("met" if all(vals) else ("not met" if not any(vals) else "partly met"))
     out["speed"] = speed
+
+    ort8 = next((t for t in targets if t["role"] == "baseline" and t["backend"] == "onnx" and t["dtype"] == "int8"),
+                None)
+    peer = {"target": f">= {TARGETS['speedup_vs_onnxruntime_int8']:g}x faster than ONNX Runtime int8 (p50)",
+            "per_threads": {}}
+    for th in threads:
+        base = _p50(ort8, th) if ort8 else None
+        cands = [(base / _p50(t, th), t["name"]) for t in int8 if base and _p50(t, th)]
+        if cands:
+            best = max(cands)
+            peer["per_threads"][str(th)] = {"best_int8": best[1], "speedup": best[0],
+                                            "met": best[0] >= TARGETS["speedup_vs_onnxruntime_int8"]}
+    out["vs_onnxruntime_int8"] = _with_status(peer, [v["met"] for v in peer["per_threads"].values()])
+
+    et8 = [t for t in int8 if t["backend"] == "executorch"]
+    eff = {"target": f"ExecuTorch int8 achieved/peak >= {TARGETS['int8_achieved_over_peak']:.0%} of the int8 "
+                     f"matmul ceiling", "artifacts": []}
+    for t in et8:
+        for m in t["measurements"]:
+            if m.get("achieved_over_peak") is not None:
+                eff["artifacts"].append({"artifact": t["name"], "threads": m["threads"],
+                                         "achieved_over_peak": m["achieved_over_peak"],
+                                         "met": m["achieved_over_peak"] >= TARGETS["int8_achieved_over_peak"]})
+    out["efficiency"] = _with_status(eff, [a["met"] for a in eff["artifacts"]])
+
+    graph = {"target": f"ExecuTorch int8: <= {TARGETS['executorch_int8_subgraphs']} delegated subgraphs",
+             "artifacts": [{"artifact": t["name"], "delegated_subgraphs": t["delegation"]["delegated_subgraphs"],
+                            "not_delegated": t["delegation"]["not_delegated"],
+                            "met": t["delegation"]["delegated_subgraphs"] <= TARGETS["executorch_int8_subgraphs"]}
+                           for t in et8 if t.get("delegation")]}
+    out["delegation"] = _with_status(graph, [a["met"] for a in graph["artifacts"]])
 
     size = {"target": f"int8 artifact <= {TARGETS['int8_size_ratio']:.0%} of the fp32 size", "artifacts": []}
     torch_bytes = torch_t["size_bytes"] if torch_t else None
@@ -322,10 +373,15 @@ def artifact_targets(manifests: list[ExportManifest]) -> list[dict]:
                 continue
             seen.add(key)
             backend = backends.get_backend(art.backend)
-            tgt = {"name": f"{art.backend} {art.recipe}", "role": "artifact", "backend": art.backend,
+            name = f"{art.backend} {art.recipe}"
+            if any(t["name"] == name for t in targets):  # the same recipe from two exports: say which
+                name += f" ({manifest.dir.name})"
+            tgt = {"name": name, "role": "artifact", "backend": art.backend,
                    "recipe": art.recipe, "runtime": backend.RUNTIME, "dtype": compute_dtype(art.backend, art.recipe),
                    "file": str(art.path), "size_bytes": art.size_bytes, "measurements": []}
             runs_on = backend.RECIPES.get(art.recipe).runs_on
+            if entry.get("delegation"):
+                tgt["delegation"] = entry["delegation"]
             if not backend.runs_here():
                 tgt["status"] = "needs-macos"
                 tgt["detail"] = f"{backend.RUNTIME} prediction runs only on macOS/iOS; size measured, latency not"
@@ -363,11 +419,21 @@ def run_bench(req: BenchRequest) -> dict:
         if req.baselines:
             cache = req.cache_dir / f"{file_sha256(checkpoint)[:16]}-k{k}"
             targets.append(torch_baseline(prefix, checkpoint, k))
-            onnx_path = onnx_baseline(prefix, chunk, cache)
+            onnx_path = onnx_baselines.onnx_fp32(prefix, chunk, cache)
             targets.append({"name": "onnxruntime fp32", "role": "baseline", "backend": "onnx", "recipe": "fp32",
                             "runtime": "onnxruntime CPUExecutionProvider", "dtype": "fp32", "file": str(onnx_path),
                             "size_bytes": onnx_path.stat().st_size, "spec": {"kind": "onnxruntime", "path": str(onnx_path)},
                             "measurements": []})
+            int8 = onnx_baselines.onnx_int8(onnx_path, baseline_calibration(manifest, req.corpus), cache,
+                                            FLOAT_MODULES)
+            targets.append({"name": "onnxruntime int8-static", "role": "baseline", "backend": "onnx",
+                            "recipe": "int8-static", "runtime": "onnxruntime CPUExecutionProvider (QDQ)",
+                            "dtype": "int8", "file": str(int8["path"]), "size_bytes": int8["path"].stat().st_size,
+                            "quantization": {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
+                                             "weights": "int8 per channel", "activations": "uint8, MinMax",
+                                             "calibration_chunks": int8["calibration_chunks"],
+                                             "float_nodes": int8["float_nodes"], "float_modules": list(FLOAT_MODULES)},
+                            "spec": {"kind": "onnxruntime", "path": str(int8["path"])}, "measurements": []})
         targets += artifact_targets(manifests)
         for t in targets:
             if "spec" in t:
@@ -377,10 +443,18 @@ def run_bench(req: BenchRequest) -> dict:
         measure_targets(targets, req, work, geometry.chunk_seconds, macs["macs_per_chunk"])
         ceiling = measure_ceiling(req, work)
         add_efficiency(targets, ceiling)
+        if req.profile:
+            profile_artifacts(targets, chunk, req.threads[0])
 
         say(f"payload: {len(pcms)} {split_name} utterances through the float suffix ...")
         payload_result = evaluate_payload(prefix, suffix, pcms, [u.text for u in utts], tokenizer_from(config),
                                           geometry)
+        for t in targets:
+            if t["backend"] == "onnx":
+                say(f"parity: {t['name']} on {len(pcms)} {split_name} utterances ...")
+                t["parity"] = onnx_baselines.baseline_parity(onnx_baselines.ort_runner(Path(t["file"])), prefix,
+                                                             suffix, pcms, [u.text for u in utts],
+                                                             tokenizer_from(config), geometry)
         device = None
         if req.device:
             device = measure_device(req, manifests, chunk, geometry.chunk_seconds, macs["macs_per_chunk"], work)

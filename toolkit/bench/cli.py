@@ -41,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: the manifest's; sweep: the shipped model)")
     p.add_argument("--corpus", default=None, help="LibriSpeech-layout corpus root (default data/corpus)")
     p.add_argument("--payload-utts", type=int, default=48, help="eval-speakers utterances for payload ΔWER")
+    p.add_argument("--profile", action="store_true",
+                   help="per-operator tables of every artifact (ExecuTorch ETDump + devtools Inspector; LiteRT: "
+                        "its op mix, per-op times need benchmark_model)")
     p.add_argument("--no-baselines", action="store_true", help="skip torch eager and ONNX Runtime")
     p.add_argument("--ceiling", choices=["full", "matmul", "none"], default="full",
                    help="machine ceiling: full (torch, ORT, ExecuTorch, LiteRT matmuls), matmul (torch, ORT), none")
@@ -80,7 +83,7 @@ def command_line(args) -> str:
                  "benchmark_model", "benchmark_litert_model", "npu_libs", "ios_log", "cache_dir", "readme"):
         if getattr(args, flag):
             parts += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
-    for flag in ("no_baselines", "quick", "no_plots", "app"):
+    for flag in ("no_baselines", "profile", "quick", "no_plots", "app"):
         if getattr(args, flag):
             parts.append("--" + flag.replace("_", "-"))
     return shlex.join(parts)
@@ -101,7 +104,7 @@ def run(args) -> int:
                        warmup=args.warmup, rounds=args.rounds, out_dir=Path(args.out) if args.out else DEFAULT_OUT,
                        name=args.name, corpus=Path(args.corpus or DEFAULT_CORPUS), payload_utts=args.payload_utts,
                        checkpoint=Path(args.checkpoint) if args.checkpoint else None,
-                       baselines=not args.no_baselines, ceiling=args.ceiling, command=command_line(args),
+                       baselines=not args.no_baselines, profile=args.profile, ceiling=args.ceiling, command=command_line(args),
                        sweep=args.sweep_split, recipe=args.recipe, device=args.device,
                        executor_runner=args.executor_runner, benchmark_model=args.benchmark_model,
                        benchmark_litert_model=args.benchmark_litert_model, npu_libs=args.npu_libs,

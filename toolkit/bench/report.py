@@ -7,6 +7,7 @@ from export.recipes import RUN_STATUSES
 from toolkit.console import number as _f
 from toolkit.errors import VeilError
 from toolkit.files import json_safe, write_json, write_text
+from toolkit.bench import op_profile
 from toolkit.headlines import made_by
 
 MEASUREMENT_KEYS = {"status": str, "threads": int, "load_ms": (int, float), "first_inference_ms": (int, float),
@@ -68,17 +69,17 @@ def artifact_table(doc: dict) -> list[str]:
         if a["backend"] == "torch":
             torch_p50 = {m["threads"]: m["p50_ms"] for m in a["measurements"] if m.get("status") == "ok"}
     lines = ["| artifact | runtime | size MB | threads | load ms | 1st ms | p50 ms | p90 ms | p99 ms | RTF | "
-             "× torch | peak RSS load MB | peak RSS infer MB | achieved/peak |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "× torch | peak RSS load MB | peak RSS infer MB | achieved/peak | XNNPACK subgraphs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in doc["artifacts"]:
         name = a["name"] + (" (baseline)" if a["role"] == "baseline" else "")
         if a.get("status") in RUN_STATUSES:
-            lines.append(f"| {name} | {a['runtime']} | {_mb(a['size_bytes'])} | — | {a['status']} | | | | | | | | | |")
+            lines.append(f"| {name} | {a['runtime']} | {_mb(a['size_bytes'])} | — | {a['status']} | | | | | | | | | | |")
             continue
         for m in a["measurements"]:
             if m.get("status") != "ok":
                 lines.append(f"| {name} | {a['runtime']} | {_mb(a['size_bytes'])} | {m.get('threads', '—')} | "
-                             f"failed: {m.get('error', '')[:80]} | | | | | | | | | |")
+                             f"failed: {m.get('error', '')[:80]} | | | | | | | | | | |")
                 continue
             speed = torch_p50.get(m["threads"])
             lines.append(
@@ -86,7 +87,7 @@ def artifact_table(doc: dict) -> list[str]:
                 f"{_f(m['first_inference_ms'], '{:.1f}')} | {_f(m['p50_ms'])} | {_f(m['p90_ms'])} | {_f(m['p99_ms'])} | "
                 f"{_f(m['rtf'], '{:.4f}')} | {_f(speed / m['p50_ms'] if speed else None, '{:.2f}')} | "
                 f"{_mb(m['peak_rss_load_bytes'])} | {_mb(m['peak_rss_inference_bytes'])} | "
-                f"{_f(m.get('achieved_over_peak'), '{:.1%}')} |")
+                f"{_f(m.get('achieved_over_peak'), '{:.1%}')} | {_subgraphs(a)} |")
     return lines
 
 
@@ -135,7 +136,41 @@ def target_lines(doc: dict) -> list[str]:
     pl = t["payload"]
     meas = (f"{pl['kB_per_second']:.2f} kB/s, ΔWER {pl['dwer']:+.2f} pp" if "kB_per_second" in pl else "—")
     out.append(f"| {pl['target']} | {pl['status']} | {meas} |")
+    if "vs_onnxruntime_int8" in t:
+        v = t["vs_onnxruntime_int8"]
+        out.append(f"| {v['target']} | {v['status']} | " + "; ".join(
+            f"{th} thr: {x['best_int8']} {x['speedup']:.2f}×" for th, x in v["per_threads"].items()) + " |")
+    if "efficiency" in t:
+        e = t["efficiency"]
+        out.append(f"| {e['target']} | {e['status']} | " + "; ".join(
+            f"{a['artifact']} {a['threads']} thr: {a['achieved_over_peak']:.0%}" for a in e["artifacts"]) + " |")
+    if "delegation" in t:
+        d = t["delegation"]
+        out.append(f"| {d['target']} | {d['status']} | " + "; ".join(
+            f"{a['artifact']}: {a['delegated_subgraphs']}" for a in d["artifacts"]) + " |")
     return out
+
+
+def _subgraphs(a: dict) -> str:
+    return str(a["delegation"]["delegated_subgraphs"]) if a.get("delegation") else "—"
+
+
+def _parity(a: dict) -> str:
+    p = a.get("parity")
+    return f"{p['snr_db']:.1f} dB, ΔWER {p['dwer']:+.2f} pp" if p else "—"
+
+
+def baseline_parity_lines(doc: dict) -> list[str]:
+    rows = [a for a in doc["artifacts"] if a.get("parity")]
+    if not rows:
+        return []
+    lines = ["| baseline | SNR dB vs float prefix | cos mean | WER % | ΔWER pp | identical transcripts |",
+             "|---|---|---|---|---|---|"]
+    for a in rows:
+        p = a["parity"]
+        lines.append(f"| {a['name']} | {p['snr_db']:.1f} | {p['cosine_mean']:.5f} | {p['wer']:.2f} | "
+                     f"{p['dwer']:+.2f} | {p['identical_share']:.0%} |")
+    return lines
 
 
 def headline(doc: dict, source: str | None = None) -> str:
@@ -147,19 +182,22 @@ def headline(doc: dict, source: str | None = None) -> str:
         return next((m["p50_ms"] for m in a["measurements"] if m.get("threads") == th and m.get("status") == "ok"),
                     None)
     torch_p50 = next((p50(a) for a in doc["artifacts"] if a["backend"] == "torch"), None)
-    lines = [f"| artifact | size MB | p50 ms, {th} thread{'s' if th > 1 else ''} | × torch eager |", "|---|---|---|---|"]
+    lines = [f"| artifact | size MB | p50 ms, {th} thread{'s' if th > 1 else ''} | × torch eager | XNNPACK subgraphs | "
+             "parity (baselines) |", "|---|---|---|---|---|---|"]
     for a in doc["artifacts"]:
         name = a["name"] + (" (baseline)" if a["role"] == "baseline" else "")
         if a.get("status") in RUN_STATUSES:
-            lines.append(f"| {name} | {_mb(a['size_bytes'])} | {a['status']} | |")
+            lines.append(f"| {name} | {_mb(a['size_bytes'])} | {a['status']} | | | |")
             continue
         t = p50(a)
         lines.append(f"| {name} | {_mb(a['size_bytes'])} | {_f(t)} | "
-                     f"{_f(torch_p50 / t if torch_p50 and t else None)} |")
+                     f"{_f(torch_p50 / t if torch_p50 and t else None)} | {_subgraphs(a)} | {_parity(a)} |")
     h = doc["host"]
     return "\n".join(lines) + (
         f"\n\n{doc['chunk']['seconds']:g} s chunk, {doc['prefix']['macs_per_chunk'] / 1e6:.1f} M MACs; host "
-        f"`{h['hostname']}` ({h['cpu']}, {h['cores']} cores, shared: compare rows, not runs), {doc['created_at'][:10]}. "
+        f"`{h['hostname']}` ({h['cpu']}, {h['cores']} cores, shared: compare rows, not runs"
+        + (f"; 1-min load average {h['load_average_start'][0]:.1f} at start" if h.get("load_average_start") else "")
+        + f"), {doc['created_at'][:10]}. "
         + made_by(doc["command"], source) + "\n")
 
 
@@ -180,6 +218,15 @@ def render_markdown(doc: dict) -> str:
     lines += ["", "RTF = p50 latency / chunk duration. × torch = torch eager fp32 p50 / this p50 at the same "
               "thread count. Peak RSS is over the worker's baseline (runtime imported, artifact not loaded).", "",
               "## Targets", ""] + target_lines(doc)
+    if baseline_parity_lines(doc):
+        lines += ["", "## Parity of the baselines", "", "Each baseline chunked as on a phone on the payload "
+                  "utterances, against the float torch prefix, decoded by the float suffix (Veil's artifacts: "
+                  "`veil parity`, the export's parity.json).", ""] + baseline_parity_lines(doc)
+    profiled = [a for a in doc["artifacts"] if a.get("profile")]
+    if profiled:
+        lines += ["", "## Per-operator profile", ""]
+        for a in profiled:
+            lines += op_profile.markdown(a["name"], a["profile"])
     lines += ["", "## Payload (what leaves the phone)", ""] + payload_table(doc)
     p = doc["payload"]
     lines += ["", f"{p['utterances']} utterances ({p['audio_seconds']} s), one message per prefix chunk; ΔWER "
