@@ -76,6 +76,11 @@ class ModelConfig:
         """Dimensions of what leaves the phone: the bottleneck's, or the split block's output."""
         return self.bottleneck_dim or self.d_model
 
+    def prefix_output_dim(self, split_layer: int) -> int:
+        """Dimensions a prefix cut after ``split_layer`` emits: the bottleneck's at the trained split, else the
+        blocks' (a what-if cut elsewhere passes through the bottleneck and back, or never reaches it)."""
+        return self.embedding_dim if split_layer == self.split_layer else self.d_model
+
     @property
     def chunk(self) -> ChunkSpec:
         """The chunk geometry the phone runs (the same object the export manifest carries)."""

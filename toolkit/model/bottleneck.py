@@ -61,7 +61,9 @@ class VectorQuantizer(nn.Module):
             self._ema_update(z.detach()[valid], idx[valid])
         w = valid.unsqueeze(-1).to(z.dtype)
         commit = (((z - q.detach()) ** 2) * w).sum() / (w.sum() * z.shape[-1]).clamp_min(1.0)
-        return z + (q - z).detach(), commit
+        if z.requires_grad:  # straight-through: the codewords forward, the identity's gradient backward
+            q = z + (q - z).detach()  # (equal to the codewords up to rounding, hence only when training)
+        return q, commit
 
     @torch.no_grad()
     def _ema_update(self, z: torch.Tensor, idx: torch.Tensor) -> None:
