@@ -2,6 +2,7 @@
 
     veil privacy [--checkpoint M] [--baseline B] [--layers all|0..6|2,4] [--artifact EXPORT_DIR] ...
     veil sweep --out DIR [--layers 1..L] [--steps N] [--skip-train] ...       the GRL sweep (paper's experiment)
+    veil frontier --out DIR --points d32,d32:2x256 [--init-from CKPT] ...      the bottleneck frontier
     veil attempts add PRIVACY_JSON --name N --tried T --verdict V ...          the privacy attempts log
 
 The attackers' settings (``--seed``, ``--xvector-epochs``, ``--attacker-utts``, ``--limit``) are the fields of
@@ -16,7 +17,7 @@ import torch
 from toolkit.config_flags import add_config_flags, build_config, given_flags
 from toolkit.errors import VeilError
 from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
-from toolkit.privacy import attempts, grl_sweep
+from toolkit.privacy import attempts, frontier, grl_sweep
 from toolkit.privacy.leakage import AttackSettings, PrivacyRequest, run_privacy
 
 
@@ -65,6 +66,32 @@ def add_parser(sub) -> None:
     add_config_flags(sw, AttackSettings, dest_prefix="attack.", title="attackers")
     sw.set_defaults(func=run)
 
+    fr = sub.add_parser("frontier", help="an information bottleneck at the split: WER, strongest attacker and "
+                                          "payload per bottleneck size (train + evaluate + chart)")
+    fr.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    fr.add_argument("--out", required=True, metavar="DIR", help="run directories DIR/bn-dD[-GxK][-nS]")
+    fr.add_argument("--init-from", default=str(DEFAULT_ANONYMIZED), metavar="CKPT",
+                    help="the model whose frozen prefix every bottleneck follows (and whose config it keeps)")
+    fr.add_argument("--points", required=True, metavar="LIST",
+                    help="comma-separated bottlenecks: dD (D dims, int8), dD:GxK (G codebooks of K codes), "
+                         "dD:nS (training noise S), e.g. d32,d32:2x256,d32:1x64")
+    fr.add_argument("--steps", type=int, default=2000, help="training steps per bottleneck")
+    fr.add_argument("--parallel", type=int, default=1, metavar="P", help="train P bottlenecks at a time (1 thread each)")
+    fr.add_argument("--train-arg", action="append", default=[], metavar="ARGS",
+                    help="extra `veil train` arguments for every run, shell-split (repeatable)")
+    fr.add_argument("--baseline", default=None, metavar="CKPT", help="also place this model (no adversary) on the chart")
+    fr.add_argument("--attackers", default="all", help="attacker suite: 'all', 'fast' or comma-separated names")
+    fr.add_argument("--attacker-seeds", type=int, default=1, metavar="N", help="repeat the seeded attackers N times")
+    fr.add_argument("--attacker-utts", type=int, default=None, metavar="N",
+                    help="training-speaker utterances per speaker for the informed attackers (default: all)")
+    fr.add_argument("--threads", type=int, default=0, help="torch threads for the evaluation (0 = torch's default)")
+    fr.add_argument("--skip-train", action="store_true", help="evaluate existing runs only; never train")
+    fr.add_argument("--dry-run", action="store_true", help="print the plan and the commands; run nothing")
+    fr.add_argument("--results", default=None, metavar="JSON",
+                    help="results file (default benchmarks/results/privacy-frontier-<date>.json; .md, .png beside)")
+    fr.add_argument("--readme", default=None, metavar="README", help="also rewrite the frontier table of this README")
+    fr.set_defaults(func=run)
+
     at = sub.add_parser("attempts", help="the privacy attempts log: append a result, render Markdown")
     asub = at.add_subparsers(dest="attempts_command", metavar="ACTION", required=True)
     a = asub.add_parser("add", help="append an attempt from a `veil privacy` result JSON")
@@ -88,7 +115,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    return {"privacy": privacy, "sweep": sweep, "attempts": attempts_log}[args.command](args)
+    return {"privacy": privacy, "sweep": sweep, "frontier": frontier_cmd, "attempts": attempts_log}[args.command](args)
 
 
 def privacy(args) -> int:
@@ -119,6 +146,21 @@ def sweep(args) -> int:
         init_from=Path(args.init_from) if args.init_from else None, parallel=args.parallel,
         train_args=args.train_arg, skip_train=args.skip_train, dry_run=args.dry_run,
         results=Path(args.results) if args.results else None, readme=readme, attack=attack_settings(args)))
+    return 0
+
+
+def frontier_cmd(args) -> int:
+    if args.threads < 0:
+        raise VeilError(f"--threads must be 0 (default) or more, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    frontier.run_frontier(frontier.FrontierRequest(
+        corpus=Path(args.corpus), out=Path(args.out), init_from=Path(args.init_from),
+        points=[p for p in args.points.split(",") if p.strip()], steps=args.steps, parallel=args.parallel,
+        train_args=args.train_arg, baseline=Path(args.baseline) if args.baseline else None,
+        skip_train=args.skip_train, dry_run=args.dry_run, attackers=args.attackers,
+        attacker_seeds=args.attacker_seeds, attacker_utts=args.attacker_utts,
+        results=Path(args.results) if args.results else None, readme=Path(args.readme) if args.readme else None))
     return 0
 
 

@@ -20,7 +20,7 @@ from toolkit.headlines import refresh
 from toolkit.parity import report as parity_report
 from toolkit.paths import display_path
 from toolkit.parity.check import PARITY_FORMAT
-from toolkit.privacy import attempts, grl_sweep, leakage
+from toolkit.privacy import attempts, frontier, grl_sweep, leakage
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ RESULTS = {
     leakage.REPORT_FORMAT: ResultKind(leakage.rerender, leakage.headline, "privacy", "Privacy"),
     leakage.OLD_REPORT_FORMAT: ResultKind(leakage.rerender, leakage.headline, "privacy", "Privacy"),
     evaluate.EVAL_FORMAT: ResultKind(None, evaluate.headline, "accuracy", "Accuracy"),
+    frontier.FRONTIER_FORMAT: ResultKind(frontier.rerender, frontier.headline_table, frontier.TABLE, frontier.SECTION),
 }
 
 
