@@ -1,5 +1,6 @@
-# Veil quick start: `make demo` runs the main job, `make test` runs the test suite.
-# Both install everything first (Debian packages via apt-get, Python packages into .venv).
+# Veil quick start: `make demo` runs the main job, `make test` runs the test suite (the Android demo's Kotlin core
+# under Maven Surefire, then pytest). Both install everything first (Debian packages via apt-get, Python packages
+# into .venv, the Kotlin 2.x compiler into .cache).
 VEIL := .venv/bin/veil
 PY := .venv/bin/python
 CORPUS := data/corpus
@@ -7,7 +8,7 @@ CORPUS := data/corpus
 .PHONY: setup demo test corpus clean
 setup: .venv/.installed
 
-.venv/.installed: pyproject.toml scripts/setup.sh
+.venv/.installed: pyproject.toml scripts/setup.sh android_demo/gradle/libs.versions.toml
 	bash scripts/setup.sh
 	touch $@
 
@@ -20,7 +21,9 @@ demo: setup corpus
 	bash scripts/demo.sh
 
 test: setup
+	bash android_demo/core/test.sh
+	bash scripts/swift_tests.sh
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf exports .pytest_cache
+	rm -rf exports .pytest_cache android_demo/core/build

@@ -14,5 +14,17 @@ for m in baseline anonymized; do
   echo "-- $m"
   $VEIL evaluate --checkpoint models/$m.safetensors --split test --split eval-speakers --limit 200
 done
-echo "== exporting the anonymized prefix for Android and iOS"
-.venv/bin/export-prefix --checkpoint models/anonymized.safetensors --target all --out exports/anonymized
+echo "== exporting the anonymized prefix for Android and iOS (exports/anonymized-k4)"
+.venv/bin/export-prefix --checkpoint models/anonymized.safetensors --target all
+echo "== the split system: the exported prefix (ExecuTorch, as on a phone) streams to a local veil serve"
+serve_log=$(mktemp)
+$VEIL serve --port 0 >"$serve_log" 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null || true; rm -f "$serve_log"' EXIT
+for _ in $(seq 120); do grep -q "listening on" "$serve_log" && break; sleep 1; done
+url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$serve_log")
+token=$(sed -n 's/.*token for this run: \([^ ]*\).*/\1/p' "$serve_log")
+[[ -n $url && -n $token ]] || { cat "$serve_log"; exit 1; }
+VEIL_TOKEN=$token $VEIL stream "${files[@]:0:2}" --server "$url"
+kill "$server"
+wait "$server" || true

@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1
                  fortunes fortunes-min)
+# The Android demo's Kotlin core (android_demo/core) builds offline against Debian's own Maven repository
+# (/usr/share/maven-repo): Kotlin 1.3.31 with its Maven plugin, JUnit 5 under Surefire, the Maven plugins the
+# build runs, kotlinx-coroutines (a kotlin-maven-plugin dependency) and AOSP's org.json (what Android ships).
+DEBIAN_PACKAGES+=(openjdk-17-jdk-headless maven kotlin junit5 libsurefire-java libmaven-resources-plugin-java
+                  libmaven-compiler-plugin-java libmaven-jar-plugin-java libkotlinx-coroutines-java
+                  libandroid-json-java)
+command -v npm >/dev/null || DEBIAN_PACKAGES+=(npm)  # fetches the Kotlin 2.x compiler below
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -18,6 +25,20 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# Kotlin 2.x, the compiler of the Android app (android_demo/gradle/libs.versions.toml), from the npm registry's
+# kotlin-compiler package (JetBrains' compiler distribution): android_demo/core/test.sh compiles the core with it too.
+KOTLIN2_VERSION=$(sed -n 's/^kotlin = "\(.*\)"/\1/p' android_demo/gradle/libs.versions.toml)
+KOTLIN2_DIR=.cache/kotlin-compiler-$KOTLIN2_VERSION
+if [[ ! -x $KOTLIN2_DIR/bin/kotlinc ]]; then
+  echo "setup: fetching the Kotlin $KOTLIN2_VERSION compiler (npm package kotlin-compiler)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "kotlin-compiler@$KOTLIN2_VERSION" >/dev/null && tar xzf kotlin-compiler-*.tgz)
+  mkdir -p .cache
+  rm -rf "$KOTLIN2_DIR"
+  mv "$tmp/package" "$KOTLIN2_DIR"
+  rm -rf "$tmp"
+fi
+
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 if [[ ! -x .venv/bin/python ]]; then
@@ -27,7 +48,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first, pinned: it is the CPU wheel; an unpinned resolve would fetch a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -m pip install -q -e ".[dev,ray]"
 .venv/bin/python - <<'PY'
 from importlib.metadata import version
 print("setup: done (" + ", ".join(f"{p} {version(p)}" for p in ("torch", "executorch", "litert-torch", "coremltools")) + ")")

@@ -281,7 +281,8 @@ def test_ios_on_macos_without_log_names_the_xcodebuild_command(tmp_path, monkeyp
     assert veil_main(["bench", str(tmp_path), "--device", "ios"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "no-device" not in err
-    assert "xcodebuild test -project VeilBench.xcodeproj" in err and "-destination 'platform=iOS,id=<UDID>'" in err
+    assert "xcodebuild test -project ios_demo/VeilDemo/VeilDemo.xcodeproj" in err
+    assert "-destination 'platform=iOS,id=<UDID>'" in err
     assert "VeilPrefixBenchTests.swift" in err and "--ios-log ios-bench.log" in err
 
 

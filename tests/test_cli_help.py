@@ -6,7 +6,8 @@ from toolkit.cli import COMMANDS, build_parser
 from toolkit.exporting import cli as export_cli
 
 ALL_COMMANDS = ("corpus", "corpus build", "train", "transcribe", "evaluate", "publish", "export", "parity", "bench",
-                "privacy", "sweep", "attempts", "attempts add", "attempts render", "render")
+                "privacy", "sweep", "attempts", "attempts add", "attempts render", "render", "serve", "stream",
+                "protocol", "protocol vectors")
 
 
 def _all_parsers(parser):

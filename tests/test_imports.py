@@ -4,7 +4,8 @@ Every module of the ``toolkit`` and ``export`` packages is parsed (ast) for the 
 module level and inside functions alike, and imported for real (importlib). The graph must have no cycle, no
 library module may import a CLI module (``*.cli``: only CLI modules import each other, e.g. export runs
 parity), ``export`` never imports ``toolkit``, and a project import sits at the top of the file (a local
-import is only for a heavy optional runtime, which no project module is).
+import is only for a heavy optional runtime, which no project module is, except the one module that wraps
+an optional extra: the Ray Serve deployment).
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ PACKAGES = ("toolkit", "export")
 # A measurement harness: each fresh worker imports only the runtime it measures, inside the functions that
 # take the memory baseline around it (toolkit/bench/worker.py explains why).
 LOCAL_IMPORTS_ALLOWED = {"toolkit.bench.worker"}
+# One import, not a whole module: `veil serve --engine ray` imports the Ray Serve deployment only when asked,
+# because Ray is an optional extra (`pip install '.[ray]'`, ~500 MB) that ray_app imports at its top.
+LOCAL_IMPORT_EDGES_ALLOWED = {("toolkit.serve.cli", "toolkit.serve.ray_app")}
 
 
 def project_modules() -> dict[str, Path]:
@@ -112,7 +116,8 @@ def test_export_never_imports_toolkit():
 
 def test_project_imports_are_at_the_top_of_the_file():
     bad = [f"{mod}:{line} imports {m} inside a function" for mod, edges in GRAPH.items()
-           if mod not in LOCAL_IMPORTS_ALLOWED for m, local, line in edges if local]
+           if mod not in LOCAL_IMPORTS_ALLOWED for m, local, line in edges
+           if local and (mod, m) not in LOCAL_IMPORT_EDGES_ALLOWED]
     assert not bad, bad
 
 

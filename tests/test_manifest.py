@@ -19,6 +19,7 @@ from toolkit.exporting.prefix_export import ExportRequest, export_prefix
 from toolkit.files import file_sha256
 from toolkit.model.asr import VeilModel
 from toolkit.model.checkpoint import save_checkpoint
+from toolkit.paths import REPO_ROOT
 from toolkit.text.tokenizer import CharTokenizer
 from tests.conftest import small_config
 
@@ -59,6 +60,8 @@ def test_the_manifest_carries_geometry_identity_and_artifacts(exported):
     identity = m.prefix_identity
     assert identity.checkpoint_sha256 == file_sha256(ckpt) and identity.split_layer == m.split_layer == 1
     assert identity.key == f"{file_sha256(ckpt)}:k1" and identity.to_json()["split_layer"] == 1
+    assert identity.raw_sha256 == bytes.fromhex(file_sha256(ckpt)) and identity.short == f"{identity.key[:12]}:k1"
+    assert m.embedding_dim == small_config().d_model == m.data["output"]["embedding_dim"]
     assert m.recipes == {"executorch": "fp32"} and m.calibration is None
     (entry, art), = m.artifacts()
     assert art.backend == "executorch" and art.path == out / entry["file"] and art.sha256() == entry["sha256"]
@@ -90,6 +93,8 @@ def test_sections_a_reader_does_not_know_are_ignored_and_kept(exported, tmp_path
     (lambda d: d.update(format="something-else/1"), "not a Veil export manifest"),
     (lambda d: d.pop("split_layer"), "not a Veil export manifest (missing or bad field 'split_layer')"),
     (lambda d: d["output"].pop("frame_samples"), "missing or bad field 'frame_samples'"),
+    (lambda d: d["output"].pop("embedding_dim"), "missing or bad field 'embedding_dim'"),
+    (lambda d: d["checkpoint"].update(sha256="FC5F"), "checkpoint.sha256 'FC5F' is not 64 lowercase hex digits"),
     (lambda d: d["input"].update(shape=[1, 32000]), "chunk length mismatch"),
     (lambda d: d["artifacts"][0]["input"].update(shape=[1, 8000]),
      "takes 8000-sample chunks (its manifest entry) but manifest.json input.chunk_samples says 16000"),
@@ -97,8 +102,8 @@ def test_sections_a_reader_does_not_know_are_ignored_and_kept(exported, tmp_path
     (lambda d: d["artifacts"][0].update(file="gone.pte"), "artifact listed in manifest.json is missing"),
     (lambda d: d["artifacts"][0].update(backend="qnn"), "backend 'qnn', which this Veil does not know"),
     (lambda d: d.update(artifacts=[]), "lists no artifacts"),
-], ids=["newer-format", "other-format", "field", "frame-samples", "input-shape", "entry-shape", "sha256",
-        "missing-file", "unknown-backend", "no-artifacts"])
+], ids=["newer-format", "other-format", "field", "frame-samples", "embedding-dim", "checkpoint-sha", "input-shape",
+        "entry-shape", "sha256", "missing-file", "unknown-backend", "no-artifacts"])
 def test_every_boundary_problem_is_one_line(exported, tmp_path, capsys, edit, message):
     _, out, _ = exported
     d = copy_with(out, tmp_path / "bad", edit)
@@ -133,6 +138,18 @@ def test_the_checkpoint_must_be_the_one_exported(exported, tmp_path):
         m.load_checkpoint(tmp_path / "nope.safetensors")
     with pytest.raises(VeilError, match=r"--backend coreml: unknown backend|export has no coreml artifact"):
         ExportManifest.read(out, only=["coreml"])
+
+
+def test_a_relative_checkpoint_path_is_found_from_the_repository_root(exported, tmp_path, monkeypatch):
+    """export-prefix records the checkpoint as it was given (usually relative to the repository); readers that
+    run elsewhere (the service, a benchmark) still find it."""
+    ckpt, out, _ = exported
+    d = copy_with(out, tmp_path / "relative",
+                  lambda data: data["checkpoint"].update(path="models/anonymized.safetensors"))
+    m = ExportManifest.read(d)
+    monkeypatch.chdir(tmp_path)
+    assert m.checkpoint_file() == REPO_ROOT / "models" / "anonymized.safetensors"
+    assert m.checkpoint_file(ckpt) == ckpt
 
 
 def test_chunk_geometry():

@@ -1,5 +1,8 @@
-"""The payload codec: exact fp32, bounded fp16 and int8 round-trip errors, sizes, and refusal of bad input."""
+"""The payload codec: exact fp32, bounded fp16 and int8 round-trip errors, sizes, refusal of bad input, and the
+VPL2 vq codec (nearest-codeword indices, 8/16-bit, ties, range checks)."""
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import pytest
@@ -60,16 +63,93 @@ def test_sizes_per_second_of_audio():
     assert per_chunk["int8"] / 2.0 <= 4000
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda b: b[:5], "shorter than its"),
-    (lambda b: b"XXXX" + b[4:], "does not start with"),
-    (lambda b: b[:4] + bytes([9]) + b[5:], "codec id 9"),
-    (lambda b: b[:-1], "body bytes"),
+@pytest.mark.parametrize("mutate, message, reason", [
+    (lambda b: b[:5], "shorter than its", "short_header"),
+    (lambda b: b"XXXX" + b[4:], "does not start with", "bad_magic"),
+    (lambda b: b[:4] + bytes([9]) + b[5:], "codec id 9", "unknown_codec"),
+    (lambda b: b[:-1], "body bytes", "body_size"),
+    (lambda b: b[:5] + bytes([1]) + b[6:], "aux byte 1", "nonzero_aux"),
+    (lambda b: b[:4] + bytes([3]) + bytes([8]) + b[6:], "needs a b'VPL2' header", "codec_not_in_version"),
 ])
-def test_malformed_messages_are_refused(mutate, message):
+def test_malformed_messages_are_refused(mutate, message, reason):
     good = payload.encode(embeddings(4, 8), "int8")
-    with pytest.raises(PayloadError, match=message):
+    with pytest.raises(PayloadError, match=message) as err:
         payload.decode(mutate(good))
+    assert err.value.reason == reason
+
+
+def test_vpl1_bytes_are_unchanged_by_the_vpl2_extension():
+    # sha256 of the messages the VPL1-only codec wrote for this input before VPL2 existed
+    rng = np.random.default_rng(2024)
+    x = (rng.standard_normal((50, 144)) * np.geomspace(1e-3, 20, 50)[:, None]).astype(np.float32)
+    golden = {"fp32": "ede3a578b8c80562f819cb85748835eacce3fe38a1cd74ef08c9a0df995d37d1",
+              "fp16": "147c4f21dd1f0d6eb272aec29df53533fdc498f72091840dc5542f70dcd3d50b",
+              "int8": "9729dab4b24c09af70039ccd0c2a62a4c365f55af2d34105fed64628bead9d7f"}
+    for codec, digest in golden.items():
+        message = payload.encode(x, codec)
+        assert message[:4] == b"VPL1" and hashlib.sha256(message).hexdigest() == digest
+        # the same body under a VPL2 header decodes to the same values
+        assert np.array_equal(payload.decode(b"VPL2" + message[4:]), payload.decode(message))
+
+
+def codebook(groups=3, codes=10, dg=4, seed=1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((groups, codes, dg)).astype(np.float32)
+
+
+def test_vq_picks_the_nearest_codeword_per_group_and_round_trips():
+    cb = codebook()
+    rng = np.random.default_rng(5)
+    picked = rng.integers(0, 10, size=(7, 3))
+    z = payload.vq_codewords(picked, cb) + rng.normal(0, 1e-3, (7, 12)).astype(np.float32)
+    message = payload.encode_vq(z, cb)
+    assert message[:4] == b"VPL2" and message[4] == 3 and message[5] == 8
+    assert len(message) == payload.message_bytes("vq", 7, 3, 8) == 10 + 21
+    assert np.array_equal(payload.decode_vq(message), picked)
+    decoded = payload.decode(message, cb)
+    assert decoded.dtype == np.float32 and decoded.shape == (7, 12)
+    assert np.array_equal(decoded, payload.vq_codewords(picked, cb))
+    # brute force: the chosen code minimizes the squared distance in every group
+    for t in range(7):
+        for g in range(3):
+            d = ((z[t, 4 * g:4 * g + 4].astype(np.float64) - cb[g].astype(np.float64)) ** 2).sum(-1)
+            assert d[picked[t, g]] == d.min()
+
+
+def test_vq_ties_go_to_the_first_code_and_width_follows_the_codebook_size():
+    cb = np.zeros((1, 300, 2), np.float32)
+    cb[0, :, 0] = np.arange(300)
+    z = np.array([[0.5, 0.0], [299.0, 0.0], [10.5, 0.0]], np.float32)  # 0.5 ties codes 0 and 1
+    assert payload.vq_indices(z, cb).tolist() == [[0], [299], [10]]
+    message = payload.encode_vq(z, cb)
+    assert message[5] == 16 and len(message) == 10 + 3 * 2
+    assert payload.decode_vq(message).tolist() == [[0], [299], [10]]
+    assert payload.encode_vq(z[:1], cb[:, :256])[5] == 8
+
+
+def test_vq_refuses_indices_outside_the_codebook_and_bad_widths():
+    cb = codebook(groups=2, codes=16, dg=2)
+    bad = payload.HEADER.pack(b"VPL2", 3, 8, 1, 2) + bytes([3, 16])
+    assert payload.decode_vq(bad).tolist() == [[3, 16]]  # the indices decode; the codebook refuses them
+    with pytest.raises(PayloadError, match="vq index 16") as err:
+        payload.decode(bad, cb)
+    assert err.value.reason == "index_out_of_range"
+    with pytest.raises(PayloadError) as err:
+        payload.decode(bad[:5] + bytes([12]) + bad[6:], cb)
+    assert err.value.reason == "bad_index_width"
+    with pytest.raises(PayloadError) as err:
+        payload.decode(bad)  # no codebook
+    assert err.value.reason == "needs_codebook"
+    with pytest.raises(PayloadError) as err:
+        payload.encode_indices(np.array([[0, 16]]), 16)
+    assert err.value.reason == "index_out_of_range"
+    with pytest.raises(PayloadError) as err:
+        payload.vq_codewords(np.zeros((1, 3), np.int64), cb)
+    assert err.value.reason == "bad_shape"
+    with pytest.raises(PayloadError) as err:
+        payload.encode_vq(np.full((1, 4), np.nan, np.float32), cb)
+    assert err.value.reason == "nonfinite"
+    with pytest.raises(PayloadError, match="encode_vq"):
+        payload.encode(np.zeros((1, 4), np.float32), "vq")
 
 
 def test_bad_embeddings_are_refused():

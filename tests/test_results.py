@@ -18,7 +18,7 @@ RECORDED = REPO / "benchmarks" / "results"
 
 @pytest.mark.parametrize("name", ["2026-11-26-vm", "2026-11-26-vm-sweep-executorch-int8-static",
                                   "privacy-2026-11-26-shipped-all-layers", "privacy-sweep-2026-11-26",
-                                  "privacy-attempts"])
+                                  "privacy-attempts", "serve-load-2026-11-26"])
 def test_recorded_results_render_again_from_their_json(tmp_path, name):
     json_path = tmp_path / f"{name}.json"
     shutil.copy(RECORDED / f"{name}.json", json_path)
@@ -43,6 +43,9 @@ def test_headline_tables_are_rewritten_between_their_markers(tmp_path, capsys):
     assert veil_main(["render", str(tmp_path / "p.json"), "--readme", str(readme)]) == 0
     assert "| anonymized (executorch int8-static) | 4 | 24.8 / 19.5 | 35.3 |" in readme.read_text()
     assert "pooled mean+std LR / MLP" in readme.read_text()  # every privacy number names its attacker
+    shutil.copy(RECORDED / "serve-load-2026-11-26.json", tmp_path / "load.json")
+    assert veil_main(["render", str(tmp_path / "load.json"), "--readme", str(readme)]) == 0
+    assert "## Service load" in readme.read_text() and "| dynamic batching | 60 | 58.27 | 157.34 |" in readme.read_text()
 
 
 def test_render_refuses_what_it_cannot_render(tmp_path, capsys):

@@ -57,6 +57,12 @@ class ChunkSpec:
         """Chunks a phone sends for ``num_samples`` (at least one)."""
         return max(1, -(-int(num_samples) // self.chunk_samples))
 
+    def valid_samples(self, num_samples: int) -> list[int]:
+        """The true (unpadded) samples in each chunk of an utterance of ``num_samples``: what the streaming
+        protocol's CHUNK message declares beside the zero-padded chunk."""
+        return [min(self.chunk_samples, int(num_samples) - i * self.chunk_samples)
+                for i in range(self.chunks_for(num_samples))]
+
 
 def chunk_pcm(pcm: np.ndarray, chunk_samples: int) -> list[np.ndarray]:
     """(S,) float32 -> list of fresh (1, chunk_samples) arrays, the last one zero-padded."""

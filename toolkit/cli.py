@@ -27,6 +27,9 @@ COMMANDS = {  # command -> the cli module that adds it, in the order `veil --hel
     "frontier": "toolkit.privacy.cli",
     "attempts": "toolkit.privacy.cli",
     "render": "toolkit.results.cli",
+    "serve": "toolkit.serve.cli",
+    "stream": "toolkit.serve.cli",
+    "protocol": "toolkit.serve.cli",
 }
 
 

@@ -1,5 +1,7 @@
 """Writing files so that a reader never sees half of one: every write goes to a temporary file beside the
-target and is renamed into place (``os.replace`` is atomic on one file system).
+target and is renamed into place (``os.replace`` is atomic on one file system). A whole folder (an export, the
+test vectors) is written into a temporary folder beside it (:func:`temp_dir_beside`) and swapped in with
+renames only (:func:`replace_dir`).
 
 Every JSON document Veil writes (manifests, results, caches) goes through :func:`write_json`, with one
 convention for what JSON cannot hold: a non-finite float is written as the string ``"inf"``, ``"-inf"`` or
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,13 +21,18 @@ from safetensors.torch import save_file
 
 from export.artifact import file_sha256
 
-__all__ = ["atomic_write_bytes", "atomic_save_tensors", "write_json", "write_text", "json_safe", "file_sha256"]
+__all__ = ["atomic_write_bytes", "atomic_save_tensors", "write_json", "write_text", "json_safe", "file_sha256",
+           "temp_dir_beside", "replace_dir"]
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def _umask_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_umask()
 
 
 def _replace_from_temp(path: Path, write) -> None:
@@ -75,3 +83,26 @@ def write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, text.encode())
+
+
+def temp_dir_beside(target: str | Path) -> Path:
+    """A new empty folder beside ``target`` (same file system, so :func:`replace_dir` is renames only), with the
+    permissions of an ordinary folder (``mkdtemp`` makes it private). Raises OSError when it cannot be made."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
+def replace_dir(tmp: str | Path, target: str | Path) -> None:
+    """Put the finished folder ``tmp`` at ``target`` with renames only; a previous ``target`` is removed after
+    the swap, so a reader sees the old folder or the new one, never a mix."""
+    tmp, target = Path(tmp), Path(target)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.rename(target, old)
+    os.rename(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

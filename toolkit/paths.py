@@ -13,6 +13,7 @@ MODELS_DIR = REPO_ROOT / "models"
 DEFAULT_ANONYMIZED = MODELS_DIR / "anonymized.safetensors"
 EXPORTS_DIR = REPO_ROOT / "exports"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+TESTVECTORS_DIR = REPO_ROOT / "testvectors"  # the streaming protocol's cross-language test vectors
 
 
 def export_dir_name(checkpoint: str | Path, split_layer: int, variant: str = "") -> str:

@@ -29,7 +29,7 @@ import torch
 import export as backends
 from export.artifact import library_versions
 from toolkit.bench import ceiling as ceil
-from toolkit.bench import phones, report
+from toolkit.bench import android_app, phones, report
 from toolkit.bench.payload_eval import evaluate_payload
 from toolkit.bench.runner import run_worker, summarize
 from toolkit.chunking import chunk_pcm, pick_audio
@@ -68,6 +68,7 @@ class BenchRequest:
     executor_runner: str | None = None
     benchmark_model: str | None = None
     ios_log: str | None = None              # saved `xcodebuild test` log of the iOS XCTest (--device ios)
+    app: bool = False                       # also measure in the Veil demo app (--device android --app)
     plots: bool = True
     rounds: int = 3                         # round-robin passes over all targets (timed runs split among them)
     quick: bool = False                     # smoke runs: fewer than 50 timed runs allowed, marked in the JSON
@@ -420,8 +421,13 @@ def measure_device(req: BenchRequest, manifests: list[ExportManifest], chunk, ch
         say(f"device: ios, from the xcodebuild log {req.ios_log} ...")
         return phones.ios_bench(req.ios_log, arts, chunk_seconds, macs)
     say(f"device: {req.device} ...")
-    return phones.android_bench(req.device, arts, chunk, req.threads, req.runs, req.warmup, req.executor_runner,
-                                req.benchmark_model, chunk_seconds, macs, work)
+    device = phones.android_bench(req.device, arts, chunk, req.threads, req.runs, req.warmup, req.executor_runner,
+                                  req.benchmark_model, chunk_seconds, macs, work)
+    if req.app:
+        say(f"device: {req.device}, in the app {android_app.PACKAGE} ...")
+        app = android_app.app_bench(req.device, manifests, chunk, req.threads, req.runs, req.warmup, work)
+        device = android_app.add_app_rows(device, app, macs)
+    return device
 
 
 def check_request(req: BenchRequest) -> None:
@@ -437,11 +443,15 @@ def check_request(req: BenchRequest) -> None:
         raise VeilError(f"--ceiling {req.ceiling}: expected full, matmul or none")
     if req.ios_log and req.device != "ios":
         raise VeilError("--ios-log goes with --device ios")
+    if req.app and not (req.device or "").startswith("android"):
+        raise VeilError("--app goes with --device android[:SERIAL]")
     if req.device:
         if req.device == "ios":
             phones.check_ios(req.ios_log)
         else:
-            phones.pick_device(req.device)
+            adb = phones.Adb(*phones.pick_device(req.device))
+            if req.app:
+                android_app.check_app(adb)
     out = Path(req.out_dir)
     if out.exists() and not out.is_dir():
         raise VeilError(f"{out}: output path exists and is not a directory")

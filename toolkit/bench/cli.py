@@ -2,7 +2,7 @@
 
     veil bench EXPORT_DIR [EXPORT_DIR ...] [--threads 1,2] [--runs 50] [--warmup 5] [--out benchmarks/results]
     veil bench --sweep-split 1..6 --recipe int8-static [--checkpoint M]
-    veil bench EXPORT_DIR --device android[:SERIAL] --executor-runner PATH --benchmark-model PATH
+    veil bench EXPORT_DIR --device android[:SERIAL] --executor-runner PATH --benchmark-model PATH [--app]
     veil bench EXPORT_DIR --device ios --ios-log FILE   (FILE: saved `xcodebuild test` log, see toolkit/bench/phones.py)
 
 Results: ``<out>/<date>-<host>.json`` (+ ``.md``, ``.png``), the sweep ``<date>-<host>-sweep-<recipe>.*``.
@@ -52,8 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, metavar="android[:SERIAL]|ios", help="measure on a phone")
     p.add_argument("--executor-runner", default=None, metavar="PATH", help="ExecuTorch executor_runner for Android")
     p.add_argument("--benchmark-model", default=None, metavar="PATH", help="LiteRT benchmark_model for Android")
+    p.add_argument("--app", action="store_true",
+                   help="with --device android: also measure in the Veil demo app (installed; see android_demo/)")
     p.add_argument("--ios-log", default=None, metavar="FILE",
-                   help="saved `xcodebuild test` output of the iOS XCTest (toolkit/bench/ios), for --device ios")
+                   help="saved `xcodebuild test` output of the iOS demo's benchmark (ios_demo/VeilDemo/BenchTests), "
+                        "for --device ios")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="ONNX baseline, ceiling kernels and sweep exports (default exports/.bench-cache)")
     p.add_argument("--quick", action="store_true", help="smoke run: allows fewer than 50 runs, marked in the JSON")
@@ -71,7 +74,7 @@ def command_line(args) -> str:
                  "benchmark_model", "ios_log", "cache_dir", "readme"):
         if getattr(args, flag):
             parts += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
-    for flag in ("no_baselines", "quick", "no_plots"):
+    for flag in ("no_baselines", "quick", "no_plots", "app"):
         if getattr(args, flag):
             parts.append("--" + flag.replace("_", "-"))
     return shlex.join(parts)
@@ -95,7 +98,7 @@ def run(args) -> int:
                        baselines=not args.no_baselines, ceiling=args.ceiling, command=command_line(args),
                        sweep=args.sweep_split, recipe=args.recipe, device=args.device,
                        executor_runner=args.executor_runner, benchmark_model=args.benchmark_model,
-                       ios_log=args.ios_log, plots=not args.no_plots, quick=args.quick,
+                       ios_log=args.ios_log, app=args.app, plots=not args.no_plots, quick=args.quick,
                        readme=Path(args.readme) if args.readme else None,
                        cache_dir=Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
     if req.sweep:

@@ -21,15 +21,17 @@ iOS (``veil bench EXPORT_DIR --device ios --ios-log FILE``): Core ML runs only o
 happens on a Mac with Xcode and a provisioned iPhone, and Veil parses its saved log:
 
     1. ``xcrun devicectl list devices``          -> the device identifier (UDID)
-    2. an iOS app project with a unit-test target holding ``toolkit/bench/ios/VeilPrefixBenchTests.swift`` and the
-       exported ``.mlpackage`` (set ``modelName`` there); per compute-unit setting (cpuOnly, cpuAndGPU,
-       cpuAndNeuralEngine, all) it times the load and the first prediction, runs W warm-up predictions, logs a
-       ``veil-bench: case=... artifact=... compute_units=... device=... load_ms=... first_inference_ms=...`` line,
+    2. the iOS demo's benchmark target (ios_demo/VeilDemo, VeilBenchTests:
+       ``ios_demo/VeilDemo/BenchTests/VeilPrefixBenchTests.swift``) with the export folder in ios_demo/VeilDemo/Exports/;
+       per compute-unit setting (cpuOnly, cpuAndGPU, cpuAndNeuralEngine, all) it compiles the ``.mlpackage`` once,
+       times the load and the first prediction, runs W warm-up and N timed predictions (VeilCore's BenchRunner),
+       logs a ``veil-bench: case=... artifact=... compute_units=... device=... compile_ms=... load_ms=...
+       first_inference_ms=... warm_p50_ms=...`` line, prints the veil-bench/1 JSON on a ``veil-bench-json:`` line,
        then ``measure(metrics: [XCTClockMetric(), XCTCPUMetric(), XCTMemoryMetric()])`` over 50 iterations of one
        prediction each (XCTest runs iterationCount + 1 and drops the first)
-    3. ``xcodebuild test -project VeilBench.xcodeproj -scheme VeilBench -configuration Release
-       -destination 'platform=iOS,id=<UDID>' -only-testing:VeilBenchTests/VeilPrefixBenchTests
-       -allowProvisioningUpdates 2>&1 | tee ios-bench.log``
+    3. ``cd ios_demo/VeilDemo && xcodegen generate``, then ``xcodebuild test -project ios_demo/VeilDemo/VeilDemo.xcodeproj
+       -scheme VeilDemo -configuration Release -destination 'platform=iOS,id=<UDID>'
+       -only-testing:VeilBenchTests/VeilPrefixBenchTests -allowProvisioningUpdates 2>&1 | tee ios-bench.log``
     4. ``veil bench EXPORT_DIR --device ios --ios-log ios-bench.log`` (on any OS)
 
 :func:`parse_xctest_log` reads XCTest's ``Test Case '...' measured [Clock Monotonic Time, s] average: ...,
@@ -58,6 +60,7 @@ import numpy as np
 
 from toolkit.bench.runner import latency_summary
 from toolkit.errors import VeilError
+from toolkit.paths import REPO_ROOT
 
 DEVICE_DIR = "/data/local/tmp/veil"
 
@@ -340,12 +343,27 @@ def pick_device(device_arg: str) -> tuple[str, str]:
     return adb, ready[0]
 
 
-def _adb(adb: str, serial: str, *args: str, timeout: float = 600) -> str:
-    proc = subprocess.run([adb, "-s", serial, *args], capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise VeilError(f"adb {' '.join(args[:2])} on {serial} failed: "
-                        f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['exit ' + str(proc.returncode)]}")
-    return proc.stdout + proc.stderr
+class Adb:
+    """``adb -s SERIAL ...``: :meth:`run` returns the output of a command that may fail, :meth:`check` raises a
+    one-line VeilError when it does. A command that hangs past ``timeout`` seconds is an error either way."""
+
+    def __init__(self, adb: str, serial: str):
+        self.adb, self.serial = adb, serial
+
+    def run(self, *args: str, timeout: float = 600) -> tuple[int, str]:
+        try:
+            proc = subprocess.run([self.adb, "-s", self.serial, *args], capture_output=True, text=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise VeilError(f"adb {' '.join(args[:2])} on {self.serial} did not finish in {timeout:.0f} s") from None
+        return proc.returncode, proc.stdout + proc.stderr
+
+    def check(self, *args: str, timeout: float = 600) -> str:
+        rc, out = self.run(*args, timeout=timeout)
+        if rc != 0:
+            last = out.strip().splitlines()[-1:] or [f"exit {rc}"]
+            raise VeilError(f"adb {' '.join(args[:2])} on {self.serial} failed: {last[0]}")
+        return out
 
 
 def android_bench(device_arg: str, artifacts: list[tuple[dict, Path]], chunk: np.ndarray, threads: list[int],
@@ -353,13 +371,13 @@ def android_bench(device_arg: str, artifacts: list[tuple[dict, Path]], chunk: np
                   chunk_seconds: float, macs: int | None, work_dir: Path) -> dict:
     """Push and run every .pte/.tflite on the phone; returns {device, artifacts: [...]}. Artifacts whose
     runner was not given are listed as skipped (with the flag to pass)."""
-    adb, serial = pick_device(device_arg)
-    model = _adb(adb, serial, "shell", "getprop", "ro.product.model").strip()
-    abi = _adb(adb, serial, "shell", "getprop", "ro.product.cpu.abi").strip()
+    adb = Adb(*pick_device(device_arg))
+    model = adb.check("shell", "getprop", "ro.product.model").strip()
+    abi = adb.check("shell", "getprop", "ro.product.cpu.abi").strip()
     raw = work_dir / "input.raw"
     np.ascontiguousarray(chunk, dtype="<f4").tofile(raw)
-    _adb(adb, serial, "shell", "mkdir", "-p", DEVICE_DIR)
-    _adb(adb, serial, "push", str(raw), f"{DEVICE_DIR}/input.raw")
+    adb.check("shell", "mkdir", "-p", DEVICE_DIR)
+    adb.check("push", str(raw), f"{DEVICE_DIR}/input.raw")
     tools = {"executorch": ("executor_runner", executor_runner, "--executor-runner"),
              "litert": ("benchmark_model", benchmark_model, "--benchmark-model")}
     pushed = set()
@@ -378,33 +396,34 @@ def android_bench(device_arg: str, artifacts: list[tuple[dict, Path]], chunk: np
         if not Path(local).is_file():
             raise VeilError(f"{local}: {flag} binary not found")
         if tool not in pushed:
-            _adb(adb, serial, "push", local, f"{DEVICE_DIR}/{tool}")
-            _adb(adb, serial, "shell", "chmod", "755", f"{DEVICE_DIR}/{tool}")
+            adb.check("push", local, f"{DEVICE_DIR}/{tool}")
+            adb.check("shell", "chmod", "755", f"{DEVICE_DIR}/{tool}")
             pushed.add(tool)
-        _adb(adb, serial, "push", str(path), f"{DEVICE_DIR}/{path.name}")
+        adb.check("push", str(path), f"{DEVICE_DIR}/{path.name}")
         for t in threads:
             if tool == "executor_runner":
                 cmd = (f"cd {DEVICE_DIR} && ./executor_runner --model_path={path.name} --inputs=input.raw "
                        f"--num_executions={warmup + runs} --cpu_threads={t} --print_output=none")
-                parsed = parse_executor_runner(_adb(adb, serial, "shell", cmd))
+                parsed = parse_executor_runner(adb.check("shell", cmd))
             else:
                 cmd = (f"cd {DEVICE_DIR} && ./benchmark_model --graph={path.name} --num_threads={t} "
                        f"--warmup_runs={warmup} --num_runs={runs} --report_peak_memory_footprint=true")
-                parsed = parse_benchmark_model(_adb(adb, serial, "shell", cmd))
+                parsed = parse_benchmark_model(adb.check("shell", cmd))
             m = measurement_from_tool(parsed, t, warmup, chunk_seconds, macs)
             m["command"] = cmd
             row["measurements"].append(m)
         row["status"] = "ran"
         results.append(row)
-    return {"kind": "android", "serial": serial, "model": model, "abi": abi, "artifacts": results}
+    return {"kind": "android", "serial": adb.serial, "model": model, "abi": abi, "artifacts": results}
 
 
 # ---- iOS: a saved xcodebuild log ----------------------------------------------------------------------------
 
-IOS_TEMPLATE = Path(__file__).resolve().parent / "ios" / "VeilPrefixBenchTests.swift"
-XCODEBUILD_COMMAND = ("xcodebuild test -project VeilBench.xcodeproj -scheme VeilBench -configuration Release "
-                      "-destination 'platform=iOS,id=<UDID>' -only-testing:VeilBenchTests/VeilPrefixBenchTests "
-                      "-allowProvisioningUpdates 2>&1 | tee ios-bench.log")
+IOS_TEMPLATE = REPO_ROOT / "ios_demo" / "VeilDemo" / "BenchTests" / "VeilPrefixBenchTests.swift"  # the XCTest bench
+XCODEBUILD_COMMAND = ("xcodebuild test -project ios_demo/VeilDemo/VeilDemo.xcodeproj -scheme VeilDemo "
+                      "-configuration Release -destination 'platform=iOS,id=<UDID>' "
+                      "-only-testing:VeilBenchTests/VeilPrefixBenchTests -allowProvisioningUpdates 2>&1 "
+                      "| tee ios-bench.log")
 
 
 def read_ios_log(ios_log: str | Path) -> tuple[Path, dict]:

@@ -30,6 +30,7 @@ from toolkit.errors import VeilError, read_json
 from toolkit.files import atomic_write_bytes, file_sha256, write_json
 from toolkit.model.asr import split
 from toolkit.model.checkpoint import config_path, load_checkpoint
+from toolkit.paths import REPO_ROOT
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "veil-export/1"
@@ -50,6 +51,16 @@ class PrefixIdentity:
     def key(self) -> str:
         """``<checkpoint sha256>:k<split layer>``, e.g. ``fc5f6175...:k4``."""
         return f"{self.checkpoint_sha256}:k{self.split_layer}"
+
+    @property
+    def short(self) -> str:
+        """``<first 12 hex digits>:k<split layer>``: how error lines and logs name the prefix."""
+        return f"{self.checkpoint_sha256[:12]}:k{self.split_layer}"
+
+    @property
+    def raw_sha256(self) -> bytes:
+        """The checkpoint sha256 as 32 bytes (how the streaming protocol's HELLO carries it)."""
+        return bytes.fromhex(self.checkpoint_sha256)
 
     def to_json(self) -> dict:
         return {"checkpoint_sha256": self.checkpoint_sha256, "split_layer": self.split_layer}
@@ -166,11 +177,14 @@ class ExportManifest:
             raise VeilError(f"{path}: format {data['format']} is not one this Veil reads ({MANIFEST_FORMAT}); "
                             f"it was written by another version")
         try:
-            int(data["split_layer"]), str(data["checkpoint"]["sha256"]), list(data["artifacts"])
+            int(data["split_layer"]), list(data["artifacts"]), self.embedding_dim
+            sha = str(data["checkpoint"]["sha256"])
             chunk = self.chunk
             shape_in = list(data["input"]["shape"])
         except (KeyError, TypeError, ValueError) as exc:
             raise VeilError(f"{path}: not a Veil export manifest (missing or bad field {exc})") from None
+        if len(sha) != 64 or sha.strip("0123456789abcdef"):
+            raise VeilError(f"{path}: checkpoint.sha256 {sha[:20]!r} is not 64 lowercase hex digits")
         if shape_in[-1] != chunk.chunk_samples:
             raise VeilError(f"chunk length mismatch: {path} input.shape says {shape_in[-1]} samples, "
                             f"input.chunk_samples says {chunk.chunk_samples}")
@@ -236,6 +250,11 @@ class ExportManifest:
         return PrefixIdentity(self.checkpoint["sha256"], self.split_layer)
 
     @property
+    def embedding_dim(self) -> int:
+        """Dimensions of each embedding frame the prefix emits (what the payload carries, the suffix's input)."""
+        return int(self.data["output"]["embedding_dim"])
+
+    @property
     def recipes(self) -> dict:
         """``{backend: recipe}`` of this export."""
         return dict(self.data.get("recipe") or {})
@@ -296,10 +315,18 @@ class ExportManifest:
         prefix, suffix = split(model, self.split_layer)
         return model, config, prefix.eval(), suffix.eval()
 
-    def load_checkpoint(self, checkpoint: str | Path | None = None):
-        """The float model this export was cut from: ``checkpoint`` (default: the manifest's path), checked to
-        be that very file (sha256) with the same chunk geometry. Returns ``(model, checkpoint config)``."""
+    def checkpoint_file(self, checkpoint: str | Path | None = None) -> Path:
+        """``checkpoint``, or the path the manifest records: a relative one from the working directory, else
+        from the repository root (export-prefix records the path as it was given, usually from the repository)."""
         path = Path(checkpoint or self.checkpoint["path"])
+        if not checkpoint and not path.is_absolute() and not path.is_file():
+            path = REPO_ROOT / path
+        return path
+
+    def load_checkpoint(self, checkpoint: str | Path | None = None):
+        """The float model this export was cut from: ``checkpoint`` (default: :meth:`checkpoint_file`), checked to
+        be that very file (sha256) with the same chunk geometry. Returns ``(model, checkpoint config)``."""
+        path = self.checkpoint_file(checkpoint)
         if not path.is_file():
             raise VeilError(f"{path}: checkpoint of this export not found (pass --checkpoint)")
         if file_sha256(path) != self.checkpoint["sha256"]:

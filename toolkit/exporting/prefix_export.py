@@ -26,6 +26,7 @@ from toolkit.errors import VeilError
 from toolkit.exporting.calibration import CALIBRATION_UTTS, calibration_chunks
 from toolkit.exporting.manifest import (FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME, ExportManifest, io_description,
                                        write_bottleneck)
+from toolkit.files import replace_dir, temp_dir_beside
 from toolkit.model.asr import split
 from toolkit.model.checkpoint import load_checkpoint
 from toolkit.paths import DEFAULT_CORPUS, default_export_dir
@@ -99,25 +100,9 @@ def prepare_out_dir(out: Path) -> Path:
         raise VeilError(f"{out}: output directory is not empty and holds no previous export (manifest.json); "
                         f"choose a new or empty directory")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
+        return temp_dir_beside(out)
     except OSError as exc:
         raise VeilError(f"{out}: output directory is not writable ({exc.strerror or exc})") from None
-    return tmp
-
-
-def move_into_place(tmp: Path, out: Path) -> None:
-    """Replace ``out`` by ``tmp`` with renames only; a previous export is removed after the swap."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, old)
-    os.rename(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def check_chunks(corpus: Path, chunk: ChunkSpec) -> tuple[list[np.ndarray], str]:
@@ -251,7 +236,7 @@ def _export_into(tmp: Path, plan: Plan, req: ExportRequest, model, config, k: in
                                   libraries=all_library_versions(plan.backends), artifacts=artifacts,
                                   bottleneck=write_bottleneck(model, k, tmp))
     manifest.write(tmp)
-    move_into_place(tmp, req.out)
+    replace_dir(tmp, req.out)
     print_summary(req.out, manifest.data)
     return manifest
 

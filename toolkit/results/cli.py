@@ -21,6 +21,7 @@ from toolkit.parity import report as parity_report
 from toolkit.paths import display_path
 from toolkit.parity.check import PARITY_FORMAT
 from toolkit.privacy import attempts, frontier, grl_sweep, leakage
+from toolkit.serve import load_report
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,13 @@ RESULTS = {
     leakage.OLD_REPORT_FORMAT: ResultKind(leakage.rerender, leakage.headline, "privacy", "Privacy"),
     evaluate.EVAL_FORMAT: ResultKind(None, evaluate.headline, "accuracy", "Accuracy"),
     frontier.FRONTIER_FORMAT: ResultKind(frontier.rerender, frontier.headline_table, frontier.TABLE, frontier.SECTION),
+    load_report.LOAD_FORMAT: ResultKind(load_report.rerender, load_report.headline, "serve-load", "Service load"),
 }
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("render", help="re-render a recorded result (bench, sweep, parity, privacy, evaluate, "
-                                      "attempts) from its JSON")
+                                      "attempts, service load) from its JSON")
     p.add_argument("result", metavar="RESULT.json")
     p.add_argument("--readme", default=None, metavar="README", help="also rewrite the result's table in this README")
     p.set_defaults(func=run)

@@ -1,0 +1,130 @@
+package veil.demo
+
+import android.Manifest
+import android.content.Context
+import android.content.pm.PackageManager
+import android.graphics.Color
+import android.os.Bundle
+import android.view.View
+import android.widget.ArrayAdapter
+import android.widget.Button
+import android.widget.EditText
+import android.widget.Spinner
+import android.widget.TextView
+import androidx.activity.ComponentActivity
+import androidx.activity.result.contract.ActivityResultContracts
+import androidx.activity.viewModels
+import androidx.core.content.ContextCompat
+import androidx.lifecycle.Lifecycle
+import androidx.lifecycle.lifecycleScope
+import androidx.lifecycle.repeatOnLifecycle
+import kotlinx.coroutines.launch
+import veil.core.Codec
+
+/**
+ * The demo screen: pick an export (pushed with push_export.sh), the runtime, the payload codec and the thread count,
+ * point at a `veil serve`, press Start and speak. Shows the partial then final transcript and, per 2-s chunk, the
+ * prefix latency, its real-time factor and the payload size. Errors (native library, export, network, server
+ * refusals) appear in red; the app does not crash on them.
+ */
+class MainActivity : ComponentActivity() {
+    private val model: MainViewModel by viewModels()
+    private lateinit var server: EditText
+    private lateinit var token: EditText
+    private lateinit var export: Spinner
+    private lateinit var backend: Spinner
+    private lateinit var codec: Spinner
+    private lateinit var threads: Spinner
+    private lateinit var start: Button
+    private var pending: SessionSettings? = null
+
+    private val microphone = registerForActivityResult(ActivityResultContracts.RequestPermission()) { granted ->
+        val settings = pending
+        pending = null
+        if (granted && settings != null) startSession(settings)
+        if (!granted) findViewById<TextView>(R.id.status).setText(R.string.need_microphone)
+    }
+
+    override fun onCreate(savedInstanceState: Bundle?) {
+        super.onCreate(savedInstanceState)
+        setContentView(R.layout.activity_main)
+        server = findViewById(R.id.server)
+        token = findViewById(R.id.token)
+        export = findViewById(R.id.export)
+        backend = findViewById(R.id.backend)
+        codec = findViewById(R.id.codec)
+        threads = findViewById(R.id.threads)
+        start = findViewById(R.id.start)
+        val prefs = getSharedPreferences(PREFS, Context.MODE_PRIVATE)
+        server.setText(prefs.getString(KEY_SERVER, ""))
+        token.setText(prefs.getString(KEY_TOKEN, ""))
+        backend.adapter = adapter(listOf("executorch", "litert"))
+        codec.adapter = adapter(listOf("int8", "fp16", "fp32"))
+        threads.adapter = adapter(listOf("2", "1", "4"))
+        findViewById<Button>(R.id.refresh).setOnClickListener { model.refreshExports() }
+        start.setOnClickListener { onStartStop() }
+        lifecycleScope.launch {
+            repeatOnLifecycle(Lifecycle.State.STARTED) {
+                model.state.collect { render(it) }
+            }
+        }
+    }
+
+    private fun adapter(items: List<String>) =
+        ArrayAdapter(this, android.R.layout.simple_spinner_dropdown_item, items)
+
+    private fun onStartStop() {
+        if (model.state.value.running) {
+            model.stop()
+            return
+        }
+        val name = export.selectedItem as? String
+        if (name == null) {
+            findViewById<TextView>(R.id.status).setText(R.string.no_export)
+            return
+        }
+        getSharedPreferences(PREFS, Context.MODE_PRIVATE).edit()
+            .putString(KEY_SERVER, server.text.toString().trim())
+            .putString(KEY_TOKEN, token.text.toString().trim())
+            .apply()
+        val settings = SessionSettings(server.text.toString().trim(), token.text.toString().trim(), name,
+            backend.selectedItem as String, Codec.named(codec.selectedItem as String),
+            (threads.selectedItem as String).toInt())
+        if (ContextCompat.checkSelfPermission(this, Manifest.permission.RECORD_AUDIO) == PackageManager.PERMISSION_GRANTED) {
+            startSession(settings)
+        } else {
+            pending = settings
+            microphone.launch(Manifest.permission.RECORD_AUDIO)
+        }
+    }
+
+    private fun startSession(settings: SessionSettings) {
+        if (ContextCompat.checkSelfPermission(this, Manifest.permission.RECORD_AUDIO) == PackageManager.PERMISSION_GRANTED) {
+            model.start(settings)
+        }
+    }
+
+    private fun render(s: UiState) {
+        val current = export.selectedItem as? String
+        if ((0 until export.count).map { export.getItemAtPosition(it) as String } != s.exports) {
+            export.adapter = adapter(s.exports)
+            val keep = s.exports.indexOf(current)
+            if (keep >= 0) export.setSelection(keep)
+        }
+        start.setText(if (s.running) R.string.stop else R.string.start)
+        findViewById<TextView>(R.id.status).text = if (s.exports.isEmpty()) getString(R.string.no_export) else s.status
+        val error = findViewById<TextView>(R.id.error)
+        error.visibility = if (s.error != null) View.VISIBLE else View.GONE
+        error.text = s.error ?: ""
+        val transcript = findViewById<TextView>(R.id.transcript)
+        transcript.text = s.transcript
+        transcript.setTextColor(if (s.isFinal) Color.BLACK else Color.GRAY)
+        findViewById<TextView>(R.id.chunks).text = s.chunkLines.joinToString("\n")
+    }
+
+    companion object {
+        private const val PREFS = "veil"
+        private const val KEY_SERVER = "server"
+        private const val KEY_TOKEN = "token"
+    }
+}

@@ -1,0 +1,122 @@
+package veil.demo
+
+import android.Manifest
+import android.app.Application
+import androidx.annotation.RequiresPermission
+import androidx.lifecycle.AndroidViewModel
+import androidx.lifecycle.viewModelScope
+import java.util.Locale
+import java.util.concurrent.TimeUnit
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.flow.MutableStateFlow
+import kotlinx.coroutines.flow.StateFlow
+import kotlinx.coroutines.flow.update
+import kotlinx.coroutines.launch
+import okhttp3.OkHttpClient
+import veil.core.Codec
+import veil.core.VeilException
+
+/** Everything the screen shows. */
+data class UiState(
+    val exports: List<String> = emptyList(),
+    val running: Boolean = false,
+    val status: String = "",
+    val error: String? = null,
+    val transcript: String = "",
+    val isFinal: Boolean = false,
+    val chunkLines: List<String> = emptyList()
+)
+
+/** What the user picked. */
+data class SessionSettings(
+    val server: String,
+    val token: String,
+    val export: String,
+    val backend: String,
+    val codec: Codec,
+    val threads: Int
+)
+
+/**
+ * Owns the streaming session so that it survives rotation; turns its events into [UiState]. The export is
+ * installed and checked on a background dispatcher before the session starts.
+ */
+class MainViewModel(application: Application) : AndroidViewModel(application) {
+    private val store = ExportStore(application)
+    private val http = OkHttpClient.Builder()
+        .connectTimeout(10, TimeUnit.SECONDS)
+        .pingInterval(20, TimeUnit.SECONDS)
+        .build()
+    private val _state = MutableStateFlow(UiState())
+    val state: StateFlow<UiState> = _state
+    private var session: StreamingSession? = null
+
+    init {
+        refreshExports()
+    }
+
+    fun refreshExports() {
+        viewModelScope.launch(Dispatchers.IO) {
+            val names = store.names()
+            _state.update { it.copy(exports = names) }
+        }
+    }
+
+    @RequiresPermission(Manifest.permission.RECORD_AUDIO)
+    fun start(settings: SessionSettings) {
+        if (session != null) return
+        _state.update { it.copy(running = true, error = null, transcript = "", isFinal = false, chunkLines = emptyList(),
+            status = "installing export ${settings.export} ...") }
+        viewModelScope.launch(Dispatchers.IO) {
+            try {
+                val export = store.open(settings.export)
+                val artifact = export.manifest.artifact(settings.backend)
+                val s = StreamingSession(export, artifact, loaderFor(settings.backend), settings.threads, settings.codec,
+                    settings.server, settings.token.ifEmpty { null }, http, ::onEvent)
+                session = s
+                s.start()
+            } catch (e: VeilException) {
+                onEvent(SessionEvent.Failed(e.reason, e.message ?: e.reason))
+            } catch (e: SecurityException) {
+                onEvent(SessionEvent.Failed("permission", "microphone permission is missing"))
+            } catch (e: IllegalStateException) {
+                onEvent(SessionEvent.Failed("microphone", e.message ?: "microphone unavailable"))
+            }
+        }
+    }
+
+    fun stop() {
+        session?.stop()
+        _state.update { it.copy(status = "stopping: the last chunk and the final transcript ...") }
+    }
+
+    private fun onEvent(event: SessionEvent) {
+        _state.update { s ->
+            when (event) {
+                is SessionEvent.Status -> s.copy(status = event.text)
+                is SessionEvent.ModelLoaded -> s.copy(status = String.format(Locale.ROOT, "%s loaded in %.0f ms %s; listening",
+                    event.runtime, event.loadMs, event.details["backends"] ?: ""))
+                is SessionEvent.Ready -> s.copy(status = "connected (session ${event.sessionId.take(8)}); listening")
+                is SessionEvent.ChunkDone -> s.copy(chunkLines = (s.chunkLines + String.format(Locale.ROOT,
+                    "chunk %3d  prefix %6.1f ms  RTF %.3f  %5d B  behind live %5.0f ms", event.seq, event.prefixMs,
+                    event.rtf, event.payloadBytes, event.behindMs)).takeLast(MAX_LINES))
+                is SessionEvent.Partial -> if (s.isFinal) s else s.copy(transcript = event.text,
+                    chunkLines = (s.chunkLines + String.format(Locale.ROOT, "partial %3d after %6.1f ms", event.seq,
+                        event.roundTripMs)).takeLast(MAX_LINES))
+                is SessionEvent.Final -> s.copy(transcript = event.text, isFinal = true, running = false,
+                    status = String.format(Locale.ROOT, "final after %.0f ms", event.roundTripMs))
+                is SessionEvent.Failed -> s.copy(error = "${event.reason}: ${event.message}", running = false)
+            }
+        }
+        if (event is SessionEvent.Final || event is SessionEvent.Failed) session = null
+    }
+
+    override fun onCleared() {
+        session?.cancel()
+        session = null
+    }
+
+    companion object {
+        const val MAX_LINES = 40
+    }
+}
