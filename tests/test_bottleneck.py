@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import small_config
+from toolkit import payload
 from toolkit.errors import VeilError
 from toolkit.exporting.manifest import ExportManifest
 from toolkit.exporting.prefix_export import ExportRequest, export_prefix
@@ -17,6 +18,7 @@ from toolkit.model.asr import VeilModel, split
 from toolkit.model.bottleneck import VectorQuantizer
 from toolkit.model.checkpoint import save_checkpoint
 from toolkit.privacy.embeddings import layer_embeddings
+from toolkit.serve.suffix import ServedSuffix
 from toolkit.data.dataset import AudioSet
 from toolkit.data.librispeech import read_librispeech
 from toolkit.text.tokenizer import CharTokenizer
@@ -145,3 +147,16 @@ def test_a_frozen_prefix_stays_what_the_phone_already_runs(tiny_corpus, tmp_path
     assert config["model"]["bottleneck_dim"] == 16 and config["model"]["vq_codes"] == 8
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r.get("dev_cer", 0.0)) for r in log)
+
+
+def test_the_service_serves_a_bottleneck_checkpoint_with_its_own_codebook(tmp_path):
+    model = bottleneck_model(**VARIANTS["vq-2x32"])
+    ckpt = save_checkpoint(tmp_path / "bn.safetensors", model, CharTokenizer(), ["a", "b", "c", "d"], {})
+    served = ServedSuffix.load(ckpt)
+    assert served.dim == 16 and served.codecs == ["fp32", "fp16", "int8", "vq"]
+    assert served.codebook.shape == (2, 32, 8)
+    prefix, _ = split(model)
+    with torch.no_grad():
+        z = prefix(torch.randn(1, model.cfg.chunk_samples) * 0.1)[0].numpy()
+    received = payload.decode(payload.encode_vq(z, served.codebook), served.codebook)
+    assert np.array_equal(served.labels([received])[0], served.labels([z])[0])  # the suffix quantizes z itself
