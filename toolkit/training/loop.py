@@ -128,17 +128,19 @@ def prefix_modules(model: VeilModel) -> list[torch.nn.Module]:
 
 
 @torch.no_grad()
+@torch.no_grad()
 def init_bottleneck(model: VeilModel, data: AudioSet, n: int = 200, seed: int = 0) -> None:
     """Start the bottleneck where it loses least: ``down``/``up`` as the PCA of the split block's output over
-    ``n`` training utterances, the codebook as k-means of their projections."""
+    ``n`` training utterances, the codebook as k-means of their projections (on the model's device)."""
     idx = random.Random(seed).sample(range(len(data)), min(n, len(data)))
     prefix = Prefix(model, model.cfg.split_layer, bottleneck=False).eval()
+    device = next(model.parameters()).device
     cs = model.cfg.chunk_samples
     frames = []
     for i in idx:
         pcm, _ = collate([data.pcm[i]])
         pcm = F.pad(pcm, (0, -pcm.shape[1] % cs)).reshape(-1, cs)
-        frames.append(prefix(pcm).reshape(-1, model.cfg.d_model))
+        frames.append(prefix(pcm.to(device)).reshape(-1, model.cfg.d_model))
     model.bottleneck.init_from(torch.cat(frames), seed=seed)
 
 
