@@ -32,17 +32,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from toolkit.data.dataset import AudioSet
 from toolkit.data.librispeech import read_librispeech
 from toolkit.decoding.evaluate import evaluate_set
 from toolkit.errors import VeilError
 from toolkit.files import file_sha256, write_json, write_text
 from toolkit.headlines import made_by, refresh
+from toolkit.model.asr import Prefix
 from toolkit.model.checkpoint import load_checkpoint, read_config, tokenizer_from
 from toolkit.paths import RESULTS_DIR
 from toolkit.payload import message_bytes
 from toolkit.privacy.grl_sweep import SweepRun, inspect_run, train_runs
-from toolkit.privacy.leakage import attack_checkpoint_layer, load_attack_data
+from toolkit.privacy.leakage import attack_layer, checkpoint_embeddings, load_attack_data
 from toolkit.privacy.suite import SuiteOptions
 
 FRONTIER_FORMAT = "veil-privacy-frontier/1"
@@ -142,10 +146,36 @@ class FrontierEvaluator:
     """Loads the audio once and evaluates checkpoints at their split layer (cached per checkpoint + settings)."""
 
     def __init__(self, corpus: Path, options: SuiteOptions, seeds: list[int], attacker_utts: int | None,
-                 progress: bool = True, log=print):
+                 progress: bool = True, log=print, shared_prefix: Path | None = None):
         self.corpus, self.options, self.seeds, self.attacker_utts = Path(corpus), options, seeds, attacker_utts
         self.progress, self.log = progress, log
         self._data = self._test = None
+        self.shared_prefix = shared_prefix  # the --init-from checkpoint whose phone blocks the points froze
+        self._shared = None
+
+    def shared(self):
+        """(init model, split layer, eval frames, training frames): the frozen phone blocks' output, computed once."""
+        if self._shared is None:
+            model = load_checkpoint(self.shared_prefix)[0].eval()
+            k = model.cfg.split_layer
+            t0 = time.time()
+            ev, tr = checkpoint_embeddings(model, self.data(), [k], progress=self.progress)
+            self.log(f"phone blocks of {self.shared_prefix.name} on the attack data: {time.time() - t0:.0f} s")
+            self._shared = (model, k, ev[k], tr[k])
+        return self._shared
+
+    def embeddings(self, model, layer: int) -> tuple[list, list]:
+        """What the cloud receives at ``layer``, for the eval speakers and the attacker's training speakers. A
+        point trained with ``--freeze-prefix`` runs the same phone blocks as ``--init-from`` (checked tensor by
+        tensor): their output is computed once and each point applies only its own bottleneck to it."""
+        if self.shared_prefix is not None:
+            init, k, ev, tr = self.shared()
+            if layer == k and same_phone_blocks(model, init, k):
+                if model.bottleneck is None:
+                    return ev, tr
+                return [transmit(model, x) for x in ev], [transmit(model, x) for x in tr]
+        emb_eval, emb_train = checkpoint_embeddings(model, self.data(), [layer], progress=self.progress)
+        return emb_eval[layer], emb_train[layer]
 
     def data(self):
         if self._data is None:
@@ -179,7 +209,8 @@ class FrontierEvaluator:
         test = evaluate_set(model, tokenizer_from(config), self.test())
         self.log(f"evaluate {name}: test WER {test['wer']:.2f} %  CER {test['cer']:.2f} %  [{time.time() - t0:.0f} s]")
         t1 = time.time()
-        row = attack_checkpoint_layer(model, layer, self.data(), self.options, self.seeds, log=self.log)
+        emb_eval, emb_train = self.embeddings(model.eval(), layer)
+        row = attack_layer(emb_eval, emb_train, self.data(), self.seeds, self.options, self.log)[0]
         result = {"name": name, "checkpoint": str(checkpoint), "sha256": sha, "layer": layer,
                   "split_layer": model.cfg.split_layer, "split_norm": model.cfg.split_norm,
                   "grl_layers": model.cfg.grl_layers, "payload": model_payload(model),
@@ -189,6 +220,23 @@ class FrontierEvaluator:
             cache.parent.mkdir(parents=True, exist_ok=True)
             write_json(cache, {"key": key, "result": result})
         return result
+
+
+def same_phone_blocks(model, other, k: int) -> bool:
+    """Do two models compute the same phone blocks (frontend, subsampling, blocks 1..k, the split norm)?"""
+    if model.cfg.split_norm != other.cfg.split_norm or model.cfg.split_layer != other.cfg.split_layer:
+        return False
+    a = Prefix(model, k, bottleneck=False).state_dict()
+    b = Prefix(other, k, bottleneck=False).state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[n].float(), b[n].float()) for n in a)
+
+
+@torch.no_grad()
+def transmit(model, x: np.ndarray) -> np.ndarray:
+    """Block-k output frames (T, d) -> what the phone sends and the cloud receives through ``model``'s
+    bottleneck (codewords with a codebook), as :meth:`VeilModel.encode` computes it."""
+    z = model.bottleneck.down(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    return model.bottleneck.transmit(z)[0].numpy().astype(np.float32)
 
 
 def headline(result: dict) -> dict:
@@ -265,7 +313,8 @@ def run_frontier(req: FrontierRequest, progress: bool = True) -> dict | None:
     if not req.skip_train:
         train_runs(runs, req.parallel, log)
     t_train = time.time() - t0
-    evaluator = FrontierEvaluator(corpus, options, list(range(req.attacker_seeds)), req.attacker_utts, progress, log)
+    evaluator = FrontierEvaluator(corpus, options, list(range(req.attacker_seeds)), req.attacker_utts, progress, log,
+                                  shared_prefix=init)
     split_layer = int(read_config(init)["model"]["split_layer"])
     references = [("no bottleneck", init, out / "reference-init")]
     if req.baseline:
