@@ -16,8 +16,9 @@ from toolkit.exporting.manifest import ExportManifest
 from toolkit.exporting.prefix_export import ExportRequest, export_prefix
 from toolkit.model.asr import VeilModel, split
 from toolkit.model.bottleneck import VectorQuantizer
-from toolkit.model.checkpoint import save_checkpoint
+from toolkit.model.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.privacy.embeddings import layer_embeddings
+from toolkit.privacy.frontier import same_phone_blocks, transmit
 from toolkit.serve.suffix import ServedSuffix
 from toolkit.data.dataset import AudioSet
 from toolkit.data.librispeech import read_librispeech
@@ -147,6 +148,16 @@ def test_a_frozen_prefix_stays_what_the_phone_already_runs(tiny_corpus, tmp_path
     assert config["model"]["bottleneck_dim"] == 16 and config["model"]["vq_codes"] == 8
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r.get("dev_cer", 0.0)) for r in log)
+    # the frontier attacks such a point through the init model's phone blocks, computed once
+    point = load_checkpoint(tmp_path / "run" / "last.safetensors")[0].eval()
+    k = point.cfg.split_layer
+    torch.manual_seed(1)
+    assert same_phone_blocks(point, base.eval(), k) and not same_phone_blocks(point, VeilModel(small_config()), k)
+    data = AudioSet.load(read_librispeech(tiny_corpus / "eval-speakers")[:3], progress=False)
+    shared = layer_embeddings(base, data, [k], progress=False)[k]
+    direct = layer_embeddings(point, data, [k], progress=False)[k]
+    for x, y in zip(shared, direct):
+        assert y.shape[1] == 16 and np.allclose(transmit(point, x), y, atol=1e-5)
 
 
 def test_the_service_serves_a_bottleneck_checkpoint_with_its_own_codebook(tmp_path):

@@ -48,3 +48,14 @@ def test_train_options_come_from_the_config_dataclasses():
     assert "--config" in text and "(default 20000)" in text
     hidden = {f.name for f in fields(ModelConfig)} - {f.name for f, _ in config_fields(ModelConfig)}
     assert hidden == {"vocab_size", "n_speakers", "frontend"}  # from the data, or nested: config file only
+
+
+def test_privacy_and_sweep_share_the_attack_options_with_their_own_defaults():
+    """`veil privacy` runs the whole suite on every training utterance and lists every attacker by name;
+    `veil sweep` keeps Veil's original attackers on 10 utterances per speaker, and its help says so."""
+    parsers = {p.prog: p for p in _all_parsers(build_parser())}
+    privacy, sweep = (" ".join(parsers[f"veil {c}"].format_help().split()) for c in ("privacy", "sweep"))
+    assert "(default all)" in privacy and "informed attackers (0 = all) (default 0)" in privacy
+    assert "network (default legacy)" in sweep and "(0 = all) (default 10)" in sweep
+    for name in ("pooled-lr", "moments-lr", "dynamics-lda", "allstats-plda", "frame-net", "ecapa-plda", "x-vector"):
+        assert f" {name} " in privacy, name

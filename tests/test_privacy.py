@@ -25,6 +25,8 @@ from toolkit.privacy.artifact import load_runners, read_export
 from toolkit.privacy.attackers import (closed_set_attack, eer, min_dcf, open_set_attack, train_xvector,
                                        utterance_split)
 from toolkit.privacy.embeddings import artifact_embeddings, layer_embeddings
+from toolkit.privacy.leakage import attack_artifact, attack_checkpoint_layer, load_attack_data
+from toolkit.privacy.suite import ATTACKERS, SuiteOptions
 from toolkit.text.tokenizer import CharTokenizer
 from tests.conftest import small_config
 
@@ -120,7 +122,8 @@ def test_cli_end_to_end(speaker_corpus, tmp_path):
     out = tmp_path / "report"
     r = subprocess.run([sys.executable, "-m", "toolkit.cli", "privacy", "--checkpoint", str(paths["anon"]),
                         "--baseline", str(paths["base"]), "--corpus", str(speaker_corpus), "--layers", "0,1",
-                        "--out", str(out), "--xvector-epochs", "2", "--attacker-utts", "2", "--attacker-seeds", "3"],
+                        "--out", str(out), "--xvector-epochs", "2", "--attacker-utts", "2", "--attacker-seeds", "2",
+                        "--attackers", "all", "--ecapa-steps", "5", "--frame-steps", "5", "--threads", "1"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads((out / "privacy.json").read_text())
@@ -133,11 +136,26 @@ def test_cli_end_to_end(speaker_corpus, tmp_path):
     if base_lr:
         assert row["vs_baseline"]["closed_lr_rel"] == pytest.approx(100 * (row["closed_lr"]["accuracy"] - base_lr) / base_lr)
     sp = row["seed_spread"]
-    assert sp["seeds"] == [0, 1, 2] and len(sp["eer"]) == 3 and sp["eer"][0] == row["open_xvector"]["eer"]
-    assert sp["closed_lr"][0] == row["closed_lr"]["accuracy"] and report["attacker_seeds"] == 3
+    assert sp["seeds"] == [0, 1] and len(sp["eer"]) == 2 and sp["eer"][0] == row["open_xvector"]["eer"]
+    assert sp["closed_lr"][0] == row["closed_lr"]["accuracy"] and report["attacker_seeds"] == 2
     assert sp["eer_mean"] == pytest.approx(np.mean(sp["eer"])) and sp["eer_sd"] == pytest.approx(np.std(sp["eer"], ddof=1))
-    assert "| anonymized | 1 |" in (out / "privacy.md").read_text()
-    assert "Over attacker seeds" in (out / "privacy.md").read_text()
+    # the suite: every attacker kept, the strongest of each task named, each attacker's spread over seeds
+    assert set(row["suite"]) == set(ATTACKERS) and report["threads"] == 1 and len(report["attackers"]) == len(ATTACKERS)
+    best = row["strongest"]
+    assert best["closed"]["accuracy"] == max(r["accuracy"] for r in row["suite"].values() if r["task"] == "closed")
+    assert best["open"]["eer"] == min(r["eer"] for r in row["suite"].values() if r["task"] == "open")
+    assert row["suite"][best["open"]["attacker"]]["eer"] == best["open"]["eer"]
+    ecapa = row["spread"]["attackers"]["ecapa"]
+    assert len(ecapa["values"]) == 2 and ecapa["values"][0] == row["suite"]["ecapa"]["eer"]
+    assert row["spread"]["attackers"]["correlation-lr"]["sd"] == 0.0  # statistics do not depend on the seed
+    assert row["vs_baseline"]["strongest_eer_pp"] == pytest.approx(
+        row["strongest"]["open"]["eer"] - report["models"]["baseline"]["layers"]["1"]["strongest"]["open"]["eer"])
+    md = (out / "privacy.md").read_text()
+    assert "## Strongest attacker" in md and f"| anonymized | 1 | {row['strongest']['closed']['attacker']} |" in md
+    assert "| anonymized | 1 | allstats-plda | open |" in md and "Veil's original attackers" in md
+    unknown = subprocess.run([sys.executable, "-m", "toolkit.cli", "privacy", "--checkpoint", str(paths["anon"]),
+                              "--corpus", str(speaker_corpus), "--attackers", "fast,gmm"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and "unknown attacker 'gmm'" in unknown.stderr
     assert (out / "privacy.png").stat().st_size > 10000
     bad = subprocess.run([sys.executable, "-m", "toolkit.cli", "privacy", "--checkpoint", str(paths["anon"]),
                           "--corpus", str(speaker_corpus), "--layers", "7"], capture_output=True, text=True)
@@ -197,8 +215,8 @@ def test_privacy_attacks_the_exported_artifact(exported, speaker_corpus, tmp_pat
     ckpt, out = exported
     report_dir = tmp_path / "report"
     assert veil_main(["privacy", "--artifact", str(out), "--backend", "executorch", "--baseline", str(ckpt),
-                      "--corpus", str(speaker_corpus), "--out", str(report_dir), "--xvector-epochs", "2",
-                      "--attacker-utts", "2"]) == 0
+                      "--corpus", str(speaker_corpus), "--out", str(report_dir), "--attackers", "fast",
+                      "--attacker-utts", "2", "--threads", "1"]) == 0
     report = json.loads((report_dir / "privacy.json").read_text())
     (attacked,) = report["artifact"]["attacked"]
     pte = out / "prefix-k1-fp32.pte"
@@ -214,6 +232,22 @@ def test_privacy_attacks_the_exported_artifact(exported, speaker_corpus, tmp_pat
     md = (report_dir / "privacy.md").read_text()
     assert "`prefix-k1-fp32.pte` — executorch fp32" in md and attacked["sha256"][:16] in md
     assert (report_dir / "privacy.png").stat().st_size > 10000
+
+
+def test_the_suite_from_python_on_a_checkpoint_layer_and_on_its_export(exported, speaker_corpus, one_torch_thread):
+    """``attack_artifact`` runs the suite on what the export emits, ``attack_checkpoint_layer`` on the float
+    layer: the fp32 artifact computes the float prefix, so the deterministic attackers agree."""
+    ckpt, out = exported
+    data = load_attack_data(speaker_corpus, train_utts_per_speaker=2, progress=False)
+    options = SuiteOptions(attackers="pooled-lr,moments-lr,allstats-plda")
+    art = attack_artifact(out, data, options, seeds=[0], backend="executorch")
+    ckp = attack_checkpoint_layer(ckpt, 1, data, options, seeds=[0])
+    assert set(art["suite"]) == set(ckp["suite"]) == {"pooled-lr", "moments-lr", "allstats-plda"}
+    assert art["strongest"]["open"]["attacker"] == "allstats-plda" and "spread" not in art
+    for name in ("pooled-lr", "moments-lr"):
+        assert abs(art["suite"][name]["accuracy"] - ckp["suite"][name]["accuracy"]) <= 5.0, name
+    assert art["strongest"]["closed"]["accuracy"] == max(art["suite"][n]["accuracy"] for n in ("pooled-lr", "moments-lr"))
+    assert art["closed_lr"]["attacker"] == "pooled-lr" and "open_xvector" not in art  # the x-vector did not run
 
 
 def test_artifact_input_is_checked_at_the_boundary(exported, speaker_corpus, tmp_path, capsys):

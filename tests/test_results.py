@@ -18,7 +18,8 @@ RECORDED = REPO / "benchmarks" / "results"
 
 @pytest.mark.parametrize("name", ["2026-11-26-vm", "2026-11-26-vm-sweep-executorch-int8-static",
                                   "privacy-2026-11-26-shipped-all-layers", "privacy-sweep-2026-11-26",
-                                  "privacy-attempts", "serve-load-2026-11-26"])
+                                  "privacy-attempts", "serve-load-2026-11-26",
+                                  "privacy-2026-11-26-shipped-k4-executorch-int8-static-suite-fast"])
 def test_recorded_results_render_again_from_their_json(tmp_path, name):
     json_path = tmp_path / f"{name}.json"
     shutil.copy(RECORDED / f"{name}.json", json_path)
@@ -43,6 +44,12 @@ def test_headline_tables_are_rewritten_between_their_markers(tmp_path, capsys):
     assert veil_main(["render", str(tmp_path / "p.json"), "--readme", str(readme)]) == 0
     assert "| anonymized (executorch int8-static) | 4 | 24.8 / 19.5 | 35.3 |" in readme.read_text()
     assert "pooled mean+std LR / MLP" in readme.read_text()  # every privacy number names its attacker
+    # a suite report: the strongest attacker of each task, by name
+    shutil.copy(RECORDED / "privacy-2026-11-26-shipped-k4-executorch-int8-static-suite-fast.json", tmp_path / "s.json")
+    assert veil_main(["render", str(tmp_path / "s.json"), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "| anonymized (executorch int8-static) | 4 | 99.2 (allstats-lda-centroid) | 3.4 (allstats-plda) |" in text
+    assert "pooled mean+std LR / MLP" not in text and text.count(markers("privacy")[0]) == 1
     shutil.copy(RECORDED / "serve-load-2026-11-26.json", tmp_path / "load.json")
     assert veil_main(["render", str(tmp_path / "load.json"), "--readme", str(readme)]) == 0
     assert "## Service load" in readme.read_text() and "| dynamic batching | 60 | 58.27 | 157.34 |" in readme.read_text()

@@ -62,7 +62,11 @@ def test_bad_requests_are_one_line_errors(tiny_corpus, runs, capsys):
     cases = [(["--train-arg", "--out x"], "the sweep sets --out itself"),
              (["--layers", "0..2"], "--layers 0..2: [0] outside 1..6"),
              (["--layers", "a..b"], "--layers must look like"),
-             (["--parallel", "0"], "--parallel must be at least 1")]
+             (["--parallel", "0"], "--parallel must be at least 1"),
+             (["--attackers", "fast"], "the sweep's table needs Veil's original attackers (pooled-lr, pooled-mlp, "
+                                       "x-vector); add x-vector"),
+             (["--attackers", "legacy,gmm"], "unknown attacker 'gmm'"),
+             (["--ecapa-steps", "0"], "--ecapa-steps must be at least 1")]
     for extra, message in cases:
         assert veil_main(base + extra) == 2
         err = capsys.readouterr().err
@@ -185,8 +189,14 @@ def test_attempt_takes_the_baseline_from_another_report(tmp_path):
     other = json.loads(layers.read_text())
     del other["models"]["baseline"]["layers"]["4"]
     (tmp_path / "only3.json").write_text(json.dumps(other))
-    with pytest.raises(VeilError, match="no baseline result at layer 4"):
+    with pytest.raises(VeilError, match="no result of model 'baseline' at layer 4"):
         entry_from_privacy(alone, "s4", "t", "v", layer=4, baseline_privacy=tmp_path / "only3.json")
+    # a baseline checkpoint attacked alone is named "anonymized" in its report
+    (tmp_path / "alone-base.json").write_text(json.dumps({**json.loads(layers.read_text()), "models": {
+        "anonymized": json.loads(layers.read_text())["models"]["baseline"]}}))
+    e = entry_from_privacy(alone, "s4", "t", "v", layer=4, baseline_privacy=tmp_path / "alone-base.json",
+                           baseline_model="anonymized")
+    assert e["probe"]["baseline_lr"] == 86.9
     other = json.loads(layers.read_text())
     other["seed"] = 1
     layers.write_text(json.dumps(other))

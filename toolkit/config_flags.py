@@ -71,13 +71,17 @@ def _default_of(f: dataclasses.Field):
     return None
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls, dest_prefix: str = "", title: str | None = None) -> None:
-    """Add one option per command-line field of ``cls``; its value lands in ``args.<dest_prefix><field>``."""
+def add_config_flags(parser: argparse.ArgumentParser, cls, dest_prefix: str = "", title: str | None = None,
+                     defaults: dict | None = None) -> None:
+    """Add one option per command-line field of ``cls``; its value lands in ``args.<dest_prefix><field>``.
+    ``defaults``: this command's own defaults for some fields (shown in the help; the command builds its
+    config from them before the flags, ``build_config(cls, {**defaults, **given_flags(...)})``)."""
     group = parser.add_argument_group(title) if title else parser
     comments = field_comments(cls)
+    defaults = defaults or {}
     for f, typ in config_fields(cls):
         help_text = f.metadata.get("help") or comments.get(f.name, "")
-        default = _default_of(f)
+        default = defaults.get(f.name, _default_of(f))
         kwargs = {"dest": dest_prefix + f.name, "default": argparse.SUPPRESS}
         if f.metadata.get("choices"):
             kwargs["choices"] = list(f.metadata["choices"])

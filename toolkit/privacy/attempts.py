@@ -34,10 +34,11 @@ def _test_wer(metrics: dict | None) -> float | None:
 def entry_from_privacy(privacy_json: Path, name: str, tried: str, verdict: str, layer: int | None = None,
                        model: str | None = None, metrics: Path | None = None, baseline_metrics: Path | None = None,
                        train_command: str | None = None, date: str | None = None,
-                       baseline_privacy: Path | None = None) -> dict:
+                       baseline_privacy: Path | None = None, baseline_model: str = "baseline") -> dict:
     """One attempts-log entry from a `veil privacy` report (and optional `veil evaluate --json` files).
     ``baseline_privacy``: take the baseline's attack results at that layer from another report (one run of
-    `--baseline --layers all` serves every attempt) when the report has no baseline of its own."""
+    `--baseline --layers all` serves every attempt) when the report has no baseline of its own; ``baseline_model``
+    is the baseline's name in that report (a checkpoint attacked alone is named ``anonymized``)."""
     report = _read_json(privacy_json, "privacy result")
     try:
         models = report["models"]
@@ -47,15 +48,16 @@ def entry_from_privacy(privacy_json: Path, name: str, tried: str, verdict: str, 
                 max(layers, key=int))
         row = layers[k]
         base = models.get("baseline", {}).get("layers", {}).get(k)
-        chance = row["closed_lr"]["chance"]
+        chance = _get(row, "closed_lr", "chance") or (100.0 / report["eval_speakers"] if report.get("eval_speakers")
+                                                       else None)
     except (KeyError, StopIteration, TypeError) as exc:
         raise VeilError(f"{privacy_json}: not a privacy result with that model/layer ({exc})") from None
     base_source = str(privacy_json) if base else None
     if base is None and baseline_privacy:
         other = _read_json(baseline_privacy, "baseline privacy result")
-        base = other.get("models", {}).get("baseline", {}).get("layers", {}).get(k)
+        base = other.get("models", {}).get(baseline_model, {}).get("layers", {}).get(k)
         if base is None:
-            raise VeilError(f"{baseline_privacy}: no baseline result at layer {k}")
+            raise VeilError(f"{baseline_privacy}: no result of model {baseline_model!r} at layer {k}")
         if (other.get("eval_utterances"), other.get("seed")) != (report.get("eval_utterances"), report.get("seed")):
             raise VeilError(f"{baseline_privacy}: attacked with other settings (eval utterances, seed) than "
                             f"{privacy_json}")
@@ -70,15 +72,43 @@ def entry_from_privacy(privacy_json: Path, name: str, tried: str, verdict: str, 
                      "checkpoint": src.get("path") if src.get("kind") == "artifact" else src.get("checkpoint"),
                      "sha256": src.get("sha256"), "kind": src.get("kind", "checkpoint"),
                      **({"backend": src["backend"], "recipe": src["recipe"]} if src.get("kind") == "artifact" else {})},
-        "probe": {"attacker": "semi-informed pooled mean+std", "lr": row["closed_lr"]["accuracy"],
-                  "mlp": row["closed_mlp"]["accuracy"], "chance": chance,
-                  "baseline_lr": base["closed_lr"]["accuracy"] if base else None,
-                  "baseline_mlp": base["closed_mlp"]["accuracy"] if base else None},
-        "eer": {"attacker": "x-vector", "model": row["open_xvector"]["eer"],
-                "baseline": base["open_xvector"]["eer"] if base else None},
+        "probe": {"attacker": "semi-informed pooled mean+std", "lr": _get(row, "closed_lr", "accuracy"),
+                  "mlp": _get(row, "closed_mlp", "accuracy"), "chance": chance,
+                  "baseline_lr": _get(base, "closed_lr", "accuracy"),
+                  "baseline_mlp": _get(base, "closed_mlp", "accuracy")},
+        "eer": {"attacker": "x-vector", "model": _get(row, "open_xvector", "eer"),
+                "baseline": _get(base, "open_xvector", "eer")},
+        "strongest": _strongest(row, base, report.get("attacker_seeds", 1)),
         "wer": {"split": "test", "model": _test_wer(m), "baseline": _test_wer(bm)},
         "verdict": verdict, "source": str(privacy_json), "baseline_source": base_source,
     }
+
+
+def _get(row: dict | None, key: str, value: str):
+    return ((row or {}).get(key) or {}).get(value)
+
+
+def _strongest(row: dict, base: dict | None, seeds: int) -> dict | None:
+    """The strongest attacker of each task (named), beside the baseline's strongest; over attacker seeds the
+    best mean and the per-seed best. None for a report made before the attacker suite."""
+    if "strongest" not in row:
+        return None
+    out = {"attacker_seeds": seeds}
+    for task, key in (("closed", "accuracy"), ("open", "eer")):
+        mine = row["strongest"].get(task)
+        if not mine:
+            continue
+        theirs = ((base or {}).get("strongest") or {}).get(task)
+        entry = {"attacker": mine["attacker"], "model": mine[key],
+                 "baseline_attacker": theirs["attacker"] if theirs else None,
+                 "baseline": theirs[key] if theirs else None}
+        sp = ((row.get("spread") or {}).get("strongest") or {}).get(task)
+        if sp:
+            entry.update(mean_attacker=sp["attacker"], mean=sp["mean"], sd=sp["sd"],
+                         per_seed_best_mean=sp["per_seed_best"]["mean"], per_seed_best_sd=sp["per_seed_best"]["sd"],
+                         per_seed_best_attackers=sp["per_seed_best"]["attackers"])
+        out[task] = entry
+    return out
 
 
 def read_log(path: Path) -> list[dict]:
@@ -106,18 +136,33 @@ def _v(x, fmt="{:.1f}") -> str:
     return number(x, fmt)
 
 
+def _strongest_cell(entry: dict, task: str) -> str:
+    s = (entry.get("strongest") or {}).get(task)
+    if not s:
+        return "—"
+    value = (f"{s['mean']:.1f} ± {s['sd']:.1f} ({s['mean_attacker']})" if "mean" in s
+             else f"{s['model']:.1f} ({s['attacker']})")
+    if s.get("baseline") is not None:
+        value += f"; baseline {s['baseline']:.1f} ({s['baseline_attacker']})"
+    return value
+
+
 def render_attempts(entries: list[dict]) -> str:
     """A Markdown section: one row per attempt, and each train command below the table."""
     lines = ["## Privacy attempts", "",
              "Every try at anonymizing the split-layer embeddings, failed ones included. Probe: semi-informed "
              "pooled LR / MLP on the unseen eval speakers (baseline in parentheses); EER: x-vector "
-             "(baseline in parentheses); WER: test split.", "",
-             "| attempt | date | what was tried | layer | probe LR % | probe MLP % | chance % | EER % | WER % | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "(baseline in parentheses); strongest: the best attacker of Veil's attacker suite for each task, "
+             "named (attempts logged before the suite existed have none; over several attacker seeds: mean ± "
+             "sd of the attacker with the best mean); WER: test split.", "",
+             "| attempt | date | what was tried | layer | probe LR % | probe MLP % | chance % | EER % | "
+             "strongest closed set % | strongest EER % | WER % | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
         p, r, w = e["probe"], e["eer"], e["wer"]
         lines.append(f"| {e['name']} | {e['date']} | {e['tried']} | {e['layer']} | {_v(p['lr'])} ({_v(p['baseline_lr'])}) | "
                      f"{_v(p['mlp'])} ({_v(p['baseline_mlp'])}) | {_v(p['chance'])} | {_v(r['model'])} ({_v(r['baseline'])}) | "
+                     f"{_strongest_cell(e, 'closed')} | {_strongest_cell(e, 'open')} | "
                      f"{_v(w['model'], '{:.2f}')} ({_v(w['baseline'], '{:.2f}')}) | {e['verdict']} |")
     lines += ["", "Train commands:", ""]
     lines += [f"- {e['name']}: `{e['train_command'] or 'not recorded'}`" for e in entries]

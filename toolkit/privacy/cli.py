@@ -5,28 +5,47 @@
     veil frontier --out DIR --points d32,d32:2x256 [--init-from CKPT] ...      the bottleneck frontier
     veil attempts add PRIVACY_JSON --name N --tried T --verdict V ...          the privacy attempts log
 
-The attackers' settings (``--seed``, ``--xvector-epochs``, ``--attacker-utts``, ``--limit``) are the fields of
-:class:`AttackSettings`, shared by ``privacy`` and ``sweep``.
+The attackers' settings (``--attackers``, ``--seed``, ``--attacker-utts``, ``--threads``, ...) are the fields of
+:class:`AttackSettings`, shared by ``privacy`` and ``sweep`` (the sweep's own defaults: ``SWEEP_DEFAULTS``).
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
-
-import torch
 
 from toolkit.config_flags import add_config_flags, build_config, given_flags
 from toolkit.errors import VeilError
 from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
 from toolkit.privacy import attempts, frontier, grl_sweep
-from toolkit.privacy.leakage import AttackSettings, PrivacyRequest, run_privacy
+from toolkit.privacy.leakage import SWEEP_DEFAULTS, AttackSettings, PrivacyRequest, attacker_threads, run_privacy
+from toolkit.privacy.suite import ATTACKERS, SETS
 
 
-def attack_settings(args) -> AttackSettings:
-    return build_config(AttackSettings, given_flags(args, AttackSettings, "attack."), "attack settings")
+def attack_settings(args, defaults: dict | None = None) -> AttackSettings:
+    """The command's attack settings: the dataclass defaults, then the command's own ``defaults``, then the flags."""
+    values = {**(defaults or {}), **given_flags(args, AttackSettings, "attack.")}
+    return build_config(AttackSettings, values, "attack settings")
+
+
+def attacker_catalogue() -> str:
+    """Every attacker by name, with its task, knowledge, cost and what it looks at (``veil privacy --help``)."""
+    lines = ["attackers (--attackers takes a set or comma-separated names; sets: "
+             + "; ".join(f"{name} = {', '.join(names)}" for name, names in SETS.items() if name != "all")
+             + "; all = every attacker below):", ""]
+    for a in ATTACKERS.values():
+        metric = "accuracy" if a.task == "closed" else "EER"
+        lines.append(f"  {a.name:22s} {a.task}-set {metric}, {a.knowledge}, {a.cost}: {a.description}")
+    lines += ["", "closed set: trained on 60 % of each unseen eval speaker's utterances, tested on the rest "
+              "(chance 1/speakers).", "open set: trained on the attacked source's embeddings of the ASR "
+              "training speakers (informed), EER over trials among the unseen eval speakers.",
+              "The report's headline is the strongest attacker of each task, named; every attacker's number "
+              "is kept. docs/privacy.md says what each one sees."]
+    return "\n".join(lines)
 
 
 def add_parser(sub) -> None:
-    pv = sub.add_parser("privacy", help="speaker leakage of a model's embeddings per layer (attackers)")
+    pv = sub.add_parser("privacy", help="speaker leakage of a model's embeddings per layer (attacker suite)",
+                        epilog=attacker_catalogue(), formatter_class=argparse.RawDescriptionHelpFormatter)
     pv.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED))
     pv.add_argument("--baseline", default=None, help="also attack this baseline (and run the ignorant attacker)")
     pv.add_argument("--corpus", default=str(DEFAULT_CORPUS))
@@ -37,7 +56,8 @@ def add_parser(sub) -> None:
     pv.add_argument("--backend", action="append", default=[], help="with --artifact: only this backend (repeatable)")
     pv.add_argument("--out", default="privacy")
     pv.add_argument("--attacker-seeds", type=int, default=1, metavar="N",
-                    help="repeat the attacks with N attacker seeds (seed, seed+1, ...): mean and sd beside the headline")
+                    help="repeat the suite with N attacker seeds (seed, seed+1, ...): mean and sd per attacker and "
+                         "for the strongest")
     pv.add_argument("--readme", default=None, metavar="README",
                     help="also rewrite the privacy table of this README (between <!-- veil:privacy --> markers)")
     add_config_flags(pv, AttackSettings, dest_prefix="attack.", title="attackers")
@@ -61,9 +81,8 @@ def add_parser(sub) -> None:
                     help="only rebuild the Markdown from this results JSON (the same as `veil render JSON`)")
     sw.add_argument("--readme", default=None, metavar="README",
                     help="refresh the table between <!-- privacy-sweep:start/end --> in this file")
-    sw.add_argument("--threads", type=int, default=0,
-                    help="torch threads for the evaluation (0 = torch's default; 1 is faster on a busy machine)")
-    add_config_flags(sw, AttackSettings, dest_prefix="attack.", title="attackers")
+    add_config_flags(sw, AttackSettings, dest_prefix="attack.", defaults=SWEEP_DEFAULTS,
+                     title="attackers (--threads also sets the WER evaluation's torch threads)")
     sw.set_defaults(func=run)
 
     fr = sub.add_parser("frontier", help="an information bottleneck at the split: WER, strongest attacker and "
@@ -84,7 +103,8 @@ def add_parser(sub) -> None:
     fr.add_argument("--attacker-seeds", type=int, default=1, metavar="N", help="repeat the seeded attackers N times")
     fr.add_argument("--attacker-utts", type=int, default=None, metavar="N",
                     help="training-speaker utterances per speaker for the informed attackers (default: all)")
-    fr.add_argument("--threads", type=int, default=0, help="torch threads for the evaluation (0 = torch's default)")
+    fr.add_argument("--threads", type=int, default=0,
+                    help="torch and BLAS threads for the evaluation (0 = leave them as they are)")
     fr.add_argument("--skip-train", action="store_true", help="evaluate existing runs only; never train")
     fr.add_argument("--dry-run", action="store_true", help="print the plan and the commands; run nothing")
     fr.add_argument("--results", default=None, metavar="JSON",
@@ -105,6 +125,9 @@ def add_parser(sub) -> None:
     a.add_argument("--baseline-metrics", default=None, help="the same for the baseline")
     a.add_argument("--baseline-privacy", default=None, metavar="PRIVACY_JSON",
                    help="baseline results from this other report (e.g. one `--baseline --layers all` run)")
+    a.add_argument("--baseline-model", default="baseline", metavar="NAME",
+                   help="the baseline's name in --baseline-privacy (default baseline; a checkpoint attacked alone: "
+                        "anonymized)")
     a.add_argument("--train-command", default=None)
     a.add_argument("--date", default=None, help="when the attempt was made (default today, YYYY-MM-DD)")
     a.add_argument("--log", default=None, help=f"attempts log (default benchmarks/results/{attempts.ATTEMPTS_FILE})")
@@ -137,23 +160,26 @@ def sweep(args) -> int:
         return 0
     if not args.out:
         raise VeilError("--out DIR is required (or --render RESULTS.json)")
-    if args.threads < 0:
-        raise VeilError(f"--threads must be 0 (default) or more, got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    grl_sweep.run_sweep(grl_sweep.SweepRequest(
-        corpus=Path(args.corpus), out=Path(args.out), layers=args.layers, steps=args.steps,
-        init_from=Path(args.init_from) if args.init_from else None, parallel=args.parallel,
-        train_args=args.train_arg, skip_train=args.skip_train, dry_run=args.dry_run,
-        results=Path(args.results) if args.results else None, readme=readme, attack=attack_settings(args)))
+    attack = attack_settings(args, SWEEP_DEFAULTS)
+    attack.suite_options()  # a bad attacker setting is an error before any training
+    with attacker_threads(attack.threads):
+        grl_sweep.run_sweep(grl_sweep.SweepRequest(
+            corpus=Path(args.corpus), out=Path(args.out), layers=args.layers, steps=args.steps,
+            init_from=Path(args.init_from) if args.init_from else None, parallel=args.parallel,
+            train_args=args.train_arg, skip_train=args.skip_train, dry_run=args.dry_run,
+            results=Path(args.results) if args.results else None, readme=readme, attack=attack))
     return 0
 
 
 def frontier_cmd(args) -> int:
     if args.threads < 0:
         raise VeilError(f"--threads must be 0 (default) or more, got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    with attacker_threads(args.threads):
+        run_frontier_request(args)
+    return 0
+
+
+def run_frontier_request(args) -> None:
     frontier.run_frontier(frontier.FrontierRequest(
         corpus=Path(args.corpus), out=Path(args.out), init_from=Path(args.init_from),
         points=[p for p in args.points.split(",") if p.strip()], steps=args.steps, parallel=args.parallel,
@@ -161,7 +187,6 @@ def frontier_cmd(args) -> int:
         skip_train=args.skip_train, dry_run=args.dry_run, attackers=args.attackers,
         attacker_seeds=args.attacker_seeds, attacker_utts=args.attacker_utts,
         results=Path(args.results) if args.results else None, readme=Path(args.readme) if args.readme else None))
-    return 0
 
 
 def attempts_log(args) -> int:
@@ -171,7 +196,8 @@ def attempts_log(args) -> int:
                                             args.model, Path(args.metrics) if args.metrics else None,
                                             Path(args.baseline_metrics) if args.baseline_metrics else None,
                                             args.train_command, args.date,
-                                            Path(args.baseline_privacy) if args.baseline_privacy else None)
+                                            Path(args.baseline_privacy) if args.baseline_privacy else None,
+                                            args.baseline_model)
         entries = attempts.append_attempt(log, entry)
         print(f"appended attempt {args.name!r} to {log} ({len(entries)} entries); wrote {log.with_suffix('.md')}")
     else:

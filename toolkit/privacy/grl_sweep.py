@@ -9,8 +9,9 @@
    reached its steps is reused, whoever trained it (e.g. a GPU machine with the same layout:
    ``DIR/NAME/last.safetensors`` + ``last.json`` with provenance ``steps`` and ``command``); a shorter one is
    resumed by the same command.
-2. Evaluate each run's ``last.safetensors``: test-split WER/CER, and the semi-informed attackers (pooled
-   LR/MLP closed set, x-vector EER) at the model's GRL layer k; the baseline at every k. Audio is loaded
+2. Evaluate each run's ``last.safetensors``: test-split WER/CER, and the semi-informed attackers (Veil's
+   original pooled LR/MLP closed set and x-vector EER by default, any of the suite's with ``--attackers``,
+   which must include those three) at the model's GRL layer k; the baseline at every k. Audio is loaded
    once; each model's embeddings go only as deep as the layers attacked; each model's evaluation is cached
    in ``DIR/NAME/privacy-eval.json`` (keyed by checkpoint sha256 and attack settings), so the baseline's
    per-layer attacks are computed once and a rerun only evaluates what changed.
@@ -46,8 +47,10 @@ from toolkit.layer_range import parse_layer_range
 from toolkit.model.asr import ModelConfig
 from toolkit.model.checkpoint import load_checkpoint, read_config, tokenizer_from
 from toolkit.paths import RESULTS_DIR, display_path
-from toolkit.privacy.leakage import AttackSettings, attack_model, layer_embeddings, load_attack_data, vs_baseline
-from toolkit.privacy.leakage import relative_change
+from toolkit.privacy.embeddings import layer_embeddings
+from toolkit.privacy.leakage import (SWEEP_DEFAULTS, AttackSettings, attack_model, load_attack_data, relative_change,
+                                     vs_baseline)
+from toolkit.privacy.suite import LEGACY
 from toolkit.training.options import parse_train_args
 
 SWEEP_FORMAT = "veil-privacy-sweep/1"
@@ -185,9 +188,15 @@ def train_runs(runs: list[SweepRun], parallel: int, log=print) -> None:
 
 def cache_key(corpus: Path, attack: AttackSettings, sha256: str, layers: list[int]) -> dict:
     """What an evaluation depends on: a cached one is reused only when all of it matches."""
-    return {"checkpoint_sha256": sha256, "corpus": str(Path(corpus).resolve()), "seed": attack.seed,
-            "xvector_epochs": attack.xvector_epochs, "attacker_utts": attack.attacker_utts,
-            "eval_limit": attack.eval_limit, "layers": layers}
+    key = {"checkpoint_sha256": sha256, "corpus": str(Path(corpus).resolve()), "seed": attack.seed,
+           "xvector_epochs": attack.xvector_epochs, "attacker_utts": attack.attacker_utts,
+           "eval_limit": attack.eval_limit, "layers": layers}
+    suite = {"attackers": attack.attackers, "xvector_utts": attack.xvector_utts, "ecapa_steps": attack.ecapa_steps,
+             "frame_steps": attack.frame_steps}
+    as_before_the_suite = attack.attackers == "legacy" and 0 < attack.attacker_utts <= attack.xvector_utts
+    if not as_before_the_suite:  # else the key of earlier sweeps: their caches stay valid
+        key["suite"] = suite
+    return key
 
 
 class Evaluator:
@@ -200,7 +209,7 @@ class Evaluator:
     def attack_data(self):
         if self._attack is None:
             a = self.attack
-            self._attack = load_attack_data(self.corpus, a.attacker_utts, a.eval_limit, a.seed, self.progress)
+            self._attack = load_attack_data(self.corpus, a.attacker_utts or None, a.eval_limit, a.seed, self.progress)
         return self._attack
 
     def test_data(self):
@@ -236,7 +245,7 @@ class Evaluator:
         t_emb = time.time() - t1
         log(f"evaluate {run.name}: test WER {test['wer']:.2f} %  CER {test['cer']:.2f} %  [{t_test:.0f} s]; "
             f"embeddings of layers {layers} [{t_emb:.0f} s]")
-        res, _ = attack_model(emb_eval, emb_train, data, layers, self.attack.seed, self.attack.xvector_epochs, log)
+        res, _ = attack_model(emb_eval, emb_train, data, layers, self.attack.suite_options(), [self.attack.seed], log)
         result = {"checkpoint": str(run.checkpoint), "sha256": sha, "steps": run.steps_done,
                   "grl_layers": model.cfg.grl_layers, "split_layer": model.cfg.split_layer,
                   "speaker_head": getattr(model.cfg, "speaker_head", None),
@@ -264,7 +273,7 @@ class SweepRequest:
     dry_run: bool = False
     results: Path | None = None   # default benchmarks/results/privacy-sweep-<date>.json
     readme: Path | None = None
-    attack: AttackSettings = field(default_factory=AttackSettings)
+    attack: AttackSettings = field(default_factory=lambda: AttackSettings(**SWEEP_DEFAULTS))
 
 
 def default_results_path() -> Path:
@@ -284,6 +293,10 @@ def run_sweep(req: SweepRequest, progress: bool = True) -> dict | None:
                             f"attacks eval-speakers)")
     if req.init_from and not Path(req.init_from).is_file():
         raise VeilError(f"{req.init_from}: --init-from checkpoint not found")
+    missing = [n for n in LEGACY if n not in req.attack.suite_options().names()]
+    if missing:
+        raise VeilError(f"--attackers {req.attack.attackers}: the sweep's table needs Veil's original attackers "
+                        f"({', '.join(LEGACY)}); add {', '.join(missing)}")
     if out.exists() and not out.is_dir():
         raise VeilError(f"{out}: --out exists and is not a directory")
     train_args = split_train_args(req.train_args)
@@ -354,7 +367,8 @@ def build_report(req: SweepRequest, runs: list[SweepRun], evaluated: dict, layer
                 **vs_baseline(mine, theirs)}
         models.append(entry)
     a = req.attack
-    attack = {"seed": a.seed, "xvector_epochs": a.xvector_epochs, "attacker_utts_per_speaker": a.attacker_utts,
+    attack = {"seed": a.seed, "attackers": a.attackers, "xvector_epochs": a.xvector_epochs,
+              "attacker_utts_per_speaker": a.attacker_utts, "xvector_utts_per_speaker": a.xvector_utts,
               "eval_limit": a.eval_limit, "attacker": "semi-informed (trained on the attacked model's embeddings)"}
     attack.update(base["attack_data"])
     return {"format": SWEEP_FORMAT, "date": datetime.date.today().isoformat(),

@@ -1,60 +1,93 @@
 """`veil privacy`: how much speaker identity leaks from a model's embeddings, per layer.
 
 For every requested layer and every attacked source (the anonymized checkpoint, or with ``--artifact`` each
-exported prefix run in its real runtime; and the baseline checkpoint when given):
-- closed set (semi-informed): pooled LR and MLP trained on 60 % of each eval speaker's utterances of *this
-  source's* embeddings, tested on the other 40 %;
-- open set (semi-informed): an x-vector attacker trained by speaker classification on *this source's*
-  embeddings of the ASR training speakers, scored on cosine trials among the unseen eval speakers (EER);
-- ignorant (with a baseline): the baseline's fitted attackers applied to the attacked source's embeddings.
-The headline is the strongest (semi-informed) attacker; chance is reported beside every accuracy.
+exported prefix run in its real runtime; and the baseline checkpoint when given) the attacker suite
+(:mod:`toolkit.privacy.suite`: attackers by name, each trained on *this source's* embeddings) runs:
+- closed set: attackers trained on 60 % of each eval speaker's utterances, tested on the other 40 %;
+- open set: informed attackers trained on this source's embeddings of the ASR training speakers, scored on
+  trials among the unseen eval speakers (EER);
+- ignorant (with a baseline): the baseline's fitted original attackers applied to the attacked source.
+The headline is the strongest attacker of each task, named; chance is reported beside every accuracy.
+
+From Python (the material once, then any layer of a checkpoint or any export)::
+
+    data = load_attack_data(Path("data/corpus"))          # eval speakers + every training utterance
+    row = attack_checkpoint_layer(model_or_path, 4, data, SuiteOptions(attackers="fast"), seeds=[0])
+    row = attack_artifact(Path("exports/anonymized-k4"), data, SuiteOptions(), seeds=[0, 1, 2])
+    row["strongest"]["open"]            # {"attacker": "ecapa-plda", "eer": ..., ...} (first seed)
+    row["spread"]["strongest"]["open"]  # over seeds: {"attacker", "mean", "sd", "values", "per_seed_best"}
 """
 from __future__ import annotations
 
+import os
 import platform
 import shlex
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
 
-from toolkit.console import number
 from toolkit.data.dataset import AudioSet
 from toolkit.data.librispeech import read_librispeech
 from toolkit.errors import VeilError
-from toolkit.files import file_sha256, write_json, write_text
-from toolkit.headlines import made_by, refresh
+from toolkit.files import file_sha256
+from toolkit.headlines import refresh
 from toolkit.layer_range import parse_layer_range
 from toolkit.model.checkpoint import load_checkpoint
 from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, display_path
-from toolkit.privacy.artifact import load_runners, read_export
-from toolkit.privacy.attackers import fit_closed_set, open_set_attack, train_xvector, utterance_split
+from toolkit.privacy.artifact import ExportedPrefix, load_runners, read_export
+from toolkit.privacy.attackers import open_set_attack, utterance_split
+from toolkit.privacy.ecapa import EcapaSettings
 from toolkit.privacy.embeddings import artifact_embeddings, layer_embeddings
-
-REPORT_FORMAT = "veil-privacy/2"
-OLD_REPORT_FORMAT = "veil-privacy/1"  # written before reports carried a format field: the same keys, older ignorant rows
-
-
-def report_format(doc) -> str | None:
-    """The privacy report format of ``doc`` (reports from before the format field count as the first), or None."""
-    if not isinstance(doc, dict):
-        return None
-    if doc.get("format") in (REPORT_FORMAT, OLD_REPORT_FORMAT):
-        return doc["format"]
-    return OLD_REPORT_FORMAT if "format" not in doc and {"models", "layers", "eval_speakers"} <= set(doc) else None
+from toolkit.privacy.framewise import FrameSettings
+from toolkit.privacy.report import REPORT_FORMAT, headline, write_report
+from toolkit.privacy.suite import LEGACY, SETS, Embeddings, SuiteOptions, describe_attackers, run_suite
 
 
 @dataclass
 class AttackSettings:
     """How the attackers are built, shared by ``veil privacy`` and ``veil sweep`` (their options are built
-    from these fields; the comment on a field's line is its help)."""
+    from these fields; the comment on a field's line is its help). ``veil sweep`` runs Veil's original
+    attackers on 10 utterances per training speaker unless told otherwise (:data:`SWEEP_DEFAULTS`)."""
     seed: int = 0                 # attacker seed; also draws the closed-set utterance split
+    attackers: str = field(default="all", metadata={
+        "metavar": "SET|NAME,...", "help": "which attackers: a set (" + ", ".join(SETS) + ") or comma-separated "
+        "names (`veil privacy --help` lists them); 'fast' trains no network"})
     xvector_epochs: int = 30      # training epochs of the x-vector attacker
-    attacker_utts: int = 10       # training-split utterances per speaker for the x-vector
+    attacker_utts: int = 0        # training-split utterances per training speaker for the informed attackers (0 = all)
+    xvector_utts: int = 10        # of those, the first N per speaker train the x-vector (as before the suite)
+    ecapa_steps: int = field(default=EcapaSettings.steps, metadata={
+        "help": f"ECAPA training steps of {EcapaSettings.batch} random crops"})
+    frame_steps: int = field(default=FrameSettings.steps, metadata={
+        "help": f"frame-level network training steps of {FrameSettings.batch} crops"})
+    threads: int = 0              # torch and BLAS threads for the attacks (0 = torch's default); results are deterministic for a seed and a thread count
     eval_limit: int = field(default=0, metadata={
         "flag": "limit", "help": "use only the first N eval-speakers utterances (0 = all)"})
+
+    def suite_options(self) -> SuiteOptions:
+        """The suite these settings select; a bad count or an unknown attacker is a one-line VeilError."""
+        for flag, value in (("--xvector-epochs", self.xvector_epochs), ("--xvector-utts", self.xvector_utts),
+                            ("--ecapa-steps", self.ecapa_steps), ("--frame-steps", self.frame_steps)):
+            if value < 1:
+                raise VeilError(f"{flag} must be at least 1, got {value}")
+        for flag, value in (("--attacker-utts", self.attacker_utts), ("--threads", self.threads),
+                            ("--limit", self.eval_limit)):
+            if value < 0:
+                raise VeilError(f"{flag} must be 0 or more, got {value}")
+        options = SuiteOptions(attackers=self.attackers, xvector_epochs=self.xvector_epochs,
+                               xvector_utts=self.xvector_utts, ecapa=EcapaSettings(steps=self.ecapa_steps),
+                               frame=FrameSettings(steps=self.frame_steps))
+        options.names()  # an unknown attacker is an error before any slow work
+        return options
+
+
+# What `veil sweep` attacks with unless told otherwise: Veil's original three attackers on the first 10
+# utterances per training speaker, so a sweep stays comparable with (and reuses the caches of) earlier ones.
+SWEEP_DEFAULTS = {"attackers": "legacy", "attacker_utts": 10}
 
 
 @dataclass
@@ -78,7 +111,23 @@ def _select(frames, idx):
     return [frames[i] for i in idx]
 
 
-# ---- the material: audio of the unseen eval speakers and of the x-vector's training speakers --------------
+@contextmanager
+def attacker_threads(threads: int):
+    """Torch and BLAS (numpy, scikit-learn) limited to ``threads`` inside the block (0: leave them as they are).
+    A seeded network attacker gives the same number for the same seed and thread count."""
+    if not threads:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads):
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+# ---- the material: audio of the unseen eval speakers and of the informed attackers' training speakers -------
 
 @dataclass
 class AttackData:
@@ -96,13 +145,15 @@ class AttackData:
                 "attacker_train_utterances": len(self.train_spk)}
 
 
-def load_attack_data(corpus: Path, train_utts_per_speaker: int = 10, eval_limit: int = 0, seed: int = 0,
+def load_attack_data(corpus: Path, train_utts_per_speaker: int | None = None, eval_limit: int = 0, seed: int = 0,
                      progress: bool = True) -> AttackData:
+    """The eval speakers' utterances (split 60/40 per speaker with ``seed``) and, for the informed attackers,
+    the first ``train_utts_per_speaker`` utterances (None: all) of every ASR training speaker."""
     corpus = Path(corpus)
     for split in ("eval-speakers", "train"):
         if not (corpus / split).is_dir():
             raise VeilError(f"{corpus / split}: corpus split not found (privacy needs eval-speakers and train)")
-    if train_utts_per_speaker < 1:
+    if train_utts_per_speaker is not None and train_utts_per_speaker < 1:
         raise VeilError(f"--attacker-utts must be at least 1, got {train_utts_per_speaker}")
     eval_utts = read_librispeech(corpus / "eval-speakers")
     if eval_limit:
@@ -121,73 +172,85 @@ def load_attack_data(corpus: Path, train_utts_per_speaker: int = 10, eval_limit:
 
 # ---- attacks ------------------------------------------------------------------------------------------------
 
-@dataclass
-class FittedAttackers:
-    """One source's semi-informed attackers per layer, kept to play the ignorant attacker on other sources."""
-    closed: dict = field(default_factory=dict)   # layer -> {"lr": ClosedSetAttacker, "mlp": ...}
-    xvector: dict = field(default_factory=dict)  # layer -> XVectorAttacker
+def attack_layer(emb_eval, emb_train, data: AttackData, seeds: list[int], options: SuiteOptions,
+                 log=None) -> tuple[dict, dict]:
+    """The suite on one layer's embeddings, once per attacker seed: (results row, the first seed's fitted
+    original attackers by name). The row has ``suite`` (every attacker, first seed), ``strongest`` (the best
+    closed- and open-set attacker, named), ``spread`` (2+ seeds) and, where Veil's original attackers ran,
+    their keys of the reports before the suite (``closed_lr``, ``closed_mlp``, ``closed_best``,
+    ``open_xvector``, ``seed_spread``)."""
+    out, ctx = run_suite(Embeddings(emb_eval, emb_train), data.eval_spk, data.train_spk, data.split, options,
+                         seeds, log)
+    row = dict(out)
+    suite = out["suite"]
+    if "pooled-lr" in suite:
+        row["closed_lr"] = {"attacker": "pooled-lr", **suite["pooled-lr"]}
+    if "pooled-mlp" in suite:
+        row["closed_mlp"] = {"attacker": "pooled-mlp", **suite["pooled-mlp"]}
+    if "closed_lr" in row and "closed_mlp" in row:
+        row["closed_best"] = max(row["closed_lr"]["accuracy"], row["closed_mlp"]["accuracy"])
+    if "x-vector" in suite:
+        row["open_xvector"] = {"attacker": "x-vector", **suite["x-vector"]}
+    if "spread" in out and all(n in suite for n in LEGACY):
+        row["seed_spread"] = legacy_seed_spread(out["spread"])
+    return row, ctx.fitted
 
 
-def attack_layer(emb_eval, emb_train, data: AttackData, seed: int, xvector_epochs: int) -> tuple[dict, dict, object]:
-    """The semi-informed attacks on one layer's embeddings with attackers seeded ``seed``:
-    (results row, fitted closed-set attackers by kind, fitted x-vector)."""
-    tr, te = data.split
-    row, closed = {}, {}
-    for kind in ("lr", "mlp"):
-        closed[kind] = fit_closed_set(_select(emb_eval, tr), _select(data.eval_spk, tr), kind, seed)
-        row[f"closed_{kind}"] = closed[kind].score(_select(emb_eval, te), _select(data.eval_spk, te))
-    xv = train_xvector(emb_train, data.train_spk, epochs=xvector_epochs, seed=seed)
-    row["open_xvector"] = open_set_attack(xv, emb_eval, data.eval_spk)
-    row["closed_best"] = max(row["closed_lr"]["accuracy"], row["closed_mlp"]["accuracy"])
-    return row, closed, xv
-
-
-def seed_spread(rows: list[dict], seeds: list[int]) -> dict:
-    """The same attacks repeated with attackers seeded ``seeds`` (same embeddings, same utterance split): how much
-    a verdict near a threshold depends on the attacker's luck. Each value, mean and sample sd."""
-    runs = {"closed_lr": [r["closed_lr"]["accuracy"] for r in rows],
-            "closed_mlp": [r["closed_mlp"]["accuracy"] for r in rows],
-            "eer": [r["open_xvector"]["eer"] for r in rows]}
-    out = {"seeds": seeds, **runs}
-    for key, values in runs.items():
-        out[f"{key}_mean"] = float(np.mean(values))
-        out[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+def legacy_seed_spread(spread: dict) -> dict:
+    """The suite's spread of Veil's original attackers in the layout of the reports before the suite."""
+    out = {"seeds": spread["seeds"]}
+    for key, name in (("closed_lr", "pooled-lr"), ("closed_mlp", "pooled-mlp"), ("eer", "x-vector")):
+        a = spread["attackers"][name]
+        out[key], out[f"{key}_mean"], out[f"{key}_sd"] = a["values"], a["mean"], a["sd"]
     return out
 
 
-def attack_model(emb_eval: dict, emb_train: dict, data: AttackData, layers: list[int], seed: int,
-                 xvector_epochs: int, progress=print, attacker_seeds: int = 1) -> tuple[dict, FittedAttackers]:
-    """Semi-informed attacks on one source's embeddings; returns (results per layer, fitted attackers).
-    ``attacker_seeds`` > 1 repeats them with attackers seeded ``seed + 1, ...`` (``row["seed_spread"]``);
-    the headline numbers and the fitted attackers stay those of ``seed``."""
-    results, fitted = {}, FittedAttackers()
+def strongest_line(row: dict) -> str:
+    """One progress line: the strongest attacker of each task, named, and over seeds the best mean."""
+    parts = []
+    for task, key, unit in (("closed", "accuracy", "%"), ("open", "eer", "% EER")):
+        best = row["strongest"].get(task)
+        if not best:
+            continue
+        text = f"{task} set: {best['attacker']} {best[key]:.1f} {unit}"
+        sp = (row.get("spread") or {}).get("strongest", {}).get(task)
+        if sp:
+            text += f" (over seeds: {sp['attacker']} {sp['mean']:.1f} ± {sp['sd']:.1f})"
+        parts.append(text)
+    chance = next((r["chance"] for r in row["suite"].values() if "chance" in r), None)
+    return "strongest " + "; ".join(parts) + (f"  (chance {chance:.1f} %)" if chance else "")
+
+
+def attack_model(emb_eval: dict, emb_train: dict, data: AttackData, layers: list[int], options: SuiteOptions,
+                 seeds: list[int], progress=print) -> tuple[dict, dict]:
+    """The suite on one source's embeddings, per layer, once per attacker seed; returns (results per layer,
+    {layer: the first seed's fitted original attackers}). The headline numbers are those of ``seeds[0]``."""
+    results, fitted = {}, {}
     for k in layers:
         t0 = time.time()
-        row, fitted.closed[k], fitted.xvector[k] = attack_layer(emb_eval[k], emb_train[k], data, seed, xvector_epochs)
-        spread = ""
-        if attacker_seeds > 1:
-            seeds = list(range(seed, seed + attacker_seeds))
-            again = [attack_layer(emb_eval[k], emb_train[k], data, s, xvector_epochs)[0] for s in seeds[1:]]
-            sp = row["seed_spread"] = seed_spread([row, *again], seeds)
-            spread = (f"; over {attacker_seeds} attacker seeds LR {sp['closed_lr_mean']:.1f} ± "
-                      f"{sp['closed_lr_sd']:.1f} %, EER {sp['eer_mean']:.1f} ± {sp['eer_sd']:.1f} %")
+        progress(f"  layer {k}: {len(options.names())} attackers, seeds {list(seeds)}")
+        row, fitted[k] = attack_layer(emb_eval[k], emb_train[k], data, list(seeds), options, progress)
         row["seconds"] = round(time.time() - t0, 1)
         results[k] = row
-        progress(f"  layer {k}: closed-set LR {row['closed_lr']['accuracy']:.1f} %  MLP "
-                 f"{row['closed_mlp']['accuracy']:.1f} %  (chance {row['closed_lr']['chance']:.1f} %)  "
-                 f"x-vector EER {row['open_xvector']['eer']:.1f} %{spread}   [{row['seconds']:.0f} s]")
+        progress(f"  layer {k}: {strongest_line(row)}   [{row['seconds']:.0f} s]")
     return results, fitted
 
 
-def ignorant_attacks(base: FittedAttackers, anon_eval: dict, data: AttackData, layers) -> dict:
-    """The baseline's attackers (fitted on baseline embeddings) applied to another source's embeddings."""
+def ignorant_attacks(base: dict, anon_eval: dict, data: AttackData, layers) -> dict:
+    """The baseline's fitted original attackers (pooled LR/MLP, x-vector: fitted on baseline embeddings)
+    applied to another source's embeddings. Layers where none of them ran are left out."""
     _, te = data.split
     out = {}
     for k in layers:
-        row = {f"closed_{kind}": base.closed[k][kind].score(_select(anon_eval[k], te), _select(data.eval_spk, te))
-               for kind in ("lr", "mlp")}
-        row["open_xvector"] = open_set_attack(base.xvector[k], anon_eval[k], data.eval_spk)
-        out[k] = row
+        row = {}
+        for kind in ("lr", "mlp"):
+            if f"pooled-{kind}" in base[k]:
+                row[f"closed_{kind}"] = base[k][f"pooled-{kind}"].score(_select(anon_eval[k], te),
+                                                                         _select(data.eval_spk, te))
+        if "x-vector" in base[k]:
+            row["open_xvector"] = open_set_attack(base[k]["x-vector"], anon_eval[k], data.eval_spk)
+        if row:
+            out[k] = row
     return out
 
 
@@ -198,14 +261,84 @@ def relative_change(value: float, reference: float) -> float | None:
     return 100.0 * (value - reference) / reference
 
 
+def vs_baseline(row: dict, base: dict) -> dict:
+    """One layer's attack results against the baseline's at the same layer: relative changes of the
+    closed-set accuracies in percent and EER differences in percentage points, for Veil's original attackers
+    and for the strongest attacker of each task (where both sides ran them)."""
+    vs = {}
+    if "closed_best" in row and "closed_best" in base:
+        vs.update(closed_lr_rel=relative_change(row["closed_lr"]["accuracy"], base["closed_lr"]["accuracy"]),
+                  closed_mlp_rel=relative_change(row["closed_mlp"]["accuracy"], base["closed_mlp"]["accuracy"]),
+                  closed_best_rel=relative_change(row["closed_best"], base["closed_best"]))
+    if "open_xvector" in row and "open_xvector" in base:
+        vs["eer_pp"] = row["open_xvector"]["eer"] - base["open_xvector"]["eer"]
+    mine, theirs = row.get("strongest") or {}, base.get("strongest") or {}
+    if "closed" in mine and "closed" in theirs:
+        vs["strongest_closed_rel"] = relative_change(mine["closed"]["accuracy"], theirs["closed"]["accuracy"])
+    if "open" in mine and "open" in theirs:
+        vs["strongest_eer_pp"] = mine["open"]["eer"] - theirs["open"]["eer"]
+    return vs
+
+
+def _add_relative_changes(report: dict) -> None:
+    base = report["models"].get("baseline")
+    if not base:
+        return
+    for name, m in report["models"].items():
+        if name == "baseline":
+            continue
+        for k, row in m["layers"].items():
+            if base["layers"].get(k):
+                row["vs_baseline"] = vs_baseline(row, base["layers"][k])
+
+
+# ---- one source, one layer ------------------------------------------------------------------------------------
+
+def checkpoint_embeddings(model, data: AttackData, layers: list[int], progress: bool = False) -> tuple[dict, dict]:
+    """({layer: eval-speaker frames}, {layer: attacker-training-speaker frames}) of a float model."""
+    return (layer_embeddings(model, data.eval_data, layers, progress=progress),
+            layer_embeddings(model, data.train_data, layers, progress=progress))
+
+
+def prefix_embeddings(prefix: ExportedPrefix, runner, data: AttackData, progress: bool = False) -> tuple[list, list]:
+    """(eval-speaker frames, attacker-training-speaker frames) of an exported prefix run in its runtime."""
+    return (artifact_embeddings(runner, data.eval_data, prefix.chunk, progress, desc=f"{prefix.name} eval-speakers"),
+            artifact_embeddings(runner, data.train_data, prefix.chunk, progress,
+                                desc=f"{prefix.name} attacker training set"))
+
+
+def attack_checkpoint_layer(model, layer: int, data: AttackData, options: SuiteOptions | None = None,
+                            seeds: list[int] = (0,), log=None) -> dict:
+    """The suite on one layer of a float model (a ``VeilModel`` or a checkpoint path): one results row."""
+    if not isinstance(model, torch.nn.Module):
+        model = load_checkpoint(Path(model))[0]
+    emb_eval, emb_train = checkpoint_embeddings(model, data, [layer])
+    return attack_layer(emb_eval[layer], emb_train[layer], data, list(seeds), options or SuiteOptions(), log)[0]
+
+
+def attack_artifact(export_dir: Path, data: AttackData, options: SuiteOptions | None = None,
+                    seeds: list[int] = (0,), backend: str = "executorch", log=None) -> dict:
+    """The suite on what an export folder's ``backend`` artifact emits, run chunk by chunk in its runtime."""
+    runnable, _ = load_runners(read_export(Path(export_dir), [backend]))
+    prefix, runner = runnable[0]
+    emb_eval, emb_train = prefix_embeddings(prefix, runner, data)
+    return attack_layer(emb_eval, emb_train, data, list(seeds), options or SuiteOptions(), log)[0]
+
+
 # ---- the recipe -------------------------------------------------------------------------------------------------
 
 def run_privacy(req: PrivacyRequest) -> dict:
     """Attack the request's sources; write privacy.json/.md/.png into ``req.out``; return the report."""
-    log = print if req.progress else (lambda *a, **k: None)
-    attack = req.attack
     if req.attacker_seeds < 1:
         raise VeilError(f"--attacker-seeds must be at least 1, got {req.attacker_seeds}")
+    options = req.attack.suite_options()
+    with attacker_threads(req.attack.threads):
+        return _run_privacy(req, options)
+
+
+def _run_privacy(req: PrivacyRequest, options: SuiteOptions) -> dict:
+    log = print if req.progress else (lambda *a, **k: None)
+    attack = req.attack
     started = time.time()
     sources: dict[str, dict] = {}  # name -> {"kind": "checkpoint"|"artifact", ...}
     loaded = {}
@@ -238,11 +371,14 @@ def run_privacy(req: PrivacyRequest) -> dict:
         loaded["anonymized"] = model
         sources["anonymized"] = {"kind": "checkpoint", "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
 
-    data = load_attack_data(Path(req.corpus), attack.attacker_utts, attack.eval_limit, attack.seed, req.progress)
+    data = load_attack_data(Path(req.corpus), attack.attacker_utts or None, attack.eval_limit, attack.seed,
+                            req.progress)
+    seeds = list(range(attack.seed, attack.seed + req.attacker_seeds))
     report = {"format": REPORT_FORMAT, "command": "veil " + shlex.join(sys.argv[1:]), "host": platform.node(),
+              "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
               **data.describe(), "layers": layers, "seed": attack.seed, "attacker_seeds": req.attacker_seeds,
-              "xvector_epochs": attack.xvector_epochs,
-              "models": {}, "ignorant": {}}
+              "xvector_epochs": options.xvector_epochs, "attacker_options": options.describe(),
+              "attackers": describe_attackers(options.names()), "models": {}, "ignorant": {}}
     if req.artifact is not None:
         report["artifact"] = {"export_dir": str(req.artifact),
                               "attacked": [s for s in sources.values() if s["kind"] == "artifact"],
@@ -252,22 +388,18 @@ def run_privacy(req: PrivacyRequest) -> dict:
         t0 = time.time()
         src = sources[name]
         log(f"{name}: {src['path'] if src['kind'] == 'artifact' else src['checkpoint']}")
-        if sources[name]["kind"] == "artifact":
+        if src["kind"] == "artifact":
             p, runner = obj
-            emb_eval = {layers[0]: artifact_embeddings(runner, data.eval_data, p.chunk, req.progress,
-                                                       desc=f"{p.name} eval-speakers")}
-            emb_train = {layers[0]: artifact_embeddings(runner, data.train_data, p.chunk, req.progress,
-                                                        desc=f"{p.name} attacker training set")}
+            emb_eval, emb_train = ({layers[0]: e} for e in prefix_embeddings(p, runner, data, req.progress))
             grl, split = None, p.split_layer
         else:
-            emb_eval = layer_embeddings(obj, data.eval_data, layers, progress=req.progress)
-            emb_train = layer_embeddings(obj, data.train_data, layers, progress=req.progress)
+            emb_eval, emb_train = checkpoint_embeddings(obj, data, layers, req.progress)
             grl, split = obj.cfg.grl_layers, obj.cfg.split_layer
         t_emb = time.time() - t0
-        res, fit = attack_model(emb_eval, emb_train, data, layers, attack.seed, attack.xvector_epochs, log,
-                                req.attacker_seeds)
+        log(f"  embeddings: {t_emb:.0f} s")
+        res, fit = attack_model(emb_eval, emb_train, data, layers, options, seeds, log)
         embs[name], fitted[name] = emb_eval, fit
-        report["models"][name] = {**sources[name], "grl_layers": grl, "split_layer": split,
+        report["models"][name] = {**src, "grl_layers": grl, "split_layer": split,
                                   "embedding_seconds": round(t_emb, 1), "seconds": round(time.time() - t0, 1),
                                   "layers": {str(k): v for k, v in res.items()}}
     if baseline:
@@ -281,145 +413,3 @@ def run_privacy(req: PrivacyRequest) -> dict:
     if req.readme:
         refresh(req.readme, "privacy", headline(report, display_path(Path(req.out) / "privacy.json")), "Privacy")
     return report
-
-
-def vs_baseline(row: dict, base: dict) -> dict:
-    """One layer's attack results against the baseline's at the same layer: relative changes of the
-    closed-set accuracies in percent, and the EER difference in percentage points."""
-    return {"closed_lr_rel": relative_change(row["closed_lr"]["accuracy"], base["closed_lr"]["accuracy"]),
-            "closed_mlp_rel": relative_change(row["closed_mlp"]["accuracy"], base["closed_mlp"]["accuracy"]),
-            "closed_best_rel": relative_change(row["closed_best"], base["closed_best"]),
-            "eer_pp": row["open_xvector"]["eer"] - base["open_xvector"]["eer"]}
-
-
-def _add_relative_changes(report: dict) -> None:
-    base = report["models"].get("baseline")
-    if not base:
-        return
-    for name, m in report["models"].items():
-        if name == "baseline":
-            continue
-        for k, row in m["layers"].items():
-            b = base["layers"].get(k)
-            if b:
-                row["vs_baseline"] = vs_baseline(row, b)
-
-
-# ---- reports ------------------------------------------------------------------------------------------------
-
-def _pct(v) -> str:
-    return number(v, "{:+.1f} %")
-
-
-def render_markdown(report: dict) -> str:
-    chance = 100 / report["eval_speakers"]
-    lines = ["# Speaker leakage per layer", "",
-             f"{report['eval_speakers']} unseen speakers, {report['eval_utterances']} utterances; x-vector "
-             f"trained on {report['attacker_train_speakers']} other speakers. Chance (closed set) = "
-             f"{chance:.1f} %. Higher EER = more private (50 % = no information). Attackers are semi-informed: "
-             f"trained on the embeddings of the source they attack.", ""]
-    art = report.get("artifact")
-    if art:
-        lines += [f"Attacked: the exported prefix of `{art['export_dir']}`, run chunk by chunk in its runtime:", ""]
-        for a in art["attacked"]:
-            lines.append(f"- `{a['file']}` — {a['backend']} {a['recipe']}, layer {a['split_layer']}, "
-                         f"sha256 `{a['sha256'][:16]}…`, runtime {a['runtime']} (checkpoint sha256 "
-                         f"`{(a['checkpoint'].get('sha256') or '?')[:16]}…`)")
-        for a in art["not_run"]:
-            lines.append(f"- `{a['file']}` — {a['backend']} {a['recipe']}: **{a['status']}**, not attacked "
-                         f"(nothing was executed)")
-        lines.append("")
-    lines += ["| model | layer | closed-set LR % | closed-set MLP % | rel. change (best) vs baseline | "
-              "x-vector EER % | minDCF |", "|---|---|---|---|---|---|---|"]
-    for name, m in report["models"].items():
-        for k, row in m["layers"].items():
-            rel = _pct(row.get("vs_baseline", {}).get("closed_best_rel")) if name != "baseline" else ""
-            lines.append(f"| {name} | {k} | {row['closed_lr']['accuracy']:.1f} | {row['closed_mlp']['accuracy']:.1f} | "
-                         f"{rel} | {row['open_xvector']['eer']:.1f} | {row['open_xvector']['min_dcf']:.3f} |")
-    spreads = [(name, k, row["seed_spread"]) for name, m in report["models"].items()
-               for k, row in m["layers"].items() if row.get("seed_spread")]
-    if spreads:
-        lines += ["", "Over attacker seeds (same embeddings and utterance split; mean ± sample sd, then each seed):", "",
-                  "| model | layer | seeds | closed-set LR % | closed-set MLP % | x-vector EER % |", "|---|---|---|---|---|---|"]
-        for name, k, sp in spreads:
-            cell = lambda key: (f"{sp[key + '_mean']:.1f} ± {sp[key + '_sd']:.1f} ("
-                                + ", ".join(f"{v:.1f}" for v in sp[key]) + ")")
-            lines.append(f"| {name} | {k} | {', '.join(map(str, sp['seeds']))} | {cell('closed_lr')} | "
-                         f"{cell('closed_mlp')} | {cell('eer')} |")
-    ignorant = report.get("ignorant") or {}
-    if report.get("format") == REPORT_FORMAT:
-        per_model = ignorant  # {model: {layer: row}}
-    else:  # veil-privacy/1: {layer: row} for the anonymized model
-        per_model = {"anonymized": ignorant} if ignorant else {}
-    if per_model:
-        lines += ["", "Ignorant attacker (fitted on baseline embeddings, applied to the attacked source's):", "",
-                  "| model | layer | closed-set LR % | closed-set MLP % | x-vector EER % |", "|---|---|---|---|---|"]
-        for name, rows in per_model.items():
-            for k, row in rows.items():
-                lines.append(f"| {name} | {k} | {row['closed_lr']['accuracy']:.1f} | "
-                             f"{row['closed_mlp']['accuracy']:.1f} | {row['open_xvector']['eer']:.1f} |")
-    return "\n".join(lines) + "\n"
-
-
-def headline(report: dict, source: str | None = None) -> str:
-    """The README's privacy table, every number with its attacker: per attacked source and layer, Veil's
-    semi-informed closed-set attackers (pooled mean+std -> LR / MLP) and its x-vector (EER)."""
-    chance = 100 / report["eval_speakers"]
-    lines = [f"| source | layer | closed-set accuracy %, pooled mean+std LR / MLP (chance {chance:.1f}) | "
-             f"open-set EER %, Veil's x-vector (50 = no information) |", "|---|---|---|---|"]
-    for name, m in report["models"].items():
-        what = f"{name} ({m['backend']} {m['recipe']})" if m.get("kind") == "artifact" else name
-        for k, row in m["layers"].items():
-            lines.append(f"| {what} | {k} | {row['closed_lr']['accuracy']:.1f} / {row['closed_mlp']['accuracy']:.1f} | "
-                         f"{row['open_xvector']['eer']:.1f} |")
-    return "\n".join(lines) + (
-        f"\n\nAttackers trained afterwards on the embeddings they attack (semi-informed), {report['eval_speakers']} "
-        f"unseen speakers. Only Veil's own suite: stronger attackers do far better (see the privacy status above). "
-        + made_by(report.get("command") or "veil privacy", source) + "\n")
-
-
-def write_report(report: dict, out_dir: Path) -> list[Path]:
-    out_dir = Path(out_dir)
-    write_json(out_dir / "privacy.json", report)
-    return [out_dir / "privacy.json", *rerender(report, out_dir / "privacy.json")]
-
-
-def rerender(report: dict, json_path: Path) -> list[Path]:
-    """Re-make ``privacy.md`` and ``privacy.png`` beside a recorded privacy JSON (``report``, its content)."""
-    json_path = Path(json_path)
-    md, png = json_path.with_suffix(".md"), json_path.with_suffix(".png")
-    write_text(md, render_markdown(report))
-    plot_layers(report, png)
-    return [md, png]
-
-
-def plot_layers(report: dict, path: Path) -> None:
-    """Closed-set accuracy (best of LR, MLP) and x-vector EER per layer, one line per model."""
-    import matplotlib  # heavy to import, needed only where plots are drawn
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    grl = set()
-    for name, m in report["models"].items():
-        ks = sorted(int(k) for k in m["layers"])
-        style = "s--" if name == "baseline" else "o-"
-        a1.plot(ks, [m["layers"][str(k)]["closed_best"] for k in ks], style, label=name)
-        a2.plot(ks, [m["layers"][str(k)]["open_xvector"]["eer"] for k in ks], style, label=name)
-        grl |= set(m.get("grl_layers") or [])
-    a1.axhline(100 / report["eval_speakers"], ls=":", c="gray", label="chance")
-    a2.axhline(50, ls=":", c="gray", label="no information")
-    layers = [int(k) for k in report["layers"]]
-    for a in (a1, a2):
-        for k in sorted(grl):
-            a.axvline(k, c="tab:red", alpha=0.25, lw=6)
-        a.set_xticks(layers)
-        a.set_xlim(min(layers) - 0.5, max(layers) + 0.5)
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8)
-    a1.set(xlabel="layer (0 = log-mel; shaded = GRL)", ylabel="closed-set accuracy % (best of LR, MLP)", ylim=(0, 102))
-    a2.set(xlabel="layer (0 = log-mel; shaded = GRL)", ylabel="x-vector EER %", ylim=(0, 55))
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)

@@ -20,7 +20,8 @@ from toolkit.headlines import refresh
 from toolkit.parity import report as parity_report
 from toolkit.paths import display_path
 from toolkit.parity.check import PARITY_FORMAT
-from toolkit.privacy import attempts, frontier, grl_sweep, leakage
+from toolkit.privacy import attempts, frontier, grl_sweep
+from toolkit.privacy import report as privacy_report
 from toolkit.serve import load_report
 
 
@@ -36,8 +37,8 @@ RESULTS = {
     PARITY_FORMAT: ResultKind(parity_report.rerender, parity_report.headline, "parity", "Export and parity"),
     BENCH_FORMAT: ResultKind(bench_report.rerender, bench_report.headline, "bench", "Benchmarks"),
     cut_points.CUT_POINTS_FORMAT: ResultKind(cut_points.rerender),
-    leakage.REPORT_FORMAT: ResultKind(leakage.rerender, leakage.headline, "privacy", "Privacy"),
-    leakage.OLD_REPORT_FORMAT: ResultKind(leakage.rerender, leakage.headline, "privacy", "Privacy"),
+    **{fmt: ResultKind(privacy_report.rerender, privacy_report.headline, "privacy", "Privacy")
+       for fmt in privacy_report.FORMATS},
     evaluate.EVAL_FORMAT: ResultKind(None, evaluate.headline, "accuracy", "Accuracy"),
     frontier.FRONTIER_FORMAT: ResultKind(frontier.rerender, frontier.headline_table, frontier.TABLE, frontier.SECTION),
     load_report.LOAD_FORMAT: ResultKind(load_report.rerender, load_report.headline, "serve-load", "Service load"),
@@ -68,7 +69,7 @@ def render(path: Path, readme: Path | None = None) -> list[Path]:
         raise VeilError(f"{path}: not a Veil result (a JSON object with a format)")
     if doc.get("format") == grl_sweep.SWEEP_FORMAT:
         return grl_sweep.rerender(doc, path, readme)
-    fmt = (evaluate.EVAL_FORMAT if evaluate.is_eval_result(doc) else leakage.report_format(doc) or doc.get("format"))
+    fmt = (evaluate.EVAL_FORMAT if evaluate.is_eval_result(doc) else privacy_report.report_format(doc) or doc.get("format"))
     kind = RESULTS.get(fmt)
     if kind is None:
         raise VeilError(f"{path}: no renderer for format {fmt!r} (formats: {', '.join(RESULTS)}, "
