@@ -105,6 +105,9 @@ def add_parser(sub) -> None:
                     help="training-speaker utterances per speaker for the informed attackers (default: all)")
     fr.add_argument("--threads", type=int, default=0,
                     help="torch and BLAS threads for the evaluation (0 = leave them as they are)")
+    fr.add_argument("--reference-privacy", action="append", default=[], metavar="JSON",
+                    help="a `veil privacy` report whose row for a reference (same checkpoint, split layer, attackers, "
+                         "seeds and attacker data) is reused instead of attacking it again (repeatable)")
     fr.add_argument("--skip-train", action="store_true", help="evaluate existing runs only; never train")
     fr.add_argument("--dry-run", action="store_true", help="print the plan and the commands; run nothing")
     fr.add_argument("--results", default=None, metavar="JSON",
@@ -186,7 +189,8 @@ def run_frontier_request(args) -> None:
         train_args=args.train_arg, baseline=Path(args.baseline) if args.baseline else None,
         skip_train=args.skip_train, dry_run=args.dry_run, attackers=args.attackers,
         attacker_seeds=args.attacker_seeds, attacker_utts=args.attacker_utts,
-        results=Path(args.results) if args.results else None, readme=Path(args.readme) if args.readme else None))
+        results=Path(args.results) if args.results else None, readme=Path(args.readme) if args.readme else None,
+        reference_privacy=[Path(p) for p in args.reference_privacy]))
 
 
 def attempts_log(args) -> int:

@@ -38,7 +38,7 @@ import torch
 from toolkit.data.dataset import AudioSet
 from toolkit.data.librispeech import read_librispeech
 from toolkit.decoding.evaluate import evaluate_set
-from toolkit.errors import VeilError
+from toolkit.errors import VeilError, read_json
 from toolkit.files import file_sha256, write_json, write_text
 from toolkit.headlines import made_by, refresh
 from toolkit.model.asr import Prefix
@@ -191,10 +191,28 @@ class FrontierEvaluator:
         return {"checkpoint_sha256": sha, "layer": layer, "corpus": str(self.corpus.resolve()),
                 "suite": self.options.describe(), "seeds": self.seeds, "attacker_utts": self.attacker_utts}
 
-    def evaluate(self, name: str, checkpoint: Path, cache_dir: Path | None, layer: int | None = None) -> dict:
+    def recorded_row(self, reports: list[Path], sha: str, layer: int) -> tuple[dict, Path] | None:
+        """A `veil privacy` report's row for this checkpoint and layer, made with the same attackers, seeds and
+        attacker data (so a reference attacked before is not attacked again), or None."""
+        for path in reports:
+            report = read_json(path, f"{path}: --reference-privacy report not found")
+            options = report.get("attacker_options") or {}
+            same = (options.get("attackers") == self.options.attackers and
+                    int(report.get("attacker_seeds", 1)) == len(self.seeds) and
+                    report.get("attacker_train_utterances") == len(self.data().train_spk) and
+                    report.get("eval_utterances") == len(self.data().eval_spk))
+            for model in (report.get("models") or {}).values():
+                row = (model.get("layers") or {}).get(str(layer))
+                if same and model.get("sha256") == sha and row:
+                    return row, path
+        return None
+
+    def evaluate(self, name: str, checkpoint: Path, cache_dir: Path | None, layer: int | None = None,
+                 reports: list[Path] = ()) -> dict:
         sha = file_sha256(checkpoint)
         model, config = load_checkpoint(checkpoint)
         layer = layer or model.cfg.split_layer
+        recorded = self.recorded_row(list(reports), sha, layer) if reports else None
         key = self.key(sha, layer)
         cache = Path(cache_dir) / EVAL_CACHE if cache_dir else None
         if cache is not None and cache.exists():
@@ -209,8 +227,12 @@ class FrontierEvaluator:
         test = evaluate_set(model, tokenizer_from(config), self.test())
         self.log(f"evaluate {name}: test WER {test['wer']:.2f} %  CER {test['cer']:.2f} %  [{time.time() - t0:.0f} s]")
         t1 = time.time()
-        emb_eval, emb_train = self.embeddings(model.eval(), layer)
-        row = attack_layer(emb_eval, emb_train, self.data(), self.seeds, self.options, self.log)[0]
+        if recorded is not None:
+            row = {**recorded[0], "recorded_in": str(recorded[1])}
+            self.log(f"evaluate {name}: privacy from {recorded[1]} (same checkpoint, layer and attackers)")
+        else:
+            emb_eval, emb_train = self.embeddings(model.eval(), layer)
+            row = attack_layer(emb_eval, emb_train, self.data(), self.seeds, self.options, self.log)[0]
         result = {"name": name, "checkpoint": str(checkpoint), "sha256": sha, "layer": layer,
                   "split_layer": model.cfg.split_layer, "split_norm": model.cfg.split_norm,
                   "grl_layers": model.cfg.grl_layers, "payload": model_payload(model),
@@ -271,6 +293,7 @@ class FrontierRequest:
     attacker_utts: int | None = None
     results: Path | None = None
     readme: Path | None = None
+    reference_privacy: list[Path] = field(default_factory=list)  # `veil privacy` reports reused for references
 
 
 def default_results_path() -> Path:
@@ -319,7 +342,7 @@ def run_frontier(req: FrontierRequest, progress: bool = True) -> dict | None:
     references = [("no bottleneck", init, out / "reference-init")]
     if req.baseline:
         references.append(("baseline", Path(req.baseline), out / "reference-baseline"))
-    evaluated = [{**evaluator.evaluate(name, path, cache, split_layer), "role": "reference"}
+    evaluated = [{**evaluator.evaluate(name, path, cache, split_layer, req.reference_privacy), "role": "reference"}
                  for name, path, cache in references]
     for r in runs:
         evaluated.append({**evaluator.evaluate(r.name, r.checkpoint, r.run_dir), "role": "point",
