@@ -17,7 +17,8 @@ from toolkit.exporting.prefix_export import ExportRequest, export_prefix
 from toolkit.model.asr import VeilModel, split
 from toolkit.model.bottleneck import VectorQuantizer
 from toolkit.model.checkpoint import load_checkpoint, save_checkpoint
-from toolkit.privacy.embeddings import layer_embeddings
+from toolkit.privacy.artifact import load_runners, read_export
+from toolkit.privacy.embeddings import artifact_embeddings, layer_embeddings
 from toolkit.privacy.frontier import same_phone_blocks, transmit
 from toolkit.serve.suffix import ServedSuffix
 from toolkit.data.dataset import AudioSet
@@ -124,6 +125,14 @@ def test_export_ships_the_codebook_and_the_manifest_guards_it(tiny_corpus, tmp_p
     read = ExportManifest.read(out)
     assert read.payload_codec == "vq"
     assert np.array_equal(read.codebook(), model.bottleneck.vq.codebook.numpy())
+    # veil privacy --artifact attacks what the cloud receives: the codewords of the indices the phone sends
+    prefix, runner = load_runners(read_export(out, ["executorch"]))[0][0]
+    data = AudioSet.load(read_librispeech(tiny_corpus / "eval-speakers")[:2], progress=False)
+    floats = layer_embeddings(model, data, [1], progress=False)[1]
+    for frames, reference in zip(artifact_embeddings(runner, data, prefix.chunk, progress=False), floats):
+        received = prefix.received(frames)
+        assert received.shape == reference.shape and not np.array_equal(received, frames)
+        assert np.mean(np.all(np.isclose(received, reference, atol=1e-5), axis=1)) > 0.95  # same codewords
     (out / "codebook.f32").write_bytes(b"\0" * 16)
     with pytest.raises(VeilError, match="codebook.f32: sha256 differs"):
         ExportManifest.read(out)
