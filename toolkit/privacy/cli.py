@@ -135,6 +135,10 @@ def add_parser(sub) -> None:
     a.add_argument("--date", default=None, help="when the attempt was made (default today, YYYY-MM-DD)")
     a.add_argument("--log", default=None, help=f"attempts log (default benchmarks/results/{attempts.ATTEMPTS_FILE})")
     a.set_defaults(func=run)
+    f = asub.add_parser("add-frontier", help="append one attempt per bottleneck point of a `veil frontier` result")
+    f.add_argument("frontier_json", metavar="FRONTIER_JSON")
+    f.add_argument("--log", default=None, help=f"attempts log (default benchmarks/results/{attempts.ATTEMPTS_FILE})")
+    f.set_defaults(func=run)
     r = asub.add_parser("render", help="rewrite the Markdown beside the attempts log (the same as `veil render LOG`)")
     r.add_argument("--log", default=None)
     r.set_defaults(func=run)
@@ -204,6 +208,12 @@ def attempts_log(args) -> int:
                                             args.baseline_model)
         entries = attempts.append_attempt(log, entry)
         print(f"appended attempt {args.name!r} to {log} ({len(entries)} entries); wrote {log.with_suffix('.md')}")
+    elif args.attempts_command == "add-frontier":
+        entries = attempts.read_log(log)
+        for entry in attempts.entries_from_frontier(Path(args.frontier_json)):
+            entries = attempts.append_attempt(log, entry)
+            print(f"appended attempt {entry['name']!r}: {entry['verdict']}")
+        print(f"{log}: {len(entries)} entries; wrote {log.with_suffix('.md')}")
     else:
         (md,) = attempts.rerender(attempts.read_log(log), log)
         print(f"wrote {md}")
