@@ -45,17 +45,22 @@ def main() -> None:
     ap.add_argument("--level", type=float, default=0.95)
     ap.add_argument("--splits", default="train,dev")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--only", default="", help="comma-separated part numbers to write (default: all)")
     a = ap.parse_args()
     root, out = Path(a.corpus), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs: list[list[tuple[str, Path]]] = [[] for _ in range(a.parts)]
     for split in a.splits.split(","):
-        speakers = sorted(p for p in (root / split).iterdir() if p.is_dir())
+        # speaker folders only: not the decoded-audio cache (.veil-cache) that training leaves in a split
+        speakers = sorted(p for p in (root / split).iterdir() if p.is_dir() and not p.name.startswith("."))
         for i, spk in enumerate(speakers):
             part = 0 if split != "train" else i % a.parts
             jobs[part] += [(split, f) for f in sorted(spk.rglob("*")) if f.is_file()]
     with ProcessPoolExecutor(a.workers) as pool:
+        only = {int(i) for i in a.only.split(",") if i}
         for i, files in enumerate(jobs):
+            if only and i not in only:
+                continue
             tmp = out / f".part{i}.tar.tmp"
             audio = [f for _, f in files if f.suffix == ".flac"]
             blobs = dict(zip(audio, pool.map(encode, [(str(f), a.level) for f in audio], chunksize=32)))

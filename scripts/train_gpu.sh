@@ -6,6 +6,7 @@
 #   RECIPE=sweep bash scripts/train_gpu.sh      # baseline, GRL k = 1..6, two TDNN variants (from the baseline)
 #   RECIPE=anonymity bash scripts/train_gpu.sh  # split-norm + adversary variants (from the shipped anonymized)
 #   RECIPE=anonymity-continue bash scripts/train_gpu.sh  # the two split-4 winners, continued
+#   RECIPE=frontier bash scripts/train_gpu.sh   # bottleneck points behind the shipped anonymized prefix (frozen)
 #   env: VEIL_DATA (/tmp/veil), BUDGET_MIN (6.5), LIMIT_MIN (7.3), LR, WARMUP
 #
 # The device machine has torch but not soundfile/jiwer: their wheels are installed from .whl/ if present.
@@ -70,8 +71,19 @@ elif [ "$RECIPE" = anonymity-continue ]; then
     [s4-l10-r-c]="$a --lambda-max 10 --init-from $CONT/s4-l10-r.safetensors"
     [s4-l3-r-c]="$a --lambda-max 3 --init-from $CONT/s4-l3-r.safetensors"
   )
+elif [ "$RECIPE" = frontier ]; then
+  # the points of `veil frontier` (same run names): the shipped anonymized model's own architecture and adversary,
+  # its phone blocks frozen, a bottleneck after them; evaluate here with `veil frontier --skip-train --out RUNS`
+  INIT=${INIT:-models/anonymized.safetensors}; LR=${LR:-1e-3}; WARMUP=${WARMUP:-200}
+  a="--config ${INIT%.safetensors}.json --freeze-prefix --bottleneck-dim"
+  RUN=(
+    [bn-d32-2x256]="$a 32 --vq-codes 256 --vq-groups 2" [bn-d32-1x256]="$a 32 --vq-codes 256 --vq-groups 1"
+    [bn-d32-1x64]="$a 32 --vq-codes 64 --vq-groups 1" [bn-d32-1x32]="$a 32 --vq-codes 32 --vq-groups 1"
+    [bn-d32-1x16]="$a 32 --vq-codes 16 --vq-groups 1" [bn-d32-1x8]="$a 32 --vq-codes 8 --vq-groups 1"
+    [bn-d16]="$a 16" [bn-d8]="$a 8"
+  )
 else
-  echo "RECIPE must be sweep, anonymity or anonymity-continue" >&2; exit 2
+  echo "RECIPE must be sweep, anonymity, anonymity-continue or frontier" >&2; exit 2
 fi
 common="--corpus $DATA/corpus ${INIT:+--init-from $INIT} --steps 4000 --time-budget $BUDGET --time-limit $LIMIT \
  --batch-seconds 320 --batch-utts 160 --lr $LR --warmup $WARMUP --eval-every 1000 --load-workers 4 $EXTRA"
@@ -87,13 +99,17 @@ import sys, tarfile, json
 from pathlib import Path
 from toolkit.model.checkpoint import load_checkpoint, save_checkpoint, tokenizer_from
 runs, out = Path(sys.argv[1]), Path(sys.argv[2])
+packed = []
 for src in sorted(runs.glob("*/last.safetensors")):
     n = src.parent.name
     model, cfg = load_checkpoint(src)
     dst = runs / "fp16" / f"{n}.safetensors"
     save_checkpoint(dst, model, tokenizer_from(cfg), cfg["speakers"], cfg["provenance"], "float16")
-    with tarfile.open(out / f"model-{n}.tar", "w") as tar:
-        tar.add(dst, arcname=dst.name); tar.add(dst.with_suffix(".json"), arcname=f"{n}.json")
+    packed.append((dst, n))
+for i in range(0, len(packed), 2):  # two checkpoints per tar: the device returns at most 8 files
+    with tarfile.open(out / f"models-{i // 2}.tar", "w") as tar:
+        for dst, n in packed[i:i + 2]:
+            tar.add(dst, arcname=dst.name); tar.add(dst.with_suffix(".json"), arcname=f"{n}.json")
 with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
     for p in sorted(runs.glob("*.log")) + sorted(runs.glob("*/log.jsonl")):
         tar.add(p, arcname=str(p.relative_to(runs)))

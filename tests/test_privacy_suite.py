@@ -8,7 +8,7 @@ from scipy.stats import norm
 
 from toolkit.errors import VeilError
 from toolkit.privacy.attackers import utterance_split
-from toolkit.privacy.attempts import entry_from_privacy, render_attempts
+from toolkit.privacy.attempts import entries_from_frontier, entry_from_privacy, render_attempts
 from toolkit.privacy.ecapa import EcapaSettings, train_ecapa
 from toolkit.privacy.framewise import FrameSettings
 from toolkit.privacy.scoring import PLDA, SpeakerProjection, VectorClassifier, cosine_verification, verification
@@ -294,3 +294,27 @@ def test_attempts_log_names_the_strongest_attacker_of_a_suite_report(tmp_path):
     assert s["open"]["attacker"] == "allstats-plda" and s["open"]["mean_attacker"] == "ecapa-plda"
     md = render_attempts([e])
     assert "5.5 ± 0.4 (ecapa-plda); baseline 2.0 (ecapa)" in md and "96.0 ± 0.0 (allstats-lda-centroid)" in md
+
+
+def test_each_frontier_point_is_logged_with_its_train_command_and_its_verdict_against_the_goals(tmp_path):
+    def model(name, role, wer, closed, eer, payload):
+        row = {"suite": {}, "strongest": {"closed": {"attacker": "allstats-lda-centroid", "accuracy": closed},
+                                          "open": {"attacker": "allstats-plda", "eer": eer}}}
+        return {"name": name, "role": role, "layer": 4, "checkpoint": f"{name}.safetensors", "sha256": "ab" * 32,
+                "train_command": f"veil train --out {name}" if role == "point" else None, "test": {"wer": wer},
+                "payload": payload, "privacy": row,
+                "headline": {"closed_attacker": "allstats-lda-centroid", "closed_accuracy": closed, "closed_sd": 0.0,
+                             "open_attacker": "allstats-plda", "eer": eer, "eer_sd": 0.0}}
+    vq = {"codec": "vq", "dim": 32, "groups": 1, "codes": 16, "bytes_per_second": 12.5}
+    report = tmp_path / "frontier.json"
+    report.write_text(json.dumps({"date": "2026-11-26", "init_from": "models/anonymized.safetensors",
+                                  "attack": {"suite": {"attackers": "fast"}, "seeds": 1, "eval_speakers": 32},
+                                  "models": [model("baseline", "reference", 28.0, 99.0, 2.0, vq),
+                                             model("bn-d32-1x16", "point", 60.0, 15.0, 41.0, vq),
+                                             model("bn-d32-1x256", "point", 28.5, 30.0, 25.0, vq)]}))
+    small, big = entries_from_frontier(report)
+    assert small["name"] == "frontier-bn-d32-1x16" and small["train_command"] == "veil train --out bn-d32-1x16"
+    assert small["verdict"].startswith("misses WER +32.00 pp") and "EER 41.0 % (goal >= 40)" in small["verdict"]
+    assert big["verdict"].startswith("misses EER 25.0 %") and "WER +0.50 pp" in big["verdict"].split("Meets")[1]
+    assert small["strongest"]["closed"]["baseline"] == 99.0 and small["wer"]["baseline"] == 28.0
+    assert "frontier-bn-d32-1x16" in render_attempts([small, big])

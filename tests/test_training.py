@@ -27,7 +27,7 @@ def _train_loss(ckpt: Path, corpus: Path) -> float:
     data = AudioSet.load(utts, progress=False)
     tok = CharTokenizer.from_config(config["tokenizer"])
     pcm, lengths = collate(data.pcm)
-    ctc, _ = compute_losses(model, pcm, lengths, [torch.tensor(tok.encode(u.text)) for u in utts], None)
+    ctc, _, _ = compute_losses(model, pcm, lengths, [torch.tensor(tok.encode(u.text)) for u in utts], None)
     return ctc.item()
 
 

@@ -24,6 +24,7 @@ COMMANDS = {  # command -> the cli module that adds it, in the order `veil --hel
     "bench": "toolkit.bench.cli",
     "privacy": "toolkit.privacy.cli",
     "sweep": "toolkit.privacy.cli",
+    "frontier": "toolkit.privacy.cli",
     "attempts": "toolkit.privacy.cli",
     "render": "toolkit.results.cli",
     "serve": "toolkit.serve.cli",

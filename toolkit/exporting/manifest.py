@@ -21,11 +21,13 @@ import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 import export as backends
 from toolkit import __version__
 from toolkit.chunking import ChunkSpec
 from toolkit.errors import VeilError, read_json
-from toolkit.files import file_sha256, write_json
+from toolkit.files import atomic_write_bytes, file_sha256, write_json
 from toolkit.model.asr import split
 from toolkit.model.checkpoint import config_path, load_checkpoint
 from toolkit.paths import REPO_ROOT
@@ -68,17 +70,40 @@ def io_description(cfg, split_layer: int) -> dict:
     """The manifest's ``input`` and ``output`` sections for a prefix of model config ``cfg`` cut after
     ``split_layer``."""
     chunk = cfg.chunk
+    dim = cfg.prefix_output_dim(split_layer)
     return {
         "input": {"name": INPUT_NAME, "shape": [1, chunk.chunk_samples], "dtype": "float32",
                   "sample_rate": chunk.sample_rate, "chunk_samples": chunk.chunk_samples,
                   "chunk_seconds": chunk.chunk_seconds, "range": [-1.0, 1.0],
                   "layout": "mono PCM; an utterance is cut into chunks, the last one zero-padded"},
-        "output": {"name": OUTPUT_NAME, "shape": [1, chunk.chunk_frames, cfg.d_model], "dtype": "float32",
+        "output": {"name": OUTPUT_NAME, "shape": [1, chunk.chunk_frames, dim], "dtype": "float32",
                    "frames_per_chunk": chunk.chunk_frames, "frame_samples": chunk.frame_samples,
-                   "frame_rate_hz": chunk.frame_rate_hz, "embedding_dim": cfg.d_model,
+                   "frame_rate_hz": chunk.frame_rate_hz, "embedding_dim": dim,
                    "layer": split_layer,
                    "valid_frames": "ceil(utterance_samples / frame_samples) over the concatenated chunks"},
     }
+
+
+CODEBOOK_FILE = "codebook.f32"
+
+
+def write_bottleneck(model, split_layer: int, export_dir: Path) -> dict | None:
+    """The manifest's ``bottleneck`` section for a prefix of ``model`` cut after ``split_layer``, writing the
+    codebook the phone quantizes with (``codebook.f32``: little-endian float32, shape (groups, codes, dim /
+    groups), C order) into ``export_dir``. None when the cut emits no bottleneck vectors."""
+    cfg = model.cfg
+    if model.bottleneck is None or cfg.prefix_output_dim(split_layer) != cfg.bottleneck_dim:
+        return None
+    section = {"dim": cfg.bottleneck_dim, "payload_codec": "int8", "codebook": None}
+    vq = model.bottleneck.vq
+    if vq is not None:
+        book = vq.codebook.detach().cpu().numpy().astype("<f4")
+        path = Path(export_dir) / CODEBOOK_FILE
+        atomic_write_bytes(path, book.tobytes())
+        section.update(payload_codec="vq", groups=vq.groups, codes=vq.codes,
+                       codebook={"file": CODEBOOK_FILE, "sha256": file_sha256(path), "shape": list(book.shape),
+                                 "dtype": "float32", "byte_order": "little"})
+    return section
 
 
 class ExportManifest:
@@ -93,7 +118,8 @@ class ExportManifest:
 
     @classmethod
     def new(cls, export_dir: Path, *, checkpoint: Path, config: dict, cfg, split_layer: int, recipes: dict,
-            calibration: dict | None, libraries: dict, artifacts: list[dict]) -> "ExportManifest":
+            calibration: dict | None, libraries: dict, artifacts: list[dict],
+            bottleneck: dict | None = None) -> "ExportManifest":
         """The manifest of a prefix of ``checkpoint`` (its JSON ``config``, model config ``cfg``) cut after
         ``split_layer``, with one entry per exported artifact (``Artifact.to_json`` + its smoke check)."""
         checkpoint = Path(checkpoint)
@@ -113,6 +139,8 @@ class ExportManifest:
             "libraries": libraries,
             "artifacts": artifacts,
         }
+        if bottleneck:
+            data["bottleneck"] = bottleneck
         return cls(data, export_dir)
 
     def write(self, export_dir: Path | None = None) -> Path:
@@ -135,6 +163,7 @@ class ExportManifest:
         manifest._check_document(path)
         for entry, art in manifest.artifacts():
             manifest._check_artifact(path, entry, art)
+        manifest.codebook()  # present, unchanged and of its declared shape
         return manifest
 
     def _check_document(self, path: Path) -> None:
@@ -233,6 +262,29 @@ class ExportManifest:
     @property
     def calibration(self) -> dict | None:
         return self.data.get("calibration")
+
+    @property
+    def payload_codec(self) -> str:
+        """The codec the phone sends this export's embeddings with: ``vq`` for a codebook bottleneck, else int8."""
+        return (self.section("bottleneck") or {}).get("payload_codec", "int8")
+
+    def codebook(self) -> np.ndarray | None:
+        """The bottleneck's codebook (groups, codes, dim / groups) float32, checked against the manifest, or None."""
+        info = (self.section("bottleneck") or {}).get("codebook")
+        if not info:
+            return None
+        try:
+            path, shape = self.dir / info["file"], tuple(int(n) for n in info["shape"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VeilError(f"{self.path}: bad bottleneck.codebook entry ({exc})") from None
+        if not path.is_file():
+            raise VeilError(f"{path}: codebook listed in {MANIFEST} is missing")
+        if file_sha256(path) != info.get("sha256"):
+            raise VeilError(f"{path}: sha256 differs from {MANIFEST} (the file changed after export)")
+        raw = path.read_bytes()
+        if len(shape) != 3 or len(raw) != 4 * int(np.prod(shape)):
+            raise VeilError(f"{path}: {len(raw)} bytes is not a float32 codebook of shape {list(shape)}")
+        return np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
 
     def section(self, name: str) -> dict | None:
         """An optional top-level section (``parity``, or one a later version adds), or None."""

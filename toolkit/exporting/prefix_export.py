@@ -24,7 +24,8 @@ from toolkit.chunking import ChunkSpec, torch_runner
 from toolkit.console import captured_output, human_bytes, say
 from toolkit.errors import VeilError
 from toolkit.exporting.calibration import CALIBRATION_UTTS, calibration_chunks
-from toolkit.exporting.manifest import FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME, ExportManifest, io_description
+from toolkit.exporting.manifest import (FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME, ExportManifest, io_description,
+                                       write_bottleneck)
 from toolkit.files import replace_dir, temp_dir_beside
 from toolkit.model.asr import split
 from toolkit.model.checkpoint import load_checkpoint
@@ -237,7 +238,8 @@ def _export_into(tmp: Path, plan: Plan, req: ExportRequest, model, config, k: in
 
     manifest = ExportManifest.new(req.out, checkpoint=req.checkpoint, config=config, cfg=cfg, split_layer=k,
                                   recipes=plan.recipes, calibration=calibration_info,
-                                  libraries=all_library_versions(plan.backends), artifacts=artifacts)
+                                  libraries=all_library_versions(plan.backends), artifacts=artifacts,
+                                  bottleneck=write_bottleneck(model, k, tmp))
     manifest.write(tmp)
     replace_dir(tmp, req.out)
     print_summary(req.out, manifest.data)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from toolkit.chunking import ChunkSpec
+from toolkit.model.bottleneck import Bottleneck
 from toolkit.model.conformer import ConformerBlock, ConvSubsampling
 from toolkit.model.frontend import FrontendConfig, LogMelFrontend
 from toolkit.model.grl import SPEAKER_HEADS, grad_reverse
@@ -50,6 +51,10 @@ class ModelConfig:
         "choices": sorted(SPEAKER_HEADS), "help": "adversary behind each GRL: pooled-stats MLP, or an x-vector TDNN"})
     split_norm: str = field(default="none", metadata={
         "choices": SPLIT_NORMS, "help": "'chunk': instance-normalize the prefix output per chunk before it leaves"})
+    bottleneck_dim: int = 0             # >0: the phone projects its output to this many dims before it leaves
+    vq_codes: int = 0                   # >0: vector-quantize the bottleneck; codes per codebook group
+    vq_groups: int = 1                  # codebook groups (indices sent per frame) when --vq-codes is set
+    bottleneck_noise: float = 0.0       # std of Gaussian noise added to the bottleneck in training (no codebook)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
 
     def __post_init__(self):
@@ -65,6 +70,16 @@ class ModelConfig:
     @property
     def chunk_frames(self) -> int:
         return self.chunk.chunk_frames
+
+    @property
+    def embedding_dim(self) -> int:
+        """Dimensions of what leaves the phone: the bottleneck's, or the split block's output."""
+        return self.bottleneck_dim or self.d_model
+
+    def prefix_output_dim(self, split_layer: int) -> int:
+        """Dimensions a prefix cut after ``split_layer`` emits: the bottleneck's at the trained split, else the
+        blocks' (a what-if cut elsewhere passes through the bottleneck and back, or never reaches it)."""
+        return self.embedding_dim if split_layer == self.split_layer else self.d_model
 
     @property
     def chunk(self) -> ChunkSpec:
@@ -84,6 +99,13 @@ class ModelConfig:
             raise ValueError(f"split_norm={self.split_norm!r} is not 'none' or 'chunk'")
         if self.speaker_head not in SPEAKER_HEADS:
             raise ValueError(f"speaker_head={self.speaker_head!r} is not one of {sorted(SPEAKER_HEADS)}")
+        if self.bottleneck_dim < 0 or self.vq_codes < 0 or self.vq_groups < 1 or self.bottleneck_noise < 0:
+            raise ValueError("bottleneck_dim, vq_codes and bottleneck_noise must be >= 0, vq_groups >= 1")
+        if self.vq_codes and not self.bottleneck_dim:
+            raise ValueError("a codebook (vq_codes) needs a bottleneck (bottleneck_dim > 0)")
+        if self.vq_codes and (self.bottleneck_dim % self.vq_groups or self.vq_codes > 65536):
+            raise ValueError(f"bottleneck_dim={self.bottleneck_dim} must split into vq_groups={self.vq_groups} "
+                             f"equal groups and vq_codes={self.vq_codes} must be <= 65536")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
 
@@ -137,9 +159,16 @@ class VeilModel(nn.Module):
             ConformerBlock(cfg.d_model, cfg.n_heads, cfg.ff_mult, cfg.conv_kernel, cfg.dropout)
             for _ in range(cfg.n_blocks))
         self.ctc_head = nn.Linear(cfg.d_model, cfg.vocab_size)
-        self.speaker_heads = nn.ModuleDict(
-            {str(k): SPEAKER_HEADS[cfg.speaker_head](cfg.d_model, cfg.n_speakers, cfg.speaker_hidden)
-             for k in cfg.grl_layers})
+        self.bottleneck = Bottleneck(cfg.d_model, cfg.bottleneck_dim, cfg.vq_groups, cfg.vq_codes,
+                                     cfg.bottleneck_noise) if cfg.bottleneck_dim else None
+        self.speaker_heads = nn.ModuleDict({str(k): self.new_speaker_head(k) for k in cfg.grl_layers})
+
+    def new_speaker_head(self, k: int) -> nn.Module:
+        """A freshly initialized adversary for block ``k``'s output; at the split of a bottleneck model it sees
+        what the cloud receives (the bottleneck's ``embedding_dim`` dims)."""
+        cfg = self.cfg
+        d = cfg.embedding_dim if k == cfg.split_layer else cfg.d_model
+        return SPEAKER_HEADS[cfg.speaker_head](d, cfg.n_speakers, cfg.speaker_hidden)
 
     # ---- the encoder as training runs it, batched -------------------------------------------------------
     def encode(self, pcm: torch.Tensor, lengths: torch.Tensor, upto: int, keep=(), augment: bool = False,
@@ -147,7 +176,10 @@ class VeilModel(nn.Module):
         """pcm (B, S) zero-padded, lengths (B,) in samples, through block ``upto``. Blocks 1..split_layer run
         chunk by chunk through :class:`Prefix` (what the phone runs, with SpecAugment when ``augment``); later
         blocks see the whole utterance. Returns the output of block ``upto`` (B, T, d), ``{k: (B, T, d)}``
-        for the blocks in ``keep``, the valid frames per utterance (B,) and the valid-frame mask (B, T)."""
+        for the blocks in ``keep``, the valid frames per utterance (B,), the valid-frame mask (B, T) and the
+        bottleneck's commitment loss (0 without a codebook).
+        With a bottleneck, "the output of the split block" is what the cloud receives: the codewords (or the
+        projection) that :class:`Suffix` expands back to ``d_model`` before block ``split_layer + 1``."""
         cfg = self.cfg
         b, s = pcm.shape
         cs, cf = cfg.chunk_samples, cfg.chunk_frames
@@ -167,23 +199,31 @@ class VeilModel(nn.Module):
         mask = torch.arange(n_chunks * cf, device=pcm.device)[None, :] < frame_lengths[:, None]
         layers = {k: unchunk(v) for k, v in kept.items()}
         x = unchunk(x_chunks)
+        commit = x.new_zeros(())
+        if self.bottleneck is not None and upto >= cfg.split_layer:
+            x, commit = self.bottleneck.transmit(x, mask)
+            if cfg.split_layer in layers:
+                layers[cfg.split_layer] = x
+            if upto > cfg.split_layer:
+                x = self.bottleneck.up(x)
         for i in range(cfg.split_layer, upto):
             x = self.blocks[i](x, mask)
             if i + 1 in keep:
                 layers[i + 1] = x
-        return x, layers, frame_lengths, mask
+        return x, layers, frame_lengths, mask, commit
 
     # ---- the whole model, batched -------------------------------------------------------------------
     def forward(self, pcm: torch.Tensor, lengths: torch.Tensor, augment: bool = False,
                 grl_lambda: float = 0.0, generator: torch.Generator | None = None,
                 return_layers: bool = False) -> dict:
         """pcm (B, S) zero-padded, lengths (B,) in samples. Returns CTC log-probs (B, T, V), frame lengths,
-        speaker logits per GRL layer, and (optionally) every block's output (B, T, d)."""
+        speaker logits per GRL layer, the bottleneck's commitment loss, and (optionally) every block's output."""
         cfg = self.cfg
         keep = range(1, cfg.n_blocks + 1) if return_layers else cfg.grl_layers
-        x, layers, frame_lengths, mask = self.encode(pcm, lengths, cfg.n_blocks, tuple(keep), augment, generator)
+        x, layers, frame_lengths, mask, commit = self.encode(pcm, lengths, cfg.n_blocks, tuple(keep), augment,
+                                                             generator)
         out = {"log_probs": torch.log_softmax(self.ctc_head(x), dim=-1), "frame_lengths": frame_lengths,
-               "mask": mask, "speaker_logits": {}}
+               "mask": mask, "speaker_logits": {}, "commit": commit}
         for k in cfg.grl_layers:
             out["speaker_logits"][k] = self.speaker_heads[str(k)](grad_reverse(layers[k], grl_lambda), mask)
         if return_layers:
@@ -196,9 +236,11 @@ class Prefix(nn.Module):
     definition of the on-device computation: exports, parity's references and estimates, localization's
     stages and the training forward all run this module.
     With ``split_norm`` the per-chunk instance normalization follows block ``cfg.split_layer`` wherever the
-    cut is: at the end of the trained prefix, inside a deeper what-if prefix (cut-point sweep)."""
+    cut is: at the end of the trained prefix, inside a deeper what-if prefix (cut-point sweep). So does the
+    bottleneck's projection ``down``: a prefix cut at the split emits the bottleneck vectors ``z`` (the payload
+    codec quantizes them on the phone); a deeper what-if prefix goes on through the codebook and ``up``."""
 
-    def __init__(self, model: VeilModel, split_layer: int):
+    def __init__(self, model: VeilModel, split_layer: int, bottleneck: bool = True):
         super().__init__()
         self.frontend = model.frontend
         self.subsampling = model.subsampling
@@ -206,6 +248,8 @@ class Prefix(nn.Module):
         self.chunk_samples = model.cfg.chunk_samples
         cfg = model.cfg
         self.norm_after = cfg.split_layer if cfg.split_norm == "chunk" and split_layer >= cfg.split_layer else 0
+        self.bottleneck = model.bottleneck if bottleneck and split_layer >= cfg.split_layer else None
+        self.bottleneck_after = cfg.split_layer
 
     def forward(self, pcm: torch.Tensor) -> torch.Tensor:
         return self.layers(pcm)[0]
@@ -223,6 +267,10 @@ class Prefix(nn.Module):
             x = block(x)
             if i == self.norm_after:
                 x = chunk_instance_norm(x)
+            if self.bottleneck is not None and i == self.bottleneck_after:
+                x = self.bottleneck.down(x)
+                if i < len(self.blocks):  # a deeper what-if prefix: the cloud's side of the bottleneck, here
+                    x = self.bottleneck.up(self.bottleneck.transmit(x)[0])
             if i in keep:
                 kept[i] = x
         return x, kept
@@ -232,7 +280,9 @@ class Suffix(nn.Module):
     """What the cloud runs: embeddings (B, T, d) + valid-frame mask (B, T) -> CTC log-probs (B, T, V).
     Cut before a split-norm model's split layer (a what-if of the cut-point sweep), the suffix applies the
     per-chunk normalization after block ``cfg.split_layer`` itself, over each ``chunk_frames`` group of frames
-    (the last, partial group over the frames it has)."""
+    (the last, partial group over the frames it has). A bottleneck model's suffix cut at the split receives
+    bottleneck vectors (``embedding_dim``): it quantizes them with the codebook (idempotent on codewords, so
+    the phone's ``z`` and the codewords decoded from a ``vq`` payload give the same result) and expands them."""
 
     def __init__(self, model: VeilModel, split_layer: int):
         super().__init__()
@@ -242,14 +292,27 @@ class Suffix(nn.Module):
         self.first = split_layer + 1
         self.norm_after = cfg.split_layer if cfg.split_norm == "chunk" and split_layer < cfg.split_layer else 0
         self.chunk_frames = cfg.chunk_frames
+        self.bottleneck = model.bottleneck if split_layer <= cfg.split_layer else None
+        self.bottleneck_after = cfg.split_layer if split_layer < cfg.split_layer else 0
+
+    @property
+    def codebook(self) -> torch.Tensor | None:
+        """(groups, codes, dim / groups) codewords that ``vq`` payloads index, when this suffix receives them."""
+        if self.bottleneck is None or self.bottleneck_after or self.bottleneck.vq is None:
+            return None
+        return self.bottleneck.vq.codebook
 
     def forward(self, emb: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = emb
+        if self.bottleneck is not None and not self.bottleneck_after:
+            x = self.bottleneck.up(self.bottleneck.transmit(x, mask)[0])
         for i, block in enumerate(self.blocks, self.first):
             x = block(x, mask)
             if i == self.norm_after:
                 cf = self.chunk_frames
                 x = torch.cat([chunk_instance_norm(x[:, j:j + cf]) for j in range(0, x.shape[1], cf)], dim=1)
+            if i == self.bottleneck_after:
+                x = self.bottleneck.up(self.bottleneck.transmit(self.bottleneck.down(x), mask)[0])
         return torch.log_softmax(self.ctc_head(x), dim=-1)
 
 

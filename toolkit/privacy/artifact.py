@@ -11,7 +11,10 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 import export as backends
+from toolkit import payload
 from toolkit.chunking import ChunkSpec
 from toolkit.errors import VeilError
 from toolkit.exporting.manifest import ExportManifest
@@ -26,6 +29,14 @@ class ExportedPrefix:
     split_layer: int
     chunk: ChunkSpec
     checkpoint: dict  # the manifest's {"path", "sha256", ...}
+    codebook: np.ndarray | None = None  # a vq bottleneck's codebook: the phone sends indices, the cloud codewords
+
+    def received(self, frames: np.ndarray) -> np.ndarray:
+        """What the cloud receives for the artifact's output ``frames``: with a codebook, the codewords of the
+        indices the phone's vq codec sends (``toolkit/payload.py``); without, the frames themselves."""
+        if self.codebook is None:
+            return frames
+        return payload.vq_codewords(payload.vq_indices(frames, self.codebook), self.codebook)
 
     @property
     def name(self) -> str:
@@ -37,7 +48,8 @@ class ExportedPrefix:
                 "sha256": self.entry["sha256"], "size_bytes": self.entry.get("size_bytes"),
                 "split_layer": self.split_layer, "chunk_samples": self.chunk.chunk_samples,
                 "frame_samples": self.chunk.frame_samples,
-                "checkpoint": {"path": self.checkpoint.get("path"), "sha256": self.checkpoint.get("sha256")}}
+                "checkpoint": {"path": self.checkpoint.get("path"), "sha256": self.checkpoint.get("sha256")},
+                "attacked": "codewords of the vq payload" if self.codebook is not None else "the artifact's output"}
 
 
 def read_export(export_dir: Path, only: list[str] | None = None) -> list[ExportedPrefix]:
@@ -47,8 +59,9 @@ def read_export(export_dir: Path, only: list[str] | None = None) -> list[Exporte
     if not export_dir.is_dir():
         raise VeilError(f"{export_dir}: --artifact export folder not found")
     manifest = ExportManifest.read(export_dir, only=only)
-    return [ExportedPrefix(art, entry, export_dir, manifest.split_layer, manifest.chunk, dict(manifest.checkpoint))
-            for entry, art in manifest.artifacts()]
+    codebook = manifest.codebook() if manifest.payload_codec == "vq" else None
+    return [ExportedPrefix(art, entry, export_dir, manifest.split_layer, manifest.chunk, dict(manifest.checkpoint),
+                           codebook) for entry, art in manifest.artifacts()]
 
 
 def load_runners(prefixes: list[ExportedPrefix]) -> tuple[list[tuple[ExportedPrefix, object]], list[dict]]:

@@ -7,6 +7,7 @@ from a `veil privacy` result JSON (semi-informed attackers at one layer, model v
 
     veil attempts add PRIVACY_JSON --name NAME --tried TEXT --verdict TEXT [--layer K] [--date D]
                       [--metrics M.json] [--baseline-metrics B.json] [--train-command CMD] [--log PATH]
+    veil attempts add-frontier FRONTIER_JSON [--log PATH]      one entry per bottleneck point
     veil attempts render [--log PATH]
 """
 from __future__ import annotations
@@ -82,6 +83,66 @@ def entry_from_privacy(privacy_json: Path, name: str, tried: str, verdict: str, 
         "wer": {"split": "test", "model": _test_wer(m), "baseline": _test_wer(bm)},
         "verdict": verdict, "source": str(privacy_json), "baseline_source": base_source,
     }
+
+
+# Issue 17's goals, on the strongest attacker of the suite: open-set EER >= 40 % (mean - 1 sd over attacker
+# seeds), closed-set accuracy <= 20 %, test WER at most 1 pp above the baseline's, payload <= 2 kB/s of audio.
+GOALS = {"eer_min": 40.0, "closed_max": 20.0, "wer_over_baseline_max": 1.0, "payload_max_bytes_per_second": 2000.0}
+
+
+def frontier_verdict(point: dict, baseline_wer: float | None) -> str:
+    """Which of the privacy goals a frontier point meets, each with its number."""
+    h, wer, bps = point["headline"], point["test"]["wer"], point["payload"]["bytes_per_second"]
+    eer = h["eer"] - (h.get("eer_sd") or 0.0)
+    checks = [(f"EER {eer:.1f} % (goal >= {GOALS['eer_min']:.0f})", eer >= GOALS["eer_min"]),
+              (f"closed {h['closed_accuracy']:.1f} % (goal <= {GOALS['closed_max']:.0f})",
+               h["closed_accuracy"] <= GOALS["closed_max"])]
+    if baseline_wer is not None:
+        checks.append((f"WER +{wer - baseline_wer:.2f} pp (goal <= +{GOALS['wer_over_baseline_max']:.0f})",
+                       wer - baseline_wer <= GOALS["wer_over_baseline_max"]))
+    checks.append((f"{bps:.0f} B/s (goal <= {GOALS['payload_max_bytes_per_second']:.0f})",
+                   bps <= GOALS["payload_max_bytes_per_second"]))
+    met = [c for c, ok in checks if ok]
+    missed = [c for c, ok in checks if not ok]
+    return ("meets every goal: " if not missed else "misses " + "; ".join(missed) + (". Meets " if met else "")) + \
+        "; ".join(met)
+
+
+def entries_from_frontier(frontier_json: Path, date: str | None = None) -> list[dict]:
+    """One attempts-log entry per bottleneck point of a `veil frontier` report, against its baseline reference
+    (the same attackers), with the point's train command and a verdict against the goals."""
+    report = _read_json(frontier_json, "frontier result")
+    try:
+        models = report["models"]
+        base = next((m for m in models if m["name"] == "baseline"), None)
+        points = [m for m in models if m["role"] == "point"]
+    except (KeyError, TypeError) as exc:
+        raise VeilError(f"{frontier_json}: not a frontier result ({exc})") from None
+    base_row = base["privacy"] if base else None
+    seeds = report["attack"]["seeds"]
+    chance = 100.0 / report["attack"]["eval_speakers"] if report["attack"].get("eval_speakers") else None
+    out = []
+    for m in points:
+        row, p = m["privacy"], m["payload"]
+        codec = f"vq {p['groups']}x{p['codes']}" if p["codec"] == "vq" else f"int8 x {p['dim']}"
+        out.append({
+            "name": f"frontier-{m['name']}", "date": date or report["date"],
+            "tried": f"information bottleneck at the split: {p['dim']} dims, {codec} ({p['bytes_per_second']:.0f} "
+                     f"B/s), trained behind the frozen phone blocks of {Path(report['init_from']).name}; attacked "
+                     f"on what the cloud receives (`veil frontier`, attackers {report['attack']['suite']['attackers']})",
+            "train_command": m.get("train_command"), "layer": m["layer"],
+            "attacked": {"model": m["name"], "checkpoint": m["checkpoint"], "sha256": m["sha256"], "kind": "checkpoint"},
+            "probe": {"attacker": "semi-informed pooled mean+std", "lr": _get(row, "closed_lr", "accuracy"),
+                      "mlp": _get(row, "closed_mlp", "accuracy"), "chance": chance,
+                      "baseline_lr": _get(base_row, "closed_lr", "accuracy"),
+                      "baseline_mlp": _get(base_row, "closed_mlp", "accuracy")},
+            "eer": {"attacker": "x-vector", "model": _get(row, "open_xvector", "eer"),
+                    "baseline": _get(base_row, "open_xvector", "eer")},
+            "strongest": _strongest(row, base_row, seeds),
+            "wer": {"split": "test", "model": m["test"]["wer"], "baseline": base["test"]["wer"] if base else None},
+            "verdict": frontier_verdict(m, base["test"]["wer"] if base else None),
+            "source": str(frontier_json), "baseline_source": str(frontier_json) if base else None})
+    return out
 
 
 def _get(row: dict | None, key: str, value: str):

@@ -2,6 +2,7 @@
 
     veil privacy [--checkpoint M] [--baseline B] [--layers all|0..6|2,4] [--artifact EXPORT_DIR] ...
     veil sweep --out DIR [--layers 1..L] [--steps N] [--skip-train] ...       the GRL sweep (paper's experiment)
+    veil frontier --out DIR --points d32,d32:2x256 [--init-from CKPT] ...      the bottleneck frontier
     veil attempts add PRIVACY_JSON --name N --tried T --verdict V ...          the privacy attempts log
 
 The attackers' settings (``--attackers``, ``--seed``, ``--attacker-utts``, ``--threads``, ...) are the fields of
@@ -15,7 +16,7 @@ from pathlib import Path
 from toolkit.config_flags import add_config_flags, build_config, given_flags
 from toolkit.errors import VeilError
 from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
-from toolkit.privacy import attempts, grl_sweep
+from toolkit.privacy import attempts, frontier, grl_sweep
 from toolkit.privacy.leakage import SWEEP_DEFAULTS, AttackSettings, PrivacyRequest, attacker_threads, run_privacy
 from toolkit.privacy.suite import ATTACKERS, SETS
 
@@ -84,6 +85,36 @@ def add_parser(sub) -> None:
                      title="attackers (--threads also sets the WER evaluation's torch threads)")
     sw.set_defaults(func=run)
 
+    fr = sub.add_parser("frontier", help="an information bottleneck at the split: WER, strongest attacker and "
+                                          "payload per bottleneck size (train + evaluate + chart)")
+    fr.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    fr.add_argument("--out", required=True, metavar="DIR", help="run directories DIR/bn-dD[-GxK][-nS]")
+    fr.add_argument("--init-from", default=str(DEFAULT_ANONYMIZED), metavar="CKPT",
+                    help="the model whose frozen prefix every bottleneck follows (and whose config it keeps)")
+    fr.add_argument("--points", required=True, metavar="LIST",
+                    help="comma-separated bottlenecks: dD (D dims, int8), dD:GxK (G codebooks of K codes), "
+                         "dD:nS (training noise S), e.g. d32,d32:2x256,d32:1x64")
+    fr.add_argument("--steps", type=int, default=2000, help="training steps per bottleneck")
+    fr.add_argument("--parallel", type=int, default=1, metavar="P", help="train P bottlenecks at a time (1 thread each)")
+    fr.add_argument("--train-arg", action="append", default=[], metavar="ARGS",
+                    help="extra `veil train` arguments for every run, shell-split (repeatable)")
+    fr.add_argument("--baseline", default=None, metavar="CKPT", help="also place this model (no adversary) on the chart")
+    fr.add_argument("--attackers", default="all", help="attacker suite: 'all', 'fast' or comma-separated names")
+    fr.add_argument("--attacker-seeds", type=int, default=1, metavar="N", help="repeat the seeded attackers N times")
+    fr.add_argument("--attacker-utts", type=int, default=None, metavar="N",
+                    help="training-speaker utterances per speaker for the informed attackers (default: all)")
+    fr.add_argument("--threads", type=int, default=0,
+                    help="torch and BLAS threads for the evaluation (0 = leave them as they are)")
+    fr.add_argument("--reference-privacy", action="append", default=[], metavar="JSON",
+                    help="a `veil privacy` report whose row for a reference (same checkpoint, split layer, attackers, "
+                         "seeds and attacker data) is reused instead of attacking it again (repeatable)")
+    fr.add_argument("--skip-train", action="store_true", help="evaluate existing runs only; never train")
+    fr.add_argument("--dry-run", action="store_true", help="print the plan and the commands; run nothing")
+    fr.add_argument("--results", default=None, metavar="JSON",
+                    help="results file (default benchmarks/results/privacy-frontier-<date>.json; .md, .png beside)")
+    fr.add_argument("--readme", default=None, metavar="README", help="also rewrite the frontier table of this README")
+    fr.set_defaults(func=run)
+
     at = sub.add_parser("attempts", help="the privacy attempts log: append a result, render Markdown")
     asub = at.add_subparsers(dest="attempts_command", metavar="ACTION", required=True)
     a = asub.add_parser("add", help="append an attempt from a `veil privacy` result JSON")
@@ -104,13 +135,17 @@ def add_parser(sub) -> None:
     a.add_argument("--date", default=None, help="when the attempt was made (default today, YYYY-MM-DD)")
     a.add_argument("--log", default=None, help=f"attempts log (default benchmarks/results/{attempts.ATTEMPTS_FILE})")
     a.set_defaults(func=run)
+    f = asub.add_parser("add-frontier", help="append one attempt per bottleneck point of a `veil frontier` result")
+    f.add_argument("frontier_json", metavar="FRONTIER_JSON")
+    f.add_argument("--log", default=None, help=f"attempts log (default benchmarks/results/{attempts.ATTEMPTS_FILE})")
+    f.set_defaults(func=run)
     r = asub.add_parser("render", help="rewrite the Markdown beside the attempts log (the same as `veil render LOG`)")
     r.add_argument("--log", default=None)
     r.set_defaults(func=run)
 
 
 def run(args) -> int:
-    return {"privacy": privacy, "sweep": sweep, "attempts": attempts_log}[args.command](args)
+    return {"privacy": privacy, "sweep": sweep, "frontier": frontier_cmd, "attempts": attempts_log}[args.command](args)
 
 
 def privacy(args) -> int:
@@ -143,6 +178,25 @@ def sweep(args) -> int:
     return 0
 
 
+def frontier_cmd(args) -> int:
+    if args.threads < 0:
+        raise VeilError(f"--threads must be 0 (default) or more, got {args.threads}")
+    with attacker_threads(args.threads):
+        run_frontier_request(args)
+    return 0
+
+
+def run_frontier_request(args) -> None:
+    frontier.run_frontier(frontier.FrontierRequest(
+        corpus=Path(args.corpus), out=Path(args.out), init_from=Path(args.init_from),
+        points=[p for p in args.points.split(",") if p.strip()], steps=args.steps, parallel=args.parallel,
+        train_args=args.train_arg, baseline=Path(args.baseline) if args.baseline else None,
+        skip_train=args.skip_train, dry_run=args.dry_run, attackers=args.attackers,
+        attacker_seeds=args.attacker_seeds, attacker_utts=args.attacker_utts,
+        results=Path(args.results) if args.results else None, readme=Path(args.readme) if args.readme else None,
+        reference_privacy=[Path(p) for p in args.reference_privacy]))
+
+
 def attempts_log(args) -> int:
     log = Path(args.log) if args.log else attempts.DEFAULT_LOG
     if args.attempts_command == "add":
@@ -154,6 +208,12 @@ def attempts_log(args) -> int:
                                             args.baseline_model)
         entries = attempts.append_attempt(log, entry)
         print(f"appended attempt {args.name!r} to {log} ({len(entries)} entries); wrote {log.with_suffix('.md')}")
+    elif args.attempts_command == "add-frontier":
+        entries = attempts.read_log(log)
+        for entry in attempts.entries_from_frontier(Path(args.frontier_json)):
+            entries = attempts.append_attempt(log, entry)
+            print(f"appended attempt {entry['name']!r}: {entry['verdict']}")
+        print(f"{log}: {len(entries)} entries; wrote {log.with_suffix('.md')}")
     else:
         (md,) = attempts.rerender(attempts.read_log(log), log)
         print(f"wrote {md}")

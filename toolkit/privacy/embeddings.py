@@ -35,7 +35,7 @@ def layer_embeddings(model, data: AudioSet, layers: list[int], max_batch_samples
                 out[0][i] = model.frontend(pcm[j: j + 1, : int(lengths[j])])[0].numpy().astype(np.float32)
         if not blocks:
             continue
-        _, res, frame_lengths, _ = model.encode(pcm, lengths, max(blocks), keep=tuple(blocks))
+        _, res, frame_lengths, _, _ = model.encode(pcm, lengths, max(blocks), keep=tuple(blocks))
         for k in blocks:
             for j, i in enumerate(batch):
                 out[k][i] = res[k][j, : int(frame_lengths[j])].numpy().astype(np.float32)

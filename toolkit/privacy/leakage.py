@@ -301,10 +301,12 @@ def checkpoint_embeddings(model, data: AttackData, layers: list[int], progress: 
 
 
 def prefix_embeddings(prefix: ExportedPrefix, runner, data: AttackData, progress: bool = False) -> tuple[list, list]:
-    """(eval-speaker frames, attacker-training-speaker frames) of an exported prefix run in its runtime."""
-    return (artifact_embeddings(runner, data.eval_data, prefix.chunk, progress, desc=f"{prefix.name} eval-speakers"),
-            artifact_embeddings(runner, data.train_data, prefix.chunk, progress,
-                                desc=f"{prefix.name} attacker training set"))
+    """(eval-speaker frames, attacker-training-speaker frames) of an exported prefix run in its runtime, as the
+    cloud receives them (a vq export's codewords)."""
+    ev = artifact_embeddings(runner, data.eval_data, prefix.chunk, progress, desc=f"{prefix.name} eval-speakers")
+    tr = artifact_embeddings(runner, data.train_data, prefix.chunk, progress,
+                             desc=f"{prefix.name} attacker training set")
+    return [prefix.received(x) for x in ev], [prefix.received(x) for x in tr]
 
 
 def attack_checkpoint_layer(model, layer: int, data: AttackData, options: SuiteOptions | None = None,

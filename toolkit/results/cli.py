@@ -20,7 +20,7 @@ from toolkit.headlines import refresh
 from toolkit.parity import report as parity_report
 from toolkit.paths import display_path
 from toolkit.parity.check import PARITY_FORMAT
-from toolkit.privacy import attempts, grl_sweep
+from toolkit.privacy import attempts, frontier, grl_sweep
 from toolkit.privacy import report as privacy_report
 from toolkit.serve import load_report
 
@@ -40,6 +40,7 @@ RESULTS = {
     **{fmt: ResultKind(privacy_report.rerender, privacy_report.headline, "privacy", "Privacy")
        for fmt in privacy_report.FORMATS},
     evaluate.EVAL_FORMAT: ResultKind(None, evaluate.headline, "accuracy", "Accuracy"),
+    frontier.FRONTIER_FORMAT: ResultKind(frontier.rerender, frontier.headline_table, frontier.TABLE, frontier.SECTION),
     load_report.LOAD_FORMAT: ResultKind(load_report.rerender, load_report.headline, "serve-load", "Service load"),
 }
 

@@ -28,10 +28,10 @@ from toolkit.data.dataset import AudioSet, collate, length_batches
 from toolkit.data.librispeech import read_librispeech
 from toolkit.decoding.evaluate import evaluate_set
 from toolkit.errors import VeilError
-from toolkit.model.asr import ModelConfig, VeilModel
+from toolkit.model.asr import ModelConfig, Prefix, VeilModel
 from toolkit.files import atomic_save_tensors
 from toolkit.model.checkpoint import load_checkpoint, save_checkpoint
-from toolkit.model.grl import SPEAKER_HEADS, ganin_lambda
+from toolkit.model.grl import ganin_lambda
 from toolkit.paths import DEFAULT_CORPUS
 from toolkit.text.tokenizer import CharTokenizer
 
@@ -67,6 +67,8 @@ class TrainConfig:
     head_reset_every: int = field(default=0, metadata={
         "flag": "head-reset", "metavar": "N",
         "help": "re-initialize the speaker heads (and their Adam moments) every N steps: fresh adversaries"})
+    freeze_prefix: bool = False   # train only what follows the phone's blocks (bottleneck, suffix, heads)
+    vq_commit_weight: float = 0.25  # weight of the bottleneck's codebook commitment loss
     model: ModelConfig = field(default_factory=ModelConfig)
 
 
@@ -97,28 +99,49 @@ def feature_stats(model: VeilModel, data: AudioSet, n: int = 300, seed: int = 0)
 
 def compute_losses(model, pcm, lengths, targets: list[torch.Tensor], speaker_labels: torch.Tensor | None,
                    augment: bool = False, grl_lambda: float = 0.0, generator=None):
-    """CTC loss (mean over the batch, per target token) and speaker CE per GRL layer."""
+    """CTC loss (mean over the batch, per target token), speaker CE per GRL layer and the bottleneck's
+    codebook commitment loss (0 without a codebook)."""
     o = model(pcm, lengths, augment=augment, grl_lambda=grl_lambda, generator=generator)
     dev = pcm.device
     ctc = F.ctc_loss(o["log_probs"].transpose(0, 1), torch.cat(targets).to(dev), o["frame_lengths"],
                      torch.tensor([len(t) for t in targets], device=dev), blank=0, zero_infinity=True)
     spk = {} if speaker_labels is None else {
         k: F.cross_entropy(logits, speaker_labels) for k, logits in o["speaker_logits"].items()}
-    return ctc, spk
+    return ctc, spk, o["commit"]
 
 
 def reset_speaker_heads(model: VeilModel, opt: torch.optim.Optimizer, seed: int) -> None:
     """Replace every speaker head by a freshly initialized one (same seed on every DDP rank) and drop its
     optimizer moments. A GRL adversary that trains alongside the encoder gets fooled by features that a
     fresh attacker still reads; periodic resets make the encoder face new adversaries, as attackers are."""
-    cfg = model.cfg
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for head in model.speaker_heads.values():
-            fresh = SPEAKER_HEADS[cfg.speaker_head](cfg.d_model, cfg.n_speakers, cfg.speaker_hidden)
-            head.load_state_dict(fresh.state_dict())
+        for k, head in model.speaker_heads.items():
+            head.load_state_dict(model.new_speaker_head(int(k)).state_dict())
             for p in head.parameters():
                 opt.state.pop(p, None)
+
+
+def prefix_modules(model: VeilModel) -> list[torch.nn.Module]:
+    """The modules of the phone's computation before any bottleneck: frontend, subsampling, blocks 1..K."""
+    return [model.frontend, model.subsampling, *model.blocks[: model.cfg.split_layer]]
+
+
+@torch.no_grad()
+@torch.no_grad()
+def init_bottleneck(model: VeilModel, data: AudioSet, n: int = 200, seed: int = 0) -> None:
+    """Start the bottleneck where it loses least: ``down``/``up`` as the PCA of the split block's output over
+    ``n`` training utterances, the codebook as k-means of their projections (on the model's device)."""
+    idx = random.Random(seed).sample(range(len(data)), min(n, len(data)))
+    prefix = Prefix(model, model.cfg.split_layer, bottleneck=False).eval()
+    device = next(model.parameters()).device
+    cs = model.cfg.chunk_samples
+    frames = []
+    for i in idx:
+        pcm, _ = collate([data.pcm[i]])
+        pcm = F.pad(pcm, (0, -pcm.shape[1] % cs)).reshape(-1, cs)
+        frames.append(prefix(pcm.to(device)).reshape(-1, model.cfg.d_model))
+    model.bottleneck.init_from(torch.cat(frames), seed=seed)
 
 
 def _save_state(out: Path, step: int, model, opt, tokenizer, speakers, provenance) -> None:
@@ -170,6 +193,7 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     tokenizer = CharTokenizer()
 
     resume = (out / "last.safetensors").exists()
+    fresh_bottleneck = False
     if resume:
         model, ckpt = load_checkpoint(out / "last.safetensors")
         if ckpt["speakers"] != speakers:
@@ -181,20 +205,30 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
         if cfg.init_from:
             init, _ = load_checkpoint(cfg.init_from)
             own = model.state_dict()
-            own.update({k: v for k, v in init.state_dict().items() if k in own and not k.startswith("speaker_heads")})
+            taken = {k: v for k, v in init.state_dict().items()
+                     if k in own and own[k].shape == v.shape and not k.startswith("speaker_heads")}
+            own.update(taken)
             model.load_state_dict(own)
+        fresh_bottleneck = model.bottleneck is not None and "bottleneck.down.weight" not in (
+            taken if cfg.init_from else {})
+    if cfg.freeze_prefix:
+        for module in prefix_modules(model):
+            module.requires_grad_(False)
     model.to(device)
     train_set = AudioSet.load(train_utts, "loading train", progress=main, workers=cfg.load_workers, cache=True)
     dev_set = AudioSet.load(dev_utts, "loading dev", progress=main, workers=cfg.load_workers)
     if not resume and not cfg.init_from:
         feature_stats(model, train_set, seed=cfg.seed)
+    if fresh_bottleneck:
+        init_bottleneck(model, train_set, seed=cfg.seed)
     targets = [torch.tensor(tokenizer.encode(u.text), dtype=torch.long) for u in train_utts]
     spk_labels = torch.tensor([spk_index[u.speaker] for u in train_utts])
 
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     step = 0
     if resume:
         if (out / "train_state.safetensors").exists():
@@ -231,17 +265,20 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
         batches = batches[rank::world][: len(batches) // world]
         for batch in batches[skip:]:
             ddp_model.train()
+            if cfg.freeze_prefix:  # a frozen prefix computes exactly what the phone computes: no dropout
+                for module in prefix_modules(model):
+                    module.eval()
             pcm, lens = collate([train_set.pcm[i] for i in batch])
             lam = ganin_lambda(step / cfg.steps, model.cfg.grl_lambda_max, model.cfg.grl_gamma)
-            ctc, spk_losses = compute_losses(ddp_model, pcm.to(device), lens.to(device), [targets[i] for i in batch],
-                                             spk_labels[batch].to(device), augment=True, grl_lambda=lam,
-                                             generator=gen)
-            loss = ctc + cfg.speaker_weight * sum(spk_losses.values())
+            ctc, spk_losses, commit = compute_losses(
+                ddp_model, pcm.to(device), lens.to(device), [targets[i] for i in batch], spk_labels[batch].to(device),
+                augment=True, grl_lambda=lam, generator=gen)
+            loss = ctc + cfg.speaker_weight * sum(spk_losses.values()) + cfg.vq_commit_weight * commit
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_(trained, 5.0)
             opt.step()
             step += 1
             if cfg.head_reset_every and model.speaker_heads and step % cfg.head_reset_every == 0:
@@ -268,6 +305,7 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
                 if step % 50 == 0:
                     with open(log_path, "a") as f:
                         f.write(json.dumps({"step": step, "ctc": round(ctc.item(), 4), "lr": lr_at(step, cfg),
+                                            "commit": round(float(commit), 4),
                                             "lambda": round(lam, 4),
                                             **{f"speaker_ce_{k}": round(v.item(), 4) for k, v in spk_losses.items()}})
                                 + "\n")
