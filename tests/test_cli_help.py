@@ -6,7 +6,7 @@ from toolkit.cli import COMMANDS, build_parser
 from toolkit.exporting import cli as export_cli
 
 ALL_COMMANDS = ("corpus", "corpus build", "train", "transcribe", "evaluate", "publish", "export", "parity", "bench",
-                "privacy", "sweep", "attempts", "attempts add", "attempts render", "render", "serve", "stream",
+                "privacy", "sweep", "frontier", "attempts", "attempts add", "attempts add-frontier", "attempts render", "render", "serve", "stream",
                 "protocol", "protocol vectors")
 
 

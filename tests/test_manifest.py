@@ -70,21 +70,21 @@ def test_the_manifest_carries_geometry_identity_and_artifacts(exported):
 
 
 def test_sections_a_reader_does_not_know_are_ignored_and_kept(exported, tmp_path):
-    """A later version may add optional sections (e.g. a bottleneck codebook shipped beside the artifacts):
-    an older reader neither rejects them nor drops them when it rewrites the manifest (as parity does)."""
+    """A later version may add optional sections (as the bottleneck section was added): an older reader neither
+    rejects them nor drops them when it rewrites the manifest (as parity does)."""
     _, out, _ = exported
-    section = {"kind": "vq", "codebook": "codebook.npy", "codebook_sha256": "0" * 64}
+    section = {"kind": "voice-filter", "file": "filter.npy", "sha256": "0" * 64}
 
     def add(data):
-        data["bottleneck"] = section
+        data["voice_filter"] = section
         data["artifacts"][0]["future_field"] = [1, 2]
     d = copy_with(out, tmp_path / "newer", add)
     m = ExportManifest.read(d)
-    assert m.section("bottleneck") == section and m.section("nothing") is None
+    assert m.section("voice_filter") == section and m.section("nothing") is None
     m.data["parity"] = {"verdict": "pass"}
     m.write()
     again = json.loads((d / "manifest.json").read_text())
-    assert again["bottleneck"] == section and again["artifacts"][0]["future_field"] == [1, 2]
+    assert again["voice_filter"] == section and again["artifacts"][0]["future_field"] == [1, 2]
     assert again["parity"] == {"verdict": "pass"}
 
 

@@ -293,7 +293,7 @@ class Suffix(nn.Module):
         self.norm_after = cfg.split_layer if cfg.split_norm == "chunk" and split_layer < cfg.split_layer else 0
         self.chunk_frames = cfg.chunk_frames
         self.bottleneck = model.bottleneck if split_layer <= cfg.split_layer else None
-        self.bottleneck_after = cfg.split_layer if split_layer < cfg.split_layer else 0
+        self.bottleneck_after = cfg.split_layer if self.bottleneck is not None and split_layer < cfg.split_layer else 0
 
     @property
     def codebook(self) -> torch.Tensor | None:
