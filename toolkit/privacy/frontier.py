@@ -43,8 +43,9 @@ from toolkit.files import file_sha256, write_json, write_text
 from toolkit.headlines import made_by, refresh
 from toolkit.model.asr import Prefix
 from toolkit.model.checkpoint import load_checkpoint, read_config, tokenizer_from
-from toolkit.paths import RESULTS_DIR
+from toolkit.paths import RESULTS_DIR, display_path
 from toolkit.payload import message_bytes
+from toolkit.privacy.attempts import GOALS
 from toolkit.privacy.grl_sweep import SweepRun, inspect_run, train_runs
 from toolkit.privacy.leakage import attack_layer, checkpoint_embeddings, load_attack_data
 from toolkit.privacy.suite import SuiteOptions
@@ -233,7 +234,7 @@ class FrontierEvaluator:
         else:
             emb_eval, emb_train = self.embeddings(model.eval(), layer)
             row = attack_layer(emb_eval, emb_train, self.data(), self.seeds, self.options, self.log)[0]
-        result = {"name": name, "checkpoint": str(checkpoint), "sha256": sha, "layer": layer,
+        result = {"name": name, "checkpoint": display_path(checkpoint), "sha256": sha, "layer": layer,
                   "split_layer": model.cfg.split_layer, "split_norm": model.cfg.split_norm,
                   "grl_layers": model.cfg.grl_layers, "payload": model_payload(model),
                   "test": {"wer": test["wer"], "cer": test["cer"], "utterances": test["utterances"]},
@@ -351,7 +352,7 @@ def run_frontier(req: FrontierRequest, progress: bool = True) -> dict | None:
     report = {"format": FRONTIER_FORMAT, "date": datetime.date.today().isoformat(),
               "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "command": "veil " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["frontier"] else None,
-              "host": platform.node(), "corpus": str(corpus), "init_from": str(init), "split_layer": split_layer,
+              "host": platform.node(), "corpus": display_path(corpus), "init_from": display_path(init), "split_layer": split_layer,
               "attack": {"suite": options.describe(), "seeds": req.attacker_seeds,
                          "attacker_utts_per_speaker": req.attacker_utts or "all",
                          **evaluator.data().describe()},
@@ -412,6 +413,12 @@ def render_chart(report: dict, path: Path) -> None:
         ax.annotate(f"{m['name']}\n{m['payload']['bytes_per_second']:.0f} B/s", (m["test"]["wer"], h["eer"]),
                     textcoords="offset points", xytext=(5, 4), fontsize=7)
     ax.axhline(50, color="green", lw=0.6, ls=":")
+    ax.axhline(GOALS["eer_min"], color="tab:red", lw=0.8, ls="--", label=f"goal: EER ≥ {GOALS['eer_min']:.0f} %")
+    base = next((m for m in report["models"] if m["name"] == "baseline"), None)
+    if base is not None:
+        wer_goal = base["test"]["wer"] + GOALS["wer_over_baseline_max"]
+        ax.axvline(wer_goal, color="tab:orange", lw=0.8, ls="--", label=f"goal: WER ≤ baseline + 1 ({wer_goal:.1f} %)")
+    ax.legend(loc="lower right", fontsize=7)
     ax.set_xlabel("test WER % (greedy)")
     ax.set_ylabel("EER % of the strongest open-set attacker")
     ax.set_title("Bottleneck at the split: privacy against recognition (labels: payload)")
@@ -437,8 +444,8 @@ def rerender(report: dict, path: Path) -> list[Path]:
 
 def write_frontier(report: dict, path: Path, readme: Path | None = None) -> None:
     path = Path(path)
-    report["results_file"] = str(path)
+    report["results_file"] = display_path(path)
     write_json(path, report)
     rerender(report, path)
     if readme:
-        refresh(Path(readme), TABLE, headline_table(report, str(path)), SECTION)
+        refresh(Path(readme), TABLE, headline_table(report, display_path(path)), SECTION)
