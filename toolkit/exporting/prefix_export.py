@@ -116,7 +116,7 @@ def check_chunks(corpus: Path, chunk: ChunkSpec) -> tuple[list[np.ndarray], str]
     synthetic signal (tones + noise) when no corpus is there."""
     split_dir = Path(corpus) / CHECK_SPLIT
     if split_dir.is_dir():
-        chunks, info = calibration_chunks(split_dir, CHECK_UTTS, chunk.chunk_samples)
+        chunks, info = calibration_chunks(split_dir, CHECK_UTTS, chunk.chunk_samples, loud=False)
         return chunks, f"{info['utterances']} utterances ({info['chunks']} chunks) of {split_dir}"
     rng = np.random.default_rng(0)
     t = np.arange(chunk.chunk_samples) / chunk.sample_rate
@@ -210,7 +210,8 @@ def _export_into(tmp: Path, plan: Plan, req: ExportRequest, model, config, k: in
         calibration, calibration_info = calibration_chunks(corpus / req.calibration_split, req.calibration_utts,
                                                            cfg.chunk_samples)
         say(f"calibration: {calibration_info['utterances']} utterances ({calibration_info['speakers']} speakers), "
-            f"{len(calibration)} chunks from {calibration_info['corpus_split']}")
+            f"{calibration_info['chunks']} chunks from {calibration_info['corpus_split']}, "
+            f"+ {calibration_info['loud']['chunks']} loud chunks (full-scale tones, noise, clipped speech)")
     chunks, check_audio = check_chunks(corpus, cfg.chunk)
     io = io_description(cfg, k)
     artifacts = []
