@@ -108,14 +108,14 @@ def calibration(corpus, prefix):
     return chunks
 
 
-def test_calibration_includes_seeded_loud_chunks_distinct_from_parity_stress_cases(tiny_corpus):
+def test_calibration_loud_set_is_seeded_and_distinct_from_parity_stress_cases(tiny_corpus):
     """Static int8 ranges must cover full-scale input: the loud chunks are part of the calibration set, the same
     on every call (seeded), recorded in the manifest's section and rebuilt from it, and none of them is one of
     parity's stress chunks (so the stress gates measure generalization)."""
     chunk = 16000
-    speech, speech_info = calibration_chunks(tiny_corpus / "train", 3, chunk, loud=False)
-    chunks, info = calibration_chunks(tiny_corpus / "train", 3, chunk)
-    again, _ = calibration_chunks(tiny_corpus / "train", 3, chunk)
+    speech, speech_info = calibration_chunks(tiny_corpus / "train", 3, chunk)
+    chunks, info = calibration_chunks(tiny_corpus / "train", 3, chunk, loud=True)
+    again, _ = calibration_chunks(tiny_corpus / "train", 3, chunk, loud=True)
     loud = chunks[len(speech):]
     assert all(np.array_equal(a, b) for a, b in zip(chunks[:len(speech)], speech))
     assert len(loud) == info["loud"]["chunks"] == len(info["loud"]["cases"]) and "loud" not in speech_info
@@ -134,10 +134,27 @@ def test_calibration_includes_seeded_loud_chunks_distinct_from_parity_stress_cas
     assert not any(np.allclose(c, s.pcm, atol=1e-3) for c in loud for s in stress)
 
 
+def test_loud_calibration_export_is_recorded_and_byte_reproducible(work, checkpoint, corpus):
+    """`--calibration-loud`: the manifest records the loud set, parity rebuilds the same calibration from it, and
+    two exports give the same bytes."""
+    hashes = []
+    for name in ("loud-a", "loud-b"):
+        out = work / name
+        assert export_main(["--checkpoint", str(checkpoint), "--target", "litert", "--recipe", "int8-static",
+                            "--out", str(out), "--corpus", str(corpus), "--calibration-utts", "2",
+                            "--calibration-loud", "--no-parity"]) == 0
+        manifest = json.loads((out / "manifest.json").read_text())
+        hashes.append(manifest["artifacts"][0]["sha256"])
+    info = manifest["calibration"]
+    assert info["loud"]["seed"] == LOUD_SEED and info["loud"]["chunks"] == len(info["loud"]["cases"]) > 0
+    assert len(manifest_calibration(info, manifest["input"]["chunk_samples"])) == info["chunks"] + info["loud"]["chunks"]
+    assert hashes[0] == hashes[1]
+
+
 @pytest.fixture(scope="module")
 def held_out(corpus, prefix):
     """Chunks from the dev split (not used for calibration) and the float torch prefix's embeddings."""
-    chunks, _ = calibration_chunks(corpus / "dev", 2, prefix.chunk_samples, loud=False)
+    chunks, _ = calibration_chunks(corpus / "dev", 2, prefix.chunk_samples)
     with torch.no_grad():
         refs = [prefix(torch.from_numpy(c)).numpy() for c in chunks]
     return chunks, refs
@@ -366,7 +383,7 @@ def test_cli_writes_artifacts_and_manifest(cli_export, checkpoint):
                                   "embedding_dim": 64}
     assert manifest["calibration"]["utterances"] == CALIBRATION_UTTS
     assert manifest["calibration"]["chunks"] >= CALIBRATION_UTTS
-    assert manifest["calibration"]["loud"]["seed"] == LOUD_SEED and manifest["calibration"]["loud"]["chunks"] > 0
+    assert "loud" not in manifest["calibration"]  # speech only unless --calibration-loud
     assert {"torch", "executorch", "litert-torch", "ai-edge-litert", "coremltools"} <= set(manifest["libraries"])
     for entry in manifest["artifacts"]:
         path = out / entry["file"]

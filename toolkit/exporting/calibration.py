@@ -76,7 +76,7 @@ def loud_chunks(speech: list[np.ndarray], chunk_samples: int, sample_rate: int =
 
 
 def calibration_chunks(split_dir: str | Path, count: int, chunk_samples: int,
-                       loud: bool = True) -> tuple[list[np.ndarray], dict]:
+                       loud: bool = False) -> tuple[list[np.ndarray], dict]:
     """Chunks of ``count`` utterances from a LibriSpeech-layout split, followed (``loud``) by the loud set made
     from the first of them, plus a JSON-ready description (the manifest's ``calibration`` section)."""
     split_dir = Path(split_dir)
