@@ -87,12 +87,26 @@ def _keep_float(q, model: bytes, float_modules) -> None:
                                      algorithm_key=AlgorithmName.NO_QUANTIZE)
 
 
+def _calibrate(q, model: bytes, calibration, input_name: str) -> dict:
+    """Activation ranges: the min and max over every calibration chunk, in one thread (reproducible ranges).
+
+    ``Quantizer.calibrate`` keeps a moving average of each tensor's min/max (smoothing 0.95), so the last ~20
+    chunks set the ranges and anything louder than them clips. On the shipped split-4 prefix, calibrated on
+    speech, that put a full-scale 7 kHz tone at -0.9 dB SNR against the float prefix (6.1 dB after the first
+    int8 conv) and speech at 26.0 dB; the running min/max gives 12.6 dB and 28.2 dB (12 eval-speakers
+    utterances). ai-edge-quantizer offers the min/max update only on its ``Calibrator``, which takes the
+    quantizer's recipe manager (a private attribute in 0.x)."""
+    from ai_edge_quantizer import calibrator
+    from ai_edge_quantizer.utils import qsv_utils
+    samples = [{input_name: np.asarray(torch.as_tensor(x), dtype=np.float32)} for x in calibration]
+    calib = calibrator.Calibrator(model, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+    calib.calibrate({SIGNATURE: samples}, q._recipe_manager)
+    return calib.get_model_qsvs()
+
+
 def _run_quantizer(q, model, float_modules, calibration=None, input_name=None) -> bytes:
     _keep_float(q, model, float_modules)
-    result = None
-    if q.need_calibration:
-        samples = [{input_name: np.asarray(torch.as_tensor(x), dtype=np.float32)} for x in calibration]
-        result = q.calibrate({SIGNATURE: samples}, num_threads=1)  # one thread: reproducible ranges
+    result = _calibrate(q, model, calibration, input_name) if q.need_calibration else None
     return bytes(q.quantize(result, enable_progress_report=False).quantized_model)
 
 

@@ -22,12 +22,13 @@ import torch
 
 import export
 from toolkit.cli import main as veil_main
-from toolkit.exporting.calibration import calibration_chunks
+from toolkit.exporting.calibration import LOUD_SEED, calibration_chunks, manifest_calibration
 from toolkit.exporting.cli import main as export_main
 from toolkit.exporting.manifest import FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME
 from toolkit.files import file_sha256
 from toolkit.model.asr import ModelConfig, VeilModel, split
 from toolkit.model.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.parity.stress import STRESS_SEED, stress_cases
 from toolkit.paths import DEFAULT_CORPUS
 from toolkit.text.tokenizer import CharTokenizer
 
@@ -105,6 +106,49 @@ def prefix(checkpoint):
 def calibration(corpus, prefix):
     chunks, _ = calibration_chunks(corpus / "train", CALIBRATION_UTTS, prefix.chunk_samples)
     return chunks
+
+
+def test_calibration_loud_set_is_seeded_and_distinct_from_parity_stress_cases(tiny_corpus):
+    """Static int8 ranges must cover full-scale input: the loud chunks are part of the calibration set, the same
+    on every call (seeded), recorded in the manifest's section and rebuilt from it, and none of them is one of
+    parity's stress chunks (so the stress gates measure generalization)."""
+    chunk = 16000
+    speech, speech_info = calibration_chunks(tiny_corpus / "train", 3, chunk)
+    chunks, info = calibration_chunks(tiny_corpus / "train", 3, chunk, loud=True)
+    again, _ = calibration_chunks(tiny_corpus / "train", 3, chunk, loud=True)
+    loud = chunks[len(speech):]
+    assert all(np.array_equal(a, b) for a, b in zip(chunks[:len(speech)], speech))
+    assert len(loud) == info["loud"]["chunks"] == len(info["loud"]["cases"]) and "loud" not in speech_info
+    assert info["chunks"] == speech_info["chunks"] and LOUD_SEED != STRESS_SEED
+    assert all(np.array_equal(a, b) for a, b in zip(chunks, again)) and len(again) == len(chunks)
+    assert all(np.array_equal(a, b) for a, b in zip(manifest_calibration(info, chunk), chunks))
+    assert len(manifest_calibration(speech_info, chunk)) == len(speech)  # an older manifest: speech only
+    assert all(c.shape == (1, chunk) and c.dtype == np.float32 for c in loud)
+    peaks = np.array([np.max(np.abs(c)) for c in loud])
+    assert np.sum(peaks >= 0.999) >= 10 and peaks.max() <= 1.0 + 1e-6  # full scale, never beyond
+    names = {c["name"] for c in info["loud"]["cases"]}
+    assert {"noise-uniform", "sweep-linear"} <= names and any(n.startswith("tone-") for n in names)
+    assert any("clipped" in n for n in names) and any("-dc" in n for n in names)
+    stress = stress_cases(speech[0], chunk, 16000)
+    assert not names & {s.name for s in stress}
+    assert not any(np.allclose(c, s.pcm, atol=1e-3) for c in loud for s in stress)
+
+
+def test_loud_calibration_export_is_recorded_and_byte_reproducible(work, checkpoint, corpus):
+    """`--calibration-loud`: the manifest records the loud set, parity rebuilds the same calibration from it, and
+    two exports give the same bytes."""
+    hashes = []
+    for name in ("loud-a", "loud-b"):
+        out = work / name
+        assert export_main(["--checkpoint", str(checkpoint), "--target", "litert", "--recipe", "int8-static",
+                            "--out", str(out), "--corpus", str(corpus), "--calibration-utts", "2",
+                            "--calibration-loud", "--no-parity"]) == 0
+        manifest = json.loads((out / "manifest.json").read_text())
+        hashes.append(manifest["artifacts"][0]["sha256"])
+    info = manifest["calibration"]
+    assert info["loud"]["seed"] == LOUD_SEED and info["loud"]["chunks"] == len(info["loud"]["cases"]) > 0
+    assert len(manifest_calibration(info, manifest["input"]["chunk_samples"])) == info["chunks"] + info["loud"]["chunks"]
+    assert hashes[0] == hashes[1]
 
 
 @pytest.fixture(scope="module")
@@ -339,6 +383,7 @@ def test_cli_writes_artifacts_and_manifest(cli_export, checkpoint):
                                   "embedding_dim": 64}
     assert manifest["calibration"]["utterances"] == CALIBRATION_UTTS
     assert manifest["calibration"]["chunks"] >= CALIBRATION_UTTS
+    assert "loud" not in manifest["calibration"]  # speech only unless --calibration-loud
     assert {"torch", "executorch", "litert-torch", "ai-edge-litert", "coremltools"} <= set(manifest["libraries"])
     for entry in manifest["artifacts"]:
         path = out / entry["file"]

@@ -35,7 +35,7 @@ from toolkit.bench.runner import run_worker, summarize
 from toolkit.chunking import chunk_pcm, pick_audio
 from toolkit.console import say
 from toolkit.errors import VeilError
-from toolkit.exporting.calibration import CALIBRATION_UTTS, calibration_chunks
+from toolkit.exporting.calibration import CALIBRATION_UTTS, calibration_chunks, manifest_calibration
 from toolkit.exporting.manifest import FLOAT_MODULES, ExportManifest
 from toolkit.files import file_sha256, json_safe
 from toolkit.headlines import refresh
@@ -149,13 +149,9 @@ def baseline_calibration(manifest: ExportManifest, corpus: Path) -> list[np.ndar
     """The calibration chunks of the export's static recipes (same split, same utterances), so ONNX Runtime
     int8 is calibrated on what Veil's int8 artifacts saw; for an export without a calibrated recipe, the
     default calibration count of the corpus's train split."""
-    info = manifest.calibration
-    split_dir, count = (Path(info["corpus_split"]), int(info["utterances"])) if info else \
-        (Path(corpus) / "train", CALIBRATION_UTTS)
-    chunks, picked = calibration_chunks(split_dir, count, manifest.chunk.chunk_samples)
-    if info and picked["utterance_ids"] != info["utterance_ids"]:
-        raise VeilError(f"{split_dir}: the calibration utterances differ from the export's (manifest "
-                        f"{manifest.dir / 'manifest.json'}); re-export or restore the corpus")
+    if manifest.calibration:
+        return manifest_calibration(manifest.calibration, manifest.chunk.chunk_samples)
+    chunks, _ = calibration_chunks(Path(corpus) / "train", CALIBRATION_UTTS, manifest.chunk.chunk_samples)
     return chunks
 
 

@@ -46,6 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-utts", type=int, default=CALIBRATION_UTTS, metavar="N",
                    help=f"corpus utterances for calibrated recipes, spread over speakers (default {CALIBRATION_UTTS})")
     p.add_argument("--calibration-split", default="train", help="corpus split for calibration (default train)")
+    p.add_argument("--calibration-loud", action="store_true",
+                   help="add 20 seeded loud chunks (full-scale tones, sweeps, noise, clipped and DC-shifted speech) "
+                        "to the calibration audio; recorded in the manifest. Off by default: on the shipped model it "
+                        "lifts LiteRT's loud-audio worst case but costs speech SNR and does not pass the stress gates "
+                        "(export/README.md, 'Loud input')")
     p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="LibriSpeech-layout corpus root")
     p.add_argument("--verbose", action="store_true", help="show converter output and full tracebacks")
     p.add_argument("--no-parity", action="store_true",
@@ -63,7 +68,8 @@ def run(args) -> int:
     out, _ = export_prefix(ExportRequest(checkpoint=Path(args.checkpoint), target=args.target, recipes=args.recipe,
                                          split_layer=args.split_layer, out=Path(args.out) if args.out else None,
                                          corpus=Path(args.corpus), calibration_split=args.calibration_split,
-                                         calibration_utts=args.calibration_utts, verbose=args.verbose))
+                                         calibration_utts=args.calibration_utts,
+                                         calibration_loud=args.calibration_loud, verbose=args.verbose))
     if args.no_parity:
         return 0
     return parity_cli.run_and_report(parity_cli.request_from(args, out, Path(args.checkpoint)))

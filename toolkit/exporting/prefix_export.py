@@ -57,6 +57,7 @@ class ExportRequest:
     corpus: Path = DEFAULT_CORPUS
     calibration_split: str = "train"
     calibration_utts: int = CALIBRATION_UTTS
+    calibration_loud: bool = False  # add the seeded loud chunks (toolkit/exporting/calibration.py)
     verbose: bool = False
 
 
@@ -209,9 +210,11 @@ def _export_into(tmp: Path, plan: Plan, req: ExportRequest, model, config, k: in
     calibration, calibration_info = [], None
     if any(backends.get_backend(b).RECIPES.get(plan.recipes[b]).needs_calibration for b in plan.backends):
         calibration, calibration_info = calibration_chunks(corpus / req.calibration_split, req.calibration_utts,
-                                                           cfg.chunk_samples)
+                                                           cfg.chunk_samples, loud=req.calibration_loud)
         say(f"calibration: {calibration_info['utterances']} utterances ({calibration_info['speakers']} speakers), "
-            f"{len(calibration)} chunks from {calibration_info['corpus_split']}")
+            f"{calibration_info['chunks']} chunks from {calibration_info['corpus_split']}"
+            + (f" + {calibration_info['loud']['chunks']} loud chunks (full-scale tones, noise, clipped speech)"
+               if "loud" in calibration_info else ""))
     chunks, check_audio = check_chunks(corpus, cfg.chunk)
     io = io_description(cfg, k)
     artifacts = []

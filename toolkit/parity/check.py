@@ -22,7 +22,7 @@ import export as backends
 from toolkit.chunking import ChunkSpec, pick_audio, run_chunked, torch_runner
 from toolkit.console import say
 from toolkit.errors import VeilError
-from toolkit.exporting.calibration import calibration_chunks
+from toolkit.exporting.calibration import manifest_calibration
 from toolkit.exporting.manifest import ExportManifest
 from toolkit.files import json_safe
 from toolkit.headlines import refresh
@@ -218,7 +218,7 @@ def localize_gap(art: backends.Artifact, ref: Reference, manifest: ExportManifes
         info = manifest.calibration or {}
         if not info:
             return {"status": "skipped", "detail": "manifest records no calibration audio for this recipe"}
-        calibration, _ = calibration_chunks(Path(info["corpus_split"]), int(info["utterances"]), ref.chunk.chunk_samples)
+        calibration = manifest_calibration(info, ref.chunk.chunk_samples)
     chunks = chunks or [c for cl in ref.chunk_lists[:LOCALIZE_UTTS] for c in cl]
     say("")
     try:

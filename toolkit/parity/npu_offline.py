@@ -23,7 +23,7 @@ import torch
 
 import export as backends
 from toolkit.chunking import ChunkSpec, run_chunked, torch_runner
-from toolkit.exporting.calibration import calibration_chunks
+from toolkit.exporting.calibration import manifest_calibration
 from toolkit.exporting.manifest import FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME
 
 
@@ -46,8 +46,7 @@ def source_graph(prefix: torch.nn.Module, npu: dict, chunk: ChunkSpec, calibrati
     recipe = npu["source_recipe"]
     calibration = []
     if litert.RECIPES.get(recipe).needs_calibration:
-        calibration, _ = calibration_chunks(Path(calibration_info["corpus_split"]), int(calibration_info["utterances"]),
-                                            chunk.chunk_samples)
+        calibration = manifest_calibration(calibration_info, chunk.chunk_samples)
     example = np.zeros((1, chunk.chunk_samples), np.float32)
     return litert.export(prefix, (calibration[0] if calibration else example,), recipe,
                          out_dir / f"source-{recipe}{litert.SUFFIX}", calibration=calibration,
