@@ -395,7 +395,7 @@ def main() -> int:
                                    saturation["batch-1"]["audio_seconds_per_wall_second"] else None)}
     result = {"format": LOAD_FORMAT, "date": datetime.date.today().isoformat(), "host": platform.node(),
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-              "command": "nice -n 5 .venv/bin/python " + " ".join(["benchmarks/serve_load.py", *sys.argv[1:]]),
+              "command": ".venv/bin/python " + " ".join(["benchmarks/serve_load.py", *sys.argv[1:]]),
               "artifact": artifact, "utterances": len(utts),
               "audio_seconds_per_utterance": round(float(np.mean([u["seconds"] for u in utts])), 2),
               "warmup_s": args.warmup, "measure_s": args.measure, "p99_goal_ms": args.p99_ms,
