@@ -116,6 +116,19 @@ class XVector(nn.Module):
         return self.classifier(self.embed(x))
 
 
+def padded_batches(frames: list[np.ndarray], mean: np.ndarray, std: np.ndarray, batch: int):
+    """Utterances of similar length, standardized and zero-padded: yields (their indices, x (B, T, d) float32,
+    lengths (B,)) for a masked network forward; every utterance once."""
+    order = sorted(range(len(frames)), key=lambda i: frames[i].shape[0])
+    for s in range(0, len(order), batch):
+        idx = order[s:s + batch]
+        lengths = torch.tensor([frames[i].shape[0] for i in idx])
+        x = torch.zeros(len(idx), int(lengths.max()), frames[idx[0]].shape[1])
+        for j, i in enumerate(idx):
+            x[j, : lengths[j]] = torch.from_numpy(((frames[i] - mean) / std).astype(np.float32))
+        yield idx, x, lengths
+
+
 @dataclass
 class XVectorAttacker:
     model: XVector
@@ -127,13 +140,7 @@ class XVectorAttacker:
         """L2-normalized embeddings, utterances of similar length batched (zero-padded, masked)."""
         self.model.eval()
         out = [None] * len(frames)
-        order = sorted(range(len(frames)), key=lambda i: frames[i].shape[0])
-        for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
-            lengths = torch.tensor([frames[i].shape[0] for i in idx])
-            x = torch.zeros(len(idx), int(lengths.max()), frames[idx[0]].shape[1])
-            for j, i in enumerate(idx):
-                x[j, : lengths[j]] = torch.from_numpy(((frames[i] - self.mean) / self.std).astype(np.float32))
+        for idx, x, lengths in padded_batches(frames, self.mean, self.std, batch):
             emb = F.normalize(self.model.embed(x, lengths), dim=-1).numpy()
             for j, i in enumerate(idx):
                 out[i] = emb[j]

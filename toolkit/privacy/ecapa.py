@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from toolkit.privacy.attackers import padded_batches
+
 
 def _masked(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return h if mask is None else h * mask
@@ -165,13 +167,7 @@ class EcapaAttacker:
         unless ``normalize`` is False."""
         self.model.eval()
         out = np.zeros((len(frames), self.model.embedding.out_features), dtype=np.float32)
-        order = sorted(range(len(frames)), key=lambda i: frames[i].shape[0])
-        for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
-            lengths = torch.tensor([frames[i].shape[0] for i in idx])
-            x = torch.zeros(len(idx), int(lengths.max()), frames[idx[0]].shape[1])
-            for j, i in enumerate(idx):
-                x[j, : lengths[j]] = torch.from_numpy(((frames[i] - self.mean) / self.std).astype(np.float32))
+        for idx, x, lengths in padded_batches(frames, self.mean, self.std, batch):
             out[idx] = self.model(x, lengths).numpy()
         if not normalize:
             return out
