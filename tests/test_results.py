@@ -60,7 +60,7 @@ def test_headline_tables_are_rewritten_between_their_markers(tmp_path, capsys):
     assert "pooled mean+std LR / MLP" not in text and text.count(markers("privacy")[0]) == 1
     shutil.copy(RECORDED / "serve-load-2026-11-26.json", tmp_path / "load.json")
     assert veil_main(["render", str(tmp_path / "load.json"), "--readme", str(readme)]) == 0
-    assert "## Service load" in readme.read_text() and "| dynamic batching | 60 | 58.27 | 157.34 |" in readme.read_text()
+    assert "## Service load" in readme.read_text() and "| dynamic batching | 150 | 147.62 | 282.93 |" in readme.read_text()
 
 
 def test_render_refuses_what_it_cannot_render(tmp_path, capsys):
