@@ -16,10 +16,13 @@ from safetensors.torch import load_file
 from toolkit.errors import VeilError
 from toolkit.files import atomic_save_tensors, file_sha256, write_json
 from toolkit.model.asr import ModelConfig, VeilModel
+from toolkit.model.frontend import dft_basis, mel_filterbank
 from toolkit.text.tokenizer import CharTokenizer
 
 FORMAT = "veil-checkpoint/1"
-DERIVED_BUFFERS = ("frontend.dft", "frontend.mel")
+# Frontend matrices older checkpoints stored; they must equal what the config derives (the dense DFT basis and
+# the full mel filterbank; today's frontend derives its factored DFT from the same config, persistent=False).
+DERIVED_BUFFERS = {"frontend.dft": dft_basis, "frontend.mel": mel_filterbank}
 
 
 def config_path(weights: Path) -> Path:
@@ -78,10 +81,10 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[VeilMo
         state = load_file(str(path), device=map_location)
     except (SafetensorError, OSError, ValueError) as exc:
         raise VeilError(f"{path}: corrupt or unreadable safetensors file ({str(exc).splitlines()[0]})") from None
-    for name in DERIVED_BUFFERS:  # older checkpoints stored these; they must equal what the config derives
+    for name, derive in DERIVED_BUFFERS.items():
         if name in state:
             stored = state.pop(name)
-            derived = dict(model.named_buffers())[name]
+            derived = torch.tensor(derive(cfg.frontend), dtype=torch.float32)
             if stored.shape != derived.shape or not torch.allclose(stored, derived, atol=1e-6):
                 raise VeilError(f"{path}: stored {name} does not match the frontend config")
     missing = set(model.state_dict()) - set(state)
