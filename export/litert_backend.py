@@ -135,15 +135,32 @@ def _int8_dynamic(model, calibration, float_modules, input_name):
     return _run_quantizer(q, model, float_modules)
 
 
-STATIC_INT8_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "BATCH_MATMUL")
+# The op families int8-static quantizes: the compute ops XNNPACK runs in int8, and the transposes, slices and
+# pads between them, which only move int8 values on their producer's scale. Measured on the shipped split-4
+# prefix (export/README.md, "Why LiteRT int8-static quantizes these ops"; latency p50 at 1 thread through
+# ai_edge_litert 2.3's XNNPACK, as a ratio to the previous recipe in the same run):
+# - BATCH_MATMUL (attention's QK^T and AV) stays float32: XNNPACK takes no int8 BATCH_MATMUL, so the previous
+#   recipe (FC, conv, depthwise conv, batch matmul) ran each of the 8 on the builtin kernel, between 9 XNNPACK
+#   partitions, and was only 1.11x faster than fp32. Without it the graph is one partition: 1.4x.
+# - TRANSPOSE, SLICE, PAD in int8 as well (this recipe): 1.6x faster than the previous recipe (1.8x fp32),
+#   speech SNR 28.1 dB (was 27.9), dWER +0.00 pp, stress worst 11.7 dB (was 11.6); the 7 kHz tone's mean cosine
+#   reads 0.788 (was 0.838, gate 0.9 failed before and after), which comes with the float batch matmuls.
+#   Without TRANSPOSE: as fast, but dWER +0.42 pp.
+# - RESHAPE in int8 too: as fast, but XNNPACK then returns NaN on full-scale tones (3150 values on 7 kHz; none
+#   with the builtin kernels), dWER +0.42 pp.
+# - ADD/MUL/SUB/LOGISTIC in int8 with the norms float: 1.47x, about 4 dB lost (the int8 residual adds). Every
+#   supported op in int8: 6 dB lost, 87 partitions (int8 MEAN, RSQRT, SQUARED_DIFFERENCE, SOFTMAX are not
+#   delegated), 0.73x.
+#   16-bit activations (a16w8) everywhere: 13 dB better, but XNNPACK takes no int16 ops: 20x slower.
+STATIC_INT8_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE", "SLICE", "PAD")
 
 
 @RECIPES.register("int8-static", "int8 weights per channel + int8 activations calibrated on real audio, for the "
-                  "compute ops (fully connected, conv, depthwise conv, batch matmul); float32 PCM in, float32 "
-                  "embeddings out", weights="int8", compute="int8", needs_calibration=True)
+                  "fully connected and conv ops and the transposes, slices and pads between them; layer norms, "
+                  "softmax, SiLU, residual adds, reshapes and attention's batch matmuls float32, so XNNPACK runs "
+                  "the graph as one partition; float32 PCM in, float32 embeddings out", weights="int8",
+                  compute="int8", needs_calibration=True)
 def _int8_static(model, calibration, float_modules, input_name):
-    # Only the compute ops, like ExecuTorch's XNNPACK quantizer: quantizing every supported op (layer-norm
-    # arithmetic, softmax, SiLU too) cost 6 dB SNR on a trained 6-block prefix (25.8 vs 31.8 dB).
     from ai_edge_quantizer import qtyping
     q = _quantizer(model)
     for op in STATIC_INT8_OPS:
@@ -172,14 +189,17 @@ def _npu_qualcomm_int8(model, calibration, float_modules, input_name, option):
 
 
 def describe(model: bytes, float_modules: tuple[str, ...] = ()) -> dict:
-    """Op census of a flatbuffer: I/O dtypes, how many ops compute in int8, how many float-module ops stay
-    float32. Used to prove the recipe did what it says (and by the tests)."""
+    """Op census of a flatbuffer: I/O dtypes, how many ops compute in int8 and which op families they are, how
+    many float-module ops stay float32, and how many partitions the XNNPACK delegate cuts the graph into (1: one
+    delegated graph; each op XNNPACK does not take adds a cut). Used to prove the recipe did what it says (and by
+    the tests)."""
     from ai_edge_litert.interpreter import Interpreter
-    it = Interpreter(model_content=model)
+    it = Interpreter(model_content=model, num_threads=1)
     tensors = it.get_tensor_details()
     scope = re.compile(float_scope_regex(float_modules)) if float_modules else None
     ops = it._get_ops_details()  # no public op listing in ai_edge_litert 2.3
     int8_ops, float_module_ops, float_module_quantized = 0, 0, 0
+    int8_by_op, float_by_op = {}, {}
     for op in ops:
         outs = [tensors[i] for i in op["outputs"] if i >= 0]
         ins = [tensors[i] for i in op["inputs"] if i >= 0]
@@ -187,12 +207,19 @@ def describe(model: bytes, float_modules: tuple[str, ...] = ()) -> dict:
         if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):  # boundary conversions, inserted by the quantizer
             continue
         int8_ops += quantized
+        by_op = int8_by_op if quantized else float_by_op
+        by_op[op["op_name"]] = by_op.get(op["op_name"], 0) + 1
         if scope and any(scope.search(t["name"] + ";") for t in outs):
             float_module_ops += 1
             float_module_quantized += quantized
+    it.allocate_tensors()  # applies the XNNPACK delegate: each partition becomes one DELEGATE node
+    partitions = sum(op["op_name"] == "DELEGATE" for op in it._get_ops_details())
     dtype = lambda d: np.dtype(d["dtype"]).name
     return {"ops": len(ops), "int8_ops": int(int8_ops), "float_module_ops": float_module_ops,
             "float_module_ops_quantized": int(float_module_quantized),
+            "int8_by_op": dict(sorted(int8_by_op.items())), "float_by_op": dict(sorted(float_by_op.items())),
+            "conversions": len(ops) - sum(int8_by_op.values()) - sum(float_by_op.values()),
+            "xnnpack_partitions": int(partitions),
             "input_dtypes": [dtype(d) for d in it.get_input_details()],
             "output_dtypes": [dtype(d) for d in it.get_output_details()],
             "signatures": it.get_signature_list()}

@@ -212,6 +212,22 @@ def test_executorch_prefix_is_one_xnnpack_graph(exported, recipe):
     assert d["delegated_subgraphs"] == 1 and d["not_delegated"] == {}, d
 
 
+def test_litert_int8_static_is_one_xnnpack_graph_of_int8_compute_and_data_movement(exported):
+    """int8-static quantizes the fully connected and conv ops and the transposes, slices and pads between them.
+    Attention's batch matmuls (XNNPACK takes no int8 BATCH_MATMUL: each one cut the graph), the layer norms,
+    softmax, SiLU, residual adds and reshapes stay float32, so XNNPACK runs the whole graph as one partition; the
+    frontend and the graph's input and output stay float32."""
+    ops = exported("litert", "int8-static").details["ops"]
+    assert ops["xnnpack_partitions"] == 1, ops
+    assert set(ops["int8_by_op"]) == {"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE", "SLICE",
+                                      "PAD"}, ops
+    assert {"BATCH_MATMUL", "MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SOFTMAX", "LOGISTIC", "ADD", "MUL",
+            "RESHAPE"} <= set(ops["float_by_op"]), ops
+    assert ops["float_module_ops"] >= 10 and ops["float_module_ops_quantized"] == 0, ops
+    assert ops["input_dtypes"] == ["float32"] and ops["output_dtypes"] == ["float32"], ops
+    assert exported("litert", "fp32").details["ops"]["xnnpack_partitions"] == 1
+
+
 @pytest.mark.parametrize("backend", list(export.BACKENDS))
 def test_compressed_recipes_are_smaller_than_fp32(exported, backend):
     fp32 = exported(backend, "fp32").size_bytes
