@@ -1,11 +1,12 @@
-"""Log-mel frontend written as a strided conv with a fixed DFT basis, so every backend exports it.
+"""Log-mel frontend as a grouped strided conv and matmuls with fixed DFT matrices, so every backend exports it.
 
 Pre-emphasis 0.97 (chunk-local: the sample before a chunk counts as 0), 25 ms Hann window (400 samples),
 10 ms hop (160 samples), 512-point DFT, 80 HTK mel bins, natural log with a floor, then a fixed per-bin
 standardization (statistics of the training split, stored as buffers). A chunk
-of ``S`` samples gives exactly ``S / 160`` frames: the chunk is right-padded by ``400 - 160`` zeros inside
-the graph, so chunks never read each other's samples. Pre-emphasis flattens the spectrum before the float32
-DFT, which keeps quiet high-frequency bins accurate (max log-mel error vs a float64 numpy FFT < 1e-4).
+of ``S`` samples gives exactly ``S / 160`` frames: the chunk is right-padded with zeros inside the graph (the
+window is zero past sample 400), so chunks never read each other's samples. Pre-emphasis flattens the spectrum
+before the float32 DFT, which keeps quiet high-frequency bins accurate (max log-mel error vs a float64 numpy FFT
+< 1e-4 on speech; 7e-4 on a full-scale 7 kHz tone, in bins ~150 dB below it).
 
 The DFT is computed in two factored stages (Cooley-Tukey with ``n_fft = N1 * R``, ``R = gcd(hop, n_fft)``; for the
 default config 512 = 16 * 32), both plain ops every backend delegates:
