@@ -31,7 +31,7 @@ from toolkit.serve.admission import AdmissionLimits
 from toolkit.serve.app import Service, ServiceConfig
 from toolkit.serve.auth import TokenStore, hash_token
 from toolkit.serve.batcher import BatchConfig, _Item, length_groups
-from toolkit.serve.cli import make_token_file
+from toolkit.serve.cli import exposed_interfaces, make_token_file
 from toolkit.serve.client import ServerRefused, StreamClient, transcribe_http
 from toolkit.serve.server import Listen, ServerThread
 from toolkit.serve.session import SessionLimits
@@ -393,3 +393,10 @@ def test_batches_are_cut_by_length_so_padding_stays_small():
     calls = length_groups(items, max_frames=2000)
     assert [[len(i.embeddings) for i in c] for c in calls] == [[50, 50], [100, 100, 113], [400], [1500]]
     assert [len(c) for c in length_groups(items[:2] * 20, max_frames=2000)] == [20, 5, 5, 5, 5]
+
+
+def test_ray_engine_warns_about_every_interface_but_loopback():
+    """Ray binds its cluster ports beyond --host: `veil serve --engine ray` names the interfaces in reach."""
+    assert exposed_interfaces(["lo", "eth0", "docker0"]) == ["docker0", "eth0"]
+    assert exposed_interfaces(["lo"]) == []
+    assert exposed_interfaces() == sorted(n for _, n in socket.if_nameindex() if n != "lo")
