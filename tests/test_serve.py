@@ -31,9 +31,9 @@ from toolkit.serve.admission import AdmissionLimits
 from toolkit.serve.app import Service, ServiceConfig
 from toolkit.serve.auth import TokenStore, hash_token
 from toolkit.serve.batcher import BatchConfig, _Item, length_groups
-from toolkit.serve.cli import exposed_interfaces, make_token_file
+from toolkit.serve.cli import make_token_file
 from toolkit.serve.client import ServerRefused, StreamClient, transcribe_http
-from toolkit.serve.server import Listen, ServerThread
+from toolkit.serve.server import Listen, ServerThread, exposed_interfaces, ray_reach
 from toolkit.serve.session import SessionLimits
 from toolkit.serve.suffix import ServedSuffix
 
@@ -395,8 +395,14 @@ def test_batches_are_cut_by_length_so_padding_stays_small():
     assert [len(c) for c in length_groups(items[:2] * 20, max_frames=2000)] == [20, 5, 5, 5, 5]
 
 
-def test_ray_engine_warns_about_every_interface_but_loopback():
-    """Ray binds its cluster ports beyond --host: `veil serve --engine ray` names the interfaces in reach."""
+def test_ray_engine_refuses_loopback_with_other_interfaces_in_reach():
+    """Ray binds its cluster ports beyond --host: on loopback that is refused unless `lo` is all there is; on a
+    network address the interfaces in reach are named."""
     assert exposed_interfaces(["lo", "eth0", "docker0"]) == ["docker0", "eth0"]
     assert exposed_interfaces(["lo"]) == []
     assert exposed_interfaces() == sorted(n for _, n in socket.if_nameindex() if n != "lo")
+    assert ray_reach("127.0.0.1", ["lo"]) == []
+    for host in ("127.0.0.1", "localhost", "::1"):
+        with pytest.raises(VeilError, match="docker0, eth0.*network namespace whose only interface is lo"):
+            ray_reach(host, ["lo", "eth0", "docker0"])
+    assert ray_reach("10.0.0.5", ["lo", "eth0"]) == ["eth0"]

@@ -48,6 +48,23 @@ def test_ray_serve_deployment_serves_sessions_inside_a_loopback_only_namespace()
     assert result["no_token_status"] == 401
 
 
+def test_ray_engine_on_loopback_is_refused_while_another_interface_is_in_reach():
+    """`veil serve --engine ray --host 127.0.0.1` in a namespace with `lo` and a bridge interface: one line naming
+    the interface, exit 2, before Ray starts (nothing ever reaches this machine's network)."""
+    reason = ray_available()
+    if reason:
+        pytest.skip(reason)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+    run = subprocess.run(["unshare", "--net", "--", "bash", "-c",
+                          "ip link set lo up && ip link add veil-br0 type bridge && "
+                          f"exec {sys.executable} -m toolkit.cli serve --engine ray --host 127.0.0.1 --port {PORT}"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, f"rc={run.returncode}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+    err = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(err) == 1 and "Traceback" not in run.stderr, run.stderr
+    assert "veil-br0" in err[0] and "network namespace whose only interface is lo" in err[0]
+
+
 def inside_namespace() -> dict:
     """Runs in the namespace: start Ray + the app, run sessions, report."""
     import socket

@@ -5,7 +5,6 @@ import datetime
 import logging
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -214,14 +213,6 @@ def run_serve(args) -> int:
     return 0
 
 
-def exposed_interfaces(interfaces: list[str] | None = None) -> list[str]:
-    """Network interfaces other than loopback (default: this process's network namespace). Ray binds its
-    cluster ports (GCS, raylets, object store) on them whatever ``--host`` says."""
-    if interfaces is None:
-        interfaces = [name for _, name in socket.if_nameindex()]
-    return sorted(name for name in interfaces if name != "lo")
-
-
 def run_ray(args, tokens, token_note: str) -> int:
     try:  # Ray Serve is an optional extra (~500 MB, `pip install '.[ray]'`): imported only for --engine ray
         import ray
@@ -249,12 +240,11 @@ def run_ray(args, tokens, token_note: str) -> int:
                "max_sessions": args.max_sessions, "max_sessions_per_token": args.max_sessions_per_token,
                "rate_limit": args.rate_limit, "rate_burst": args.rate_burst,
                "insecure_no_auth": tokens is None, "token_hashes": None if tokens is None else tokens.hex_digests()}
-    exposed = exposed_interfaces()
+    exposed = ray_app.run_local(options, args.host, args.port)  # refuses loopback with other interfaces in reach
     if exposed:
-        print(f"veil serve: warning: Ray binds its cluster ports (GCS, raylets, object store) on every interface, "
-              f"not only --host {args.host}; this host has {', '.join(exposed)}: run it inside a network namespace "
-              f"whose only interface is lo, or on a private network (docs/SERVE.md)", file=sys.stderr, flush=True)
-    ray_app.run_local(options, args.host, args.port)
+        print(f"veil serve: warning: Ray binds its cluster ports (GCS, raylets, object store) on {', '.join(exposed)} "
+              f"as well as --host {args.host}: keep this host on a private network (docs/SERVE.md)",
+              file=sys.stderr, flush=True)
     url = f"http://{args.host}:{args.port}"
     print(f"veil serve: listening on {url} (Ray Serve: gateway + autoscaling suffix replicas, 1..{args.max_replicas})",
           flush=True)

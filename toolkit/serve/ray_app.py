@@ -28,6 +28,7 @@ from toolkit.paths import DEFAULT_ANONYMIZED
 from toolkit.serve.app import Service, ServiceConfig, create_app
 from toolkit.serve.admission import AdmissionLimits
 from toolkit.serve.auth import TOKENS_ENV, TokenStore
+from toolkit.serve.server import ray_reach
 from toolkit.serve.batcher import BatchConfig
 from toolkit.serve.session import SessionLimits
 from toolkit.serve.suffix import ServedSuffix
@@ -105,9 +106,13 @@ def build_app(args: dict):
     return Gateway.bind(suffix, checkpoint, split_layer, config, hashes)
 
 
-def run_local(args: dict, host: str, port: int, num_cpus: int | None = None):
-    """Start a local Ray, deploy, return once the application is running (``serve.shutdown()`` ends it)."""
+def run_local(args: dict, host: str, port: int, num_cpus: int | None = None) -> list[str]:
+    """Start a local Ray, deploy, return once the application is running (``serve.shutdown()`` ends it), with
+    the interfaces besides ``lo`` that Ray's ports are reachable on. Refused (VeilError) before Ray starts on a
+    loopback ``host`` while other interfaces are in reach (:func:`toolkit.serve.server.ray_reach`)."""
+    exposed = ray_reach(host)
     ray.init(num_cpus=num_cpus, include_dashboard=False, configure_logging=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(args), name="veil", route_prefix="/")
+    return exposed

@@ -9,6 +9,7 @@ and inflating is a decompression-bomb risk).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import threading
@@ -16,9 +17,37 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from toolkit.errors import VeilError
 from toolkit.serve.app import Service, create_app
 
 log = logging.getLogger("veil.serve")
+
+
+def exposed_interfaces(interfaces: list[str] | None = None) -> list[str]:
+    """Network interfaces other than loopback (default: this process's network namespace)."""
+    if interfaces is None:
+        interfaces = [name for _, name in socket.if_nameindex()]
+    return sorted(name for name in interfaces if name != "lo")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def ray_reach(host: str, interfaces: list[str] | None = None) -> list[str]:
+    """The interfaces Ray will also bind its cluster ports on (GCS, raylets, object store: Ray binds them beyond
+    its HTTP host, ``--node-ip-address`` notwithstanding). Serving on loopback with any other interface in reach
+    is refused: start Ray inside a network namespace whose only interface is ``lo``. A non-loopback ``host`` is
+    the operator's choice to serve on a network; the caller says what else is then reachable."""
+    exposed = exposed_interfaces(interfaces)
+    if exposed and is_loopback(host):
+        raise VeilError(f"--engine ray on {host}: Ray would also bind its cluster ports (GCS, raylets, object store) "
+                        f"on {', '.join(exposed)}; run it inside a network namespace whose only interface is lo "
+                        f"(unshare --net; docs/SERVE.md), or serve on a private network address with --host")
+    return exposed
 
 
 @dataclass(frozen=True)
