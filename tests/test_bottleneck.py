@@ -173,10 +173,75 @@ def test_the_service_serves_a_bottleneck_checkpoint_with_its_own_codebook(tmp_pa
     model = bottleneck_model(**VARIANTS["vq-2x32"])
     ckpt = save_checkpoint(tmp_path / "bn.safetensors", model, CharTokenizer(), ["a", "b", "c", "d"], {})
     served = ServedSuffix.load(ckpt)
-    assert served.dim == 16 and served.codecs == ["fp32", "fp16", "int8", "vq"]
+    assert served.dim == 16 and served.codecs == ["vq"]
     assert served.codebook.shape == (2, 32, 8)
     prefix, _ = split(model)
     with torch.no_grad():
         z = prefix(torch.randn(1, model.cfg.chunk_samples) * 0.1)[0].numpy()
     received = payload.decode(payload.encode_vq(z, served.codebook), served.codebook)
     assert np.array_equal(served.labels([received])[0], served.labels([z])[0])  # the suffix quantizes z itself
+
+
+def test_a_noisy_channel_adds_its_noise_on_the_phone_to_unit_rms_frames():
+    model = bottleneck_model(bottleneck_dim=16, bottleneck_noise=0.5)
+    prefix, suffix = split(model)
+    pcm = torch.randn(16000 * 2 + 4000) * 0.1
+    with torch.no_grad():
+        z = torch.cat([prefix(c) for c in chunks_of(pcm, 16000)], 1)
+        rms = z.pow(2).mean(-1).sqrt()
+        assert torch.allclose(rms, torch.ones_like(rms), atol=1e-4)  # `down` cannot outgrow the noise
+        torch.manual_seed(7)
+        out = model(pcm[None], torch.tensor([pcm.shape[0]]))
+        torch.manual_seed(7)
+        received = z + 0.5 * torch.randn(z.shape)  # what the phone sends: the same draws
+        parts = suffix(received, out["mask"])       # the cloud adds no noise of its own
+        clean = suffix(z, out["mask"])
+    valid = out["mask"][0]
+    assert torch.allclose(parts[0, valid], out["log_probs"][0, valid], atol=1e-5)
+    assert (clean[0, valid] - parts[0, valid]).abs().max() > 1e-2  # the model does read through noise
+    with pytest.raises(ValueError, match="without a codebook"):
+        VeilModel(small_config(bottleneck_dim=16, vq_codes=8, bottleneck_noise=0.5))
+
+
+def channel_manifest(tmp_path, section: dict | None) -> ExportManifest:
+    data = {"bottleneck": section} if section is not None else {}
+    return ExportManifest(data, tmp_path)
+
+
+def test_the_phone_channel_sends_what_the_manifests_bottleneck_allows(tmp_path):
+    from toolkit.exporting.manifest import write_bottleneck
+    from toolkit.serve.client import PhoneChannel
+    model = bottleneck_model(**VARIANTS["vq-2x32"])
+    vq = channel_manifest(tmp_path, write_bottleneck(model, model.cfg.split_layer, tmp_path))
+    z = np.random.default_rng(0).normal(size=(50, 16)).astype(np.float32)
+    channel = PhoneChannel(vq)
+    assert channel.codec == "vq" and channel.encode(z) == payload.encode_vq(z, vq.codebook())
+    for codec in ("int8", "fp16", "fp32"):  # continuous vectors would bypass the codebook
+        with pytest.raises(VeilError, match="bypass the bottleneck"):
+            PhoneChannel(vq, codec)
+    plain = channel_manifest(tmp_path, None)
+    assert PhoneChannel(plain).encode(z) == payload.encode(z, "int8")
+    with pytest.raises(VeilError, match="no codebook"):
+        PhoneChannel(plain, "vq")
+
+    noisy_model = bottleneck_model(bottleneck_dim=16, bottleneck_noise=0.5)
+    section = write_bottleneck(noisy_model, noisy_model.cfg.split_layer, tmp_path)
+    assert section["noise_std"] == 0.5 and section["payload_codec"] == "int8"
+    noisy = channel_manifest(tmp_path, section)
+    z = np.zeros((500, 16), np.float32)
+    z[:, 0] = 4.0  # a fixed int8 scale (4/127), fine enough to see the noise through
+    for rng in (np.random.default_rng(3), None):  # seeded (evaluation), and the OS's secure source (phones)
+        sent = payload.decode(PhoneChannel(noisy, "fp32", rng).encode(z))
+        noise = (sent - z)[:, 1:]
+        # 7,500 draws: the sd is within 5 % and the mean within 0.03 of N(0, 0.25) by more than 6 sigma
+        assert abs(noise.std() - 0.5) < 0.025 and abs(noise.mean()) < 0.03
+    assert PhoneChannel(noisy, "fp32", np.random.default_rng(3)).encode(z) != PhoneChannel(noisy, "fp32").encode(z)
+    from toolkit.privacy.artifact import ExportedPrefix  # `veil privacy --artifact` attacks it with the noise
+    attacked = ExportedPrefix(None, {}, tmp_path, 1, None, {}, None, noisy.noise_std)
+    first, second = attacked.received(z), attacked.received(z)
+    assert abs((first - z).std() - 0.5) < 0.025 and not np.array_equal(first, second)  # fresh noise each time
+    for bad in (-0.1, "0.5", float("nan"), True):
+        with pytest.raises(VeilError, match="noise_std"):
+            PhoneChannel(channel_manifest(tmp_path, {**section, "noise_std": bad}))
+    with pytest.raises(VeilError, match="noise_std goes with payload_codec int8"):
+        _ = channel_manifest(tmp_path, {**write_bottleneck(model, 1, tmp_path), "noise_std": 0.5}).noise_std

@@ -318,3 +318,17 @@ def test_each_frontier_point_is_logged_with_its_train_command_and_its_verdict_ag
     assert big["verdict"].startswith("misses EER 25.0 %") and "WER +0.50 pp" in big["verdict"].split("Meets")[1]
     assert small["strongest"]["closed"]["baseline"] == 99.0 and small["wer"]["baseline"] == 28.0
     assert "frontier-bn-d32-1x16" in render_attempts([small, big])
+
+    from toolkit.cli import main as veil_main  # a rerun with more points logs only the new ones
+    log = tmp_path / "attempts.json"
+    assert veil_main(["attempts", "add-frontier", str(report), "--log", str(log)]) == 0
+    doc = json.loads(report.read_text())
+    doc["models"].append(model("bn-d16-n0.5", "point", 40.0, 50.0, 20.0, vq))
+    report.write_text(json.dumps(doc))
+    assert veil_main(["attempts", "add-frontier", str(report), "--log", str(log)]) == 0
+    assert [e["name"] for e in json.loads(log.read_text())] == [
+        "frontier-bn-d32-1x16", "frontier-bn-d32-1x256", "frontier-bn-d16-n0.5"]
+    doc["models"][1]["sha256"] = "cd" * 32  # the same name for another checkpoint is refused, not overwritten
+    report.write_text(json.dumps(doc))
+    assert veil_main(["attempts", "add-frontier", str(report), "--log", str(log)]) == 2
+    assert len(json.loads(log.read_text())) == 3

@@ -277,14 +277,15 @@ def test_concurrent_sessions_are_batched_into_one_suffix_call(shipped):
 
 def test_a_vq_session_decodes_indices_with_the_served_models_codebook(shipped):
     """The hook for bottleneck models: a served suffix with a codebook accepts vq sessions (here a codebook of
-    real embedding frames, G=1, K=150); the server's text is the local pipeline's on the codewords."""
+    real embedding frames, G=1, K=150); the server's text is the local pipeline's on the codewords. It refuses
+    continuous codecs: those would carry what the codebook withholds."""
     frames = vector_frames("fp32")
     chunks = [p.decode_frame(f) for f in frames[1:-1]]
     emb = [payload.decode(c.payload) for c in chunks]
     codebook = np.concatenate(emb)[None]  # (1, 150, 144)
     model, config = load_checkpoint(ROOT / "models" / "anonymized.safetensors")
     vq_served = ServedSuffix(model, config, shipped.checkpoint, 4, shipped.identity.checkpoint_sha256, codebook)
-    assert vq_served.codecs[-1] == "vq"
+    assert vq_served.codecs == ["vq"]
     hello = replace(p.decode_frame(frames[0]), codec="vq")
     rng = np.random.default_rng(0)
     sent = [p.encode_frame(hello)]
@@ -294,6 +295,9 @@ def test_a_vq_session_decodes_indices_with_the_served_models_codebook(shipped):
     sent.append(frames[-1])
     with ServerThread(make_service(vq_served)) as url:
         replies, close = exchange(url, sent)
+        refused, _ = exchange(url, frames[:2])  # the same session in fp32
+    assert isinstance(refused[0], p.Error) and refused[0].name == "unsupported_codec", refused
+    assert "codecs: vq" in refused[0].message
     valid = INDEX["chunker"]["valid_frames"]
     local = vq_served.text(vq_served.labels([np.concatenate(emb)[:valid]])[0])
     assert close == 1000 and replies[-1].text == local == expected_texts("fp32")[-1]

@@ -18,6 +18,7 @@ an older reader; a change that would is a new major version (``veil-export/2``),
 from __future__ import annotations
 
 import datetime
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,8 @@ def write_bottleneck(model, split_layer: int, export_dir: Path) -> dict | None:
     if model.bottleneck is None or cfg.prefix_output_dim(split_layer) != cfg.bottleneck_dim:
         return None
     section = {"dim": cfg.bottleneck_dim, "payload_codec": "int8", "codebook": None}
+    if cfg.bottleneck_noise:  # the channel: the phone adds N(0, S^2) to the unit-RMS frames the artifact emits
+        section["noise_std"] = float(cfg.bottleneck_noise)
     vq = model.bottleneck.vq
     if vq is not None:
         book = vq.codebook.detach().cpu().numpy().astype("<f4")
@@ -267,6 +270,17 @@ class ExportManifest:
     def payload_codec(self) -> str:
         """The codec the phone sends this export's embeddings with: ``vq`` for a codebook bottleneck, else int8."""
         return (self.section("bottleneck") or {}).get("payload_codec", "int8")
+
+    @property
+    def noise_std(self) -> float:
+        """Std of the Gaussian noise the phone adds to every value the artifact emits before the codec (0: none)."""
+        value = (self.section("bottleneck") or {}).get("noise_std", 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise VeilError(f"{self.path}: bottleneck.noise_std must be a finite number >= 0, got {value!r}")
+        if value and self.payload_codec != "int8":
+            raise VeilError(f"{self.path}: bottleneck.noise_std goes with payload_codec int8, not "
+                            f"{self.payload_codec}")
+        return float(value)
 
     def codebook(self) -> np.ndarray | None:
         """The bottleneck's codebook (groups, codes, dim / groups) float32, checked against the manifest, or None."""

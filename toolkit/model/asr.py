@@ -54,7 +54,7 @@ class ModelConfig:
     bottleneck_dim: int = 0             # >0: the phone projects its output to this many dims before it leaves
     vq_codes: int = 0                   # >0: vector-quantize the bottleneck; codes per codebook group
     vq_groups: int = 1                  # codebook groups (indices sent per frame) when --vq-codes is set
-    bottleneck_noise: float = 0.0       # std of Gaussian noise added to the bottleneck in training (no codebook)
+    bottleneck_noise: float = 0.0       # std of the Gaussian noise the phone adds to unit-RMS z (no codebook)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
 
     def __post_init__(self):
@@ -101,6 +101,8 @@ class ModelConfig:
             raise ValueError(f"speaker_head={self.speaker_head!r} is not one of {sorted(SPEAKER_HEADS)}")
         if self.bottleneck_dim < 0 or self.vq_codes < 0 or self.vq_groups < 1 or self.bottleneck_noise < 0:
             raise ValueError("bottleneck_dim, vq_codes and bottleneck_noise must be >= 0, vq_groups >= 1")
+        if self.bottleneck_noise and (self.vq_codes or not self.bottleneck_dim):
+            raise ValueError("bottleneck_noise needs a bottleneck without a codebook (bottleneck_dim > 0, vq_codes 0)")
         if self.vq_codes and not self.bottleneck_dim:
             raise ValueError("a codebook (vq_codes) needs a bottleneck (bottleneck_dim > 0)")
         if self.vq_codes and (self.bottleneck_dim % self.vq_groups or self.vq_codes > 65536):
@@ -268,7 +270,7 @@ class Prefix(nn.Module):
             if i == self.norm_after:
                 x = chunk_instance_norm(x)
             if self.bottleneck is not None and i == self.bottleneck_after:
-                x = self.bottleneck.down(x)
+                x = self.bottleneck.phone(x)
                 if i < len(self.blocks):  # a deeper what-if prefix: the cloud's side of the bottleneck, here
                     x = self.bottleneck.up(self.bottleneck.transmit(x)[0])
             if i in keep:
@@ -305,14 +307,14 @@ class Suffix(nn.Module):
     def forward(self, emb: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = emb
         if self.bottleneck is not None and not self.bottleneck_after:
-            x = self.bottleneck.up(self.bottleneck.transmit(x, mask)[0])
+            x = self.bottleneck.up(self.bottleneck.receive(x, mask))
         for i, block in enumerate(self.blocks, self.first):
             x = block(x, mask)
             if i == self.norm_after:
                 cf = self.chunk_frames
                 x = torch.cat([chunk_instance_norm(x[:, j:j + cf]) for j in range(0, x.shape[1], cf)], dim=1)
             if i == self.bottleneck_after:
-                x = self.bottleneck.up(self.bottleneck.transmit(self.bottleneck.down(x), mask)[0])
+                x = self.bottleneck.up(self.bottleneck.transmit(self.bottleneck.phone(x), mask)[0])
         return torch.log_softmax(self.ctc_head(x), dim=-1)
 
 

@@ -12,8 +12,11 @@ the transmitted representation until it can carry little besides content:
   codeword of a codeword is itself, so quantizing twice is quantizing once: the suffix may be fed either the
   phone's ``z`` or the codewords it received.
 - Without a codebook, ``z`` itself travels (int8 codec), and ``dim`` alone is the bottleneck.
-- ``noise`` (training only) adds Gaussian noise of that standard deviation to ``z`` before ``up``: the suffix
-  learns to read content through noise, which pushes ``down`` to spread content over robust directions.
+- ``noise`` S > 0 (no codebook): the phone normalizes each frame of ``z`` to unit RMS (in the exported graph,
+  so ``down`` cannot outgrow the noise by scaling up) and adds i.i.d. Gaussian noise of std S to every value
+  before the payload codec (on the phone, from a secure RNG; the manifest's ``bottleneck.noise_std``). It is
+  the channel, not a regularizer: training, evaluation and the attackers all see ``z + noise``. Per-dimension
+  signal-to-noise ratio 1/S².
 
 The codebook is learned by exponential moving averages of its assigned vectors (van den Oord et al. 2017,
 "VQ-VAE", §3.2 and appendix), with a commitment loss on ``z``, straight-through gradients, and dead codes
@@ -26,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 EMA_DECAY = 0.99
+RMS_EPS = 1e-6           # per-frame RMS normalization of a noisy channel's z
 DEAD_CODE_COUNT = 1e-3   # EMA assignment count below which a code is re-seeded from the batch
 
 
@@ -113,14 +117,28 @@ class Bottleneck(nn.Module):
         self.up = nn.Linear(dim, d)
         self.vq = VectorQuantizer(dim, groups, codes) if codes else None
 
-    def transmit(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """What the cloud receives for phone output ``z``: codewords (with a codebook) or ``z`` itself; plus the
-        commitment loss (0 without a codebook)."""
+    def phone(self, x: torch.Tensor) -> torch.Tensor:
+        """What the exported prefix emits for block-k output ``x``: ``down(x)``, each frame at unit RMS when the
+        channel adds noise."""
+        z = self.down(x)
+        if self.noise and self.vq is None:
+            z = z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + RMS_EPS)
+        return z
+
+    def transmit(self, z: torch.Tensor, mask: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the cloud receives for phone output ``z``: codewords (with a codebook), ``z`` plus the channel's
+        noise (with ``noise``), or ``z`` itself; plus the commitment loss (0 without a codebook)."""
         if self.vq is not None:
             return self.vq(z, mask)
-        if self.training and self.noise:
-            z = z + self.noise * torch.randn_like(z)
+        if self.noise:
+            z = z + self.noise * torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
         return z, z.new_zeros(())
+
+    def receive(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The cloud's side of the payload ``z`` it received: quantized with the codebook (idempotent on
+        codewords), else as it came (the noise was added on the phone)."""
+        return self.vq(z, mask)[0] if self.vq is not None else z
 
     @torch.no_grad()
     def init_from(self, x: torch.Tensor, seed: int = 0) -> None:

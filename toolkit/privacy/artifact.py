@@ -8,7 +8,7 @@ and is never reported as attacked, and asking for nothing but Core ML is an erro
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,8 @@ from toolkit import payload
 from toolkit.chunking import ChunkSpec
 from toolkit.errors import VeilError
 from toolkit.exporting.manifest import ExportManifest
+
+NOISE_SEED = 0  # the seed of a noisy channel's noise when an attack replays it
 
 
 @dataclass
@@ -30,13 +32,19 @@ class ExportedPrefix:
     chunk: ChunkSpec
     checkpoint: dict  # the manifest's {"path", "sha256", ...}
     codebook: np.ndarray | None = None  # a vq bottleneck's codebook: the phone sends indices, the cloud codewords
+    noise_std: float = 0.0  # a noisy bottleneck's channel: the phone adds N(0, S^2) to every value it sends
+    noise: np.random.Generator = field(default_factory=lambda: np.random.default_rng(NOISE_SEED))
 
     def received(self, frames: np.ndarray) -> np.ndarray:
         """What the cloud receives for the artifact's output ``frames``: with a codebook, the codewords of the
-        indices the phone's vq codec sends (``toolkit/payload.py``); without, the frames themselves."""
-        if self.codebook is None:
-            return frames
-        return payload.vq_codewords(payload.vq_indices(frames, self.codebook), self.codebook)
+        indices the phone's vq codec sends (``toolkit/payload.py``); with a noisy channel, the frames plus their
+        noise (seeded here, so that a report can be reproduced; a phone draws it from a secure source); else
+        the frames themselves."""
+        if self.codebook is not None:
+            return payload.vq_codewords(payload.vq_indices(frames, self.codebook), self.codebook)
+        if self.noise_std:
+            return (frames + self.noise_std * self.noise.standard_normal(frames.shape)).astype(np.float32)
+        return frames
 
     @property
     def name(self) -> str:
@@ -49,7 +57,9 @@ class ExportedPrefix:
                 "split_layer": self.split_layer, "chunk_samples": self.chunk.chunk_samples,
                 "frame_samples": self.chunk.frame_samples,
                 "checkpoint": {"path": self.checkpoint.get("path"), "sha256": self.checkpoint.get("sha256")},
-                "attacked": "codewords of the vq payload" if self.codebook is not None else "the artifact's output"}
+                "attacked": ("codewords of the vq payload" if self.codebook is not None else
+                             f"the artifact's output plus the phone's N(0, {self.noise_std:g}²) noise" if self.noise_std
+                             else "the artifact's output")}
 
 
 def read_export(export_dir: Path, only: list[str] | None = None) -> list[ExportedPrefix]:
@@ -61,7 +71,7 @@ def read_export(export_dir: Path, only: list[str] | None = None) -> list[Exporte
     manifest = ExportManifest.read(export_dir, only=only)
     codebook = manifest.codebook() if manifest.payload_codec == "vq" else None
     return [ExportedPrefix(art, entry, export_dir, manifest.split_layer, manifest.chunk, dict(manifest.checkpoint),
-                           codebook) for entry, art in manifest.artifacts()]
+                           codebook, manifest.noise_std) for entry, art in manifest.artifacts()]
 
 
 def load_runners(prefixes: list[ExportedPrefix]) -> tuple[list[tuple[ExportedPrefix, object]], list[dict]]:

@@ -210,7 +210,12 @@ def attempts_log(args) -> int:
         print(f"appended attempt {args.name!r} to {log} ({len(entries)} entries); wrote {log.with_suffix('.md')}")
     elif args.attempts_command == "add-frontier":
         entries = attempts.read_log(log)
+        logged = {e.get("name"): e for e in entries}
         for entry in attempts.entries_from_frontier(Path(args.frontier_json)):
+            before = logged.get(entry["name"])
+            if before is not None and (before.get("attacked") or {}).get("sha256") == entry["attacked"]["sha256"]:
+                print(f"attempt {entry['name']!r}: already logged (same checkpoint), kept as it is")
+                continue  # a frontier rerun with more points logs only the new ones
             entries = attempts.append_attempt(log, entry)
             print(f"appended attempt {entry['name']!r}: {entry['verdict']}")
         print(f"{log}: {len(entries)} entries; wrote {log.with_suffix('.md')}")

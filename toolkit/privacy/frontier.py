@@ -6,8 +6,9 @@ how much recognition it costs and how many bytes it sends — one point per bott
                   [--baseline models/baseline.safetensors] [--attackers all] [--attacker-seeds 1] [--readme]
 
 A point is ``dD`` (the phone projects its output to D dims and sends them as int8), ``dD:GxK`` (D dims
-vector-quantized by G codebooks of K codes: the phone sends G indices per frame) or ``dD:nS`` (D dims, trained
-with Gaussian noise of std S at the bottleneck).
+vector-quantized by G codebooks of K codes: the phone sends G indices per frame) or ``dD:nS`` (D dims at
+unit RMS per frame, plus Gaussian noise of std S that the phone adds before it sends them: the channel in
+training, in evaluation and for the attackers alike).
 
 1. Train each point from ``--init-from``: its architecture (split layer, split norm, adversary) comes from that
    checkpoint's own config (``veil train --config INIT.json``); the phone's blocks stay frozen
@@ -53,6 +54,7 @@ from toolkit.privacy.suite import SuiteOptions
 FRONTIER_FORMAT = "veil-privacy-frontier/1"
 EVAL_CACHE = "frontier-eval.json"
 TABLE, SECTION = "privacy-frontier", "Privacy frontier"
+NOISE_SEED = 0  # the seed of a noisy bottleneck's channel noise in evaluation
 POINT = re.compile(r"^d(?P<dim>\d+)(?::(?:(?P<groups>\d+)x(?P<codes>\d+)|n(?P<noise>[0-9.]+)))?$")
 CONTROLLED = {"--out", "--corpus", "--init-from", "--config", "--freeze-prefix", "--bottleneck-dim", "--vq-codes",
               "--vq-groups", "--bottleneck-noise", "--steps"}
@@ -113,7 +115,7 @@ def model_payload(model) -> dict:
     dim = cfg.embedding_dim
     bps = payload_bytes_per_second(codec, dim, groups, codes, cfg.chunk.chunk_frames, cfg.chunk.chunk_seconds)
     return {"codec": codec, "dim": dim, "groups": groups if codes else None, "codes": codes or None,
-            "bytes_per_second": round(bps, 1)}
+            "noise_std": cfg.bottleneck_noise or None, "bytes_per_second": round(bps, 1)}
 
 
 # ---- the plan ------------------------------------------------------------------------------------------------
@@ -174,7 +176,8 @@ class FrontierEvaluator:
             if layer == k and same_phone_blocks(model, init, k):
                 if model.bottleneck is None:
                     return ev, tr
-                return [transmit(model, x) for x in ev], [transmit(model, x) for x in tr]
+                g = torch.Generator().manual_seed(NOISE_SEED)  # one stream: each utterance gets its own noise
+                return [transmit(model, x, g) for x in ev], [transmit(model, x, g) for x in tr]
         emb_eval, emb_train = checkpoint_embeddings(model, self.data(), [layer], progress=self.progress)
         return emb_eval[layer], emb_train[layer]
 
@@ -225,6 +228,7 @@ class FrontierEvaluator:
             except json.JSONDecodeError:
                 pass  # a damaged cache is recomputed
         t0 = time.time()
+        torch.manual_seed(NOISE_SEED)  # a noisy channel's noise, reproducibly
         test = evaluate_set(model, tokenizer_from(config), self.test())
         self.log(f"evaluate {name}: test WER {test['wer']:.2f} %  CER {test['cer']:.2f} %  [{time.time() - t0:.0f} s]")
         t1 = time.time()
@@ -255,11 +259,12 @@ def same_phone_blocks(model, other, k: int) -> bool:
 
 
 @torch.no_grad()
-def transmit(model, x: np.ndarray) -> np.ndarray:
+def transmit(model, x: np.ndarray, generator: torch.Generator | None = None) -> np.ndarray:
     """Block-k output frames (T, d) -> what the phone sends and the cloud receives through ``model``'s
-    bottleneck (codewords with a codebook), as :meth:`VeilModel.encode` computes it."""
-    z = model.bottleneck.down(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-    return model.bottleneck.transmit(z)[0].numpy().astype(np.float32)
+    bottleneck (codewords with a codebook, z plus the channel's noise with one), as :meth:`VeilModel.encode`
+    computes it."""
+    z = model.bottleneck.phone(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    return model.bottleneck.transmit(z, generator=generator)[0].numpy().astype(np.float32)
 
 
 def headline(result: dict) -> dict:
@@ -370,14 +375,15 @@ def render_table(report: dict) -> str:
             "strongest open-set attacker: EER % |", "|---|---|---|---|---|---|"]
     for m in report["models"]:
         h, p = m["headline"], m["payload"]
-        codec = f"vq {p['groups']}×{p['codes']}" if p["codec"] == "vq" else f"int8 × {p['dim']}"
+        codec = f"vq {p['groups']}×{p['codes']}" if p["codec"] == "vq" else f"int8 × {p['dim']}" + (
+            f" + N(0, {p['noise_std']:g}²)" if p.get("noise_std") else "")
         sd = lambda v: f" ± {v:.1f}" if v else ""  # noqa: E731
         rows.append(f"| {m['name']} | {codec} | {p['bytes_per_second']:.0f} | {m['test']['wer']:.2f} | "
                     f"{h['closed_attacker']}: {h['closed_accuracy']:.1f}{sd(h['closed_sd'])} | "
                     f"{h['open_attacker']}: {h['eer']:.1f}{sd(h['eer_sd'])} |")
     a = report["attack"]
     note = (f"Split after block {report['split_layer']}; attackers trained after the fact on what the cloud receives "
-            f"(codewords for vq); {a.get('eval_speakers', '?')} unseen speakers (closed-set chance "
+            f"(codewords for vq, the noisy vectors for a noise point); {a.get('eval_speakers', '?')} unseen speakers (closed-set chance "
             f"{100 / a['eval_speakers']:.1f} %), open set trained on {a.get('attacker_train_speakers', '?')} training "
             f"speakers; {a['seeds']} attacker seed(s). Bytes/s: one payload message per 2-s chunk.") if a.get(
         "eval_speakers") else ""

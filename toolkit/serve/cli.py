@@ -89,7 +89,9 @@ def add_parser(sub) -> None:
                          "shipped model, exports/anonymized-k4")
     st.add_argument("--backend", default="executorch", choices=list(backends.BACKENDS),
                     help="which of the export's artifacts runs the prefix (coreml: macOS only)")
-    st.add_argument("--codec", default="int8", choices=["int8", "fp16", "fp32"])
+    st.add_argument("--codec", default=None, choices=["int8", "fp16", "fp32", "vq"],
+                    help="payload codec (default: the export's, from its manifest: vq for a codebook bottleneck, "
+                         "else int8); a vq export sends vq only")
     st.add_argument("--token", help=f"bearer token (default: ${TOKEN_ENV})")
     st.add_argument("--token-file", help="read the bearer token from this file")
     st.add_argument("--token-in-hello", action="store_true", help="send the token in HELLO, not in a header")
@@ -276,7 +278,7 @@ def run_stream(args) -> int:
     for audio, pcm in pcms:
         r = stream_utterance(args.server, manifest, prefix, pcm, args.codec, token, audio, args.ca_cert,
                              args.token_in_hello, "http" if args.http else "ws", args.realtime)
-        print(f"{audio}: {r.seconds:.2f} s, {len(r.chunks)} chunks, {prefix.name} prefix, {args.codec}, "
+        print(f"{audio}: {r.seconds:.2f} s, {len(r.chunks)} chunks, {prefix.name} prefix, {r.codec}, "
               f"{'HTTP' if args.http else 'WebSocket'}")
         for c in r.chunks:
             line = f"  chunk {c.seq}: prefix {c.prefix_ms:.1f} ms, {c.payload_bytes} B"

@@ -2,9 +2,10 @@
 
     manifest = ExportManifest.read("exports/anonymized-k4", only=["executorch"])  # identity, geometry
     prefix = PrefixRunner(manifest, backend="executorch")        # the artifact in its real runtime
-    with StreamClient("ws://127.0.0.1:8765", manifest, "int8", token) as stream:
+    channel = PhoneChannel(manifest)                              # what may leave the phone: the manifest says
+    with StreamClient("ws://127.0.0.1:8765", manifest, channel.codec, token) as stream:
         for seq, valid, emb, _ in prefix.chunks(pcm):             # 2-s chunks, the last zero-padded
-            partial = stream.send_chunk(seq, valid, payload.encode(emb, "int8"))
+            partial = stream.send_chunk(seq, valid, channel.encode(emb))
         final = stream.end()
 
 Every refusal by the server surfaces as :class:`ServerRefused` with the protocol's typed code: from an ERROR
@@ -12,6 +13,7 @@ frame, from the HTTP status of a refused upgrade (its body is an ERROR frame), o
 """
 from __future__ import annotations
 
+import os
 import ssl
 import time
 import urllib.error
@@ -69,6 +71,48 @@ def websocket_url(server: str) -> str:
 def http_url(server: str) -> str:
     base = server.rstrip("/").replace("ws://", "http://", 1).replace("wss://", "https://", 1)
     return base.removesuffix("/v1/stream") + "/v1/transcribe"
+
+
+class PhoneChannel:
+    """What leaves the phone for an export, as its manifest's ``bottleneck`` section decides: the one place a
+    client turns the prefix's output into a payload message.
+
+    - A vq bottleneck export sends the indices of the nearest codewords of its shipped codebook (codec ``vq``)
+      and nothing else: a continuous codec would send the vectors the codebook exists to withhold.
+    - A noisy bottleneck export (``noise_std`` S) adds N(0, S²) to every value before the codec, on the phone,
+      from the OS's secure random source (``rng``, a numpy Generator, only where a test or an evaluation needs
+      the noise reproducible).
+    - Any other export: ``codec`` as asked (default int8)."""
+
+    def __init__(self, manifest: ExportManifest, codec: str | None = None, rng: np.random.Generator | None = None):
+        self.codebook = manifest.codebook() if manifest.payload_codec == "vq" else None
+        self.noise_std = manifest.noise_std
+        codec = codec or manifest.payload_codec
+        if self.codebook is not None and codec != "vq":
+            raise VeilError(f"codec {codec}: {manifest.path} is a vq bottleneck export; its phone sends codebook "
+                            f"indices only (codec vq), a continuous codec would bypass the bottleneck")
+        if self.codebook is None and codec == "vq":
+            raise VeilError(f"codec vq: {manifest.path} has no codebook (its payload codec is "
+                            f"{manifest.payload_codec})")
+        self.codec, self.rng = codec, rng
+
+    def normal(self, shape: tuple) -> np.ndarray:
+        """Standard normal values: from ``rng``, else Box-Muller on the OS's secure random bytes."""
+        if self.rng is not None:
+            return self.rng.standard_normal(shape)
+        n = int(np.prod(shape))
+        u = (np.frombuffer(os.urandom(8 * (n + 1)), dtype="<u8")[: 2 * ((n + 1) // 2)] >> 11) * 2.0 ** -53
+        u1, u2 = 1.0 - u[0::2], u[1::2]                       # u1 in (0, 1]: log(u1) is finite
+        r = np.sqrt(-2.0 * np.log(u1))
+        return np.concatenate([r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)])[:n].reshape(shape)
+
+    def encode(self, emb: np.ndarray) -> bytes:
+        """(chunk_frames, dim) prefix output -> the payload message that leaves the phone."""
+        if self.codebook is not None:
+            return payload.encode_vq(emb, self.codebook)
+        if self.noise_std:
+            emb = (emb + self.noise_std * self.normal(emb.shape)).astype(np.float32)
+        return payload.encode(emb, self.codec)
 
 
 def hello_for(manifest: ExportManifest, codec: str, token: str = "") -> p.Hello:
@@ -224,10 +268,12 @@ class UtteranceResult:
         return d
 
 
-def stream_utterance(server: str, manifest: ExportManifest, prefix: PrefixRunner, pcm: np.ndarray, codec: str,
+def stream_utterance(server: str, manifest: ExportManifest, prefix: PrefixRunner, pcm: np.ndarray, codec: str | None,
                      token: str | None, audio: str = "", ca_file: str | None = None, token_in_hello: bool = False,
                      transport: str = "ws", realtime: bool = False) -> UtteranceResult:
     """Run the prefix chunk by chunk and stream each chunk as it is ready; partials and final with timings."""
+    channel = PhoneChannel(manifest, codec)  # the manifest's bottleneck decides what may leave the phone
+    codec = channel.codec
     g = manifest.chunk
     result = UtteranceResult(audio, len(pcm) / g.sample_rate, codec, prefix.name, transport)
     started = time.perf_counter()
@@ -235,7 +281,7 @@ def stream_utterance(server: str, manifest: ExportManifest, prefix: PrefixRunner
     if transport == "http":
         frames = [p.encode_frame(hello_for(manifest, codec, token if token_in_hello else ""))]
         for seq, valid, emb, prefix_s in prefix.chunks(pcm):
-            message = payload.encode(emb, codec)
+            message = channel.encode(emb)
             frames.append(p.encode_frame(p.Chunk(seq, valid, message)))
             frames_kept.append(emb[: g.frames_for(valid)])
             result.chunks.append(ChunkResult(seq, valid, len(message), 1000 * prefix_s, 0.0, ""))
@@ -248,7 +294,7 @@ def stream_utterance(server: str, manifest: ExportManifest, prefix: PrefixRunner
             for seq, valid, emb, prefix_s in prefix.chunks(pcm):
                 if realtime:  # a phone sends a chunk once its 2 s of audio have been recorded
                     time.sleep(max(0.0, started + (seq + 1) * g.chunk_samples / g.sample_rate - time.perf_counter()))
-                message = payload.encode(emb, codec)
+                message = channel.encode(emb)
                 t0 = time.perf_counter()
                 partial = stream.send_chunk(seq, valid, message)
                 frames_kept.append(emb[: g.frames_for(valid)])

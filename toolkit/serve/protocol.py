@@ -63,7 +63,7 @@ ERRORS = {e.name: e for e in [
                                          "served prefix's"),
     ErrorCode(4404, "unknown_prefix", 422, "no suffix is served for the hello's checkpoint sha256 + split layer"),
     ErrorCode(4405, "unexpected_message", 400, "a message type that is not allowed in this state or direction"),
-    ErrorCode(4406, "unsupported_codec", 415, "unknown codec id, or vq for a model without a codebook"),
+    ErrorCode(4406, "unsupported_codec", 415, "unknown codec id, vq for a model without a codebook, or a continuous codec for one with a codebook"),
     ErrorCode(4407, "bad_payload", 400, "the chunk's VPL payload does not decode, or its codec/shape differ from "
                                         "the hello"),
     ErrorCode(4408, "idle_timeout", 408, "no message within the idle timeout"),

@@ -69,7 +69,9 @@ class ServedSuffix:
 
     @property
     def codecs(self) -> list[str]:
-        return ["fp32", "fp16", "int8"] + (["vq"] if self.codebook is not None else [])
+        """The payload codecs this suffix reads. A codebook model reads vq only: its suffix was trained on
+        codewords, and a phone sending continuous vectors would bypass the bottleneck it relies on."""
+        return ["vq"] if self.codebook is not None else ["fp32", "fp16", "int8"]
 
     def labels(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         """Utterances (T_i, d) -> their per-frame CTC argmax labels (T_i,), in one padded suffix call."""
