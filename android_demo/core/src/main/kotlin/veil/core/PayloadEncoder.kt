@@ -57,13 +57,17 @@ class PayloadEncoder @JvmOverloads constructor(
     }
 
     companion object {
+        /** The continuous codecs, the default first: what a plain export may send. */
+        @JvmField
+        val CONTINUOUS_CODECS: List<Codec> = listOf(Codec.INT8, Codec.FP16, Codec.FP32)
+
         /** Codecs the phone may send for `manifest`, the default first: vq alone for a vq bottleneck. */
         @JvmStatic
         fun codecsFor(manifest: ExportManifest): List<Codec> {
             val b = manifest.bottleneck
             if (b != null && b.isVq) return listOf(Codec.VQ)
             val first = b?.payloadCodec ?: Codec.INT8
-            return listOf(first) + listOf(Codec.INT8, Codec.FP16, Codec.FP32).filter { it != first }
+            return listOf(first) + CONTINUOUS_CODECS.filter { it != first }
         }
 
         /** The encoder of `folder`'s export sending `codec` (its codebook loaded and checked when it has one). */
