@@ -68,7 +68,9 @@ final class VeilPrefixBenchTests: XCTestCase {
         let (input, inputDescription) = try Self.input(dir, chunk)
         let settings = try BenchSettings(1, Self.warmup, Self.iterations)
         let loader = CoreMLPrefixLoader(choice, compileMs: compileMs)
-        let m = try BenchRunner.measure(loader, artifact, compiledURL, input, chunk, settings, FootprintProbe())
+        // the payload the app would send for this export (vq indices for a vq bottleneck, the default codec else)
+        let encoder = try PayloadEncoder.forExport(export, PayloadEncoder.codecsFor(export.manifest)[0])
+        let m = try BenchRunner.measure(loader, artifact, compiledURL, input, chunk, settings, FootprintProbe(), encoder)
 
         let version = ProcessInfo.processInfo.operatingSystemVersion
         let marker = "veil-bench: case=\(caseName.replacingOccurrences(of: "()", with: ""))"

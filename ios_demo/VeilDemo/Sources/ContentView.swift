@@ -30,7 +30,7 @@ struct ContentView: View {
                         .keyboardType(.URL)
                     SecureField("token (optional)", text: $model.token)
                     Picker("Payload", selection: $model.codec) {
-                        ForEach([Codec.int8, Codec.fp16, Codec.fp32], id: \.self) { codec in
+                        ForEach(model.codecs, id: \.self) { codec in
                             Text(codec.wireName).tag(codec)
                         }
                     }

@@ -6,8 +6,9 @@ import VeilCore
  * Where exports are found: the app's Documents/exports/NAME/ (copied over with Finder or the Files app: the app
  * shares its Documents folder) and, for development, the bundle's Exports/NAME/ (ios_demo/VeilDemo/Exports, added
  * to the app and to the benchmark as a folder reference, so the .mlpackage is copied as it is and compiled on the
- * phone). An export is `export-prefix --target ios` output: manifest.json and the .mlpackage it lists. Before use
- * the Core ML artifact is verified against manifest.json (size and SHA-256 of the package's files).
+ * phone). An export is `export-prefix --target ios` output: manifest.json and the .mlpackage it lists (and, for a
+ * vq bottleneck, its codebook.f32). Before use the Core ML artifact is verified against manifest.json (size and
+ * SHA-256 of the package's files), and so is the codebook.
  */
 enum ExportStore {
     static let EXPORTS = "exports"
@@ -39,6 +40,17 @@ enum ExportStore {
         let export = try ExportFolder.open(dir)
         let artifact = try export.manifest.artifact("coreml")
         let package = try export.verify(artifact)
+        _ = try export.codebook()
         return (export, artifact, package)
+    }
+
+    /**
+     * The codecs the phone may send for the export at `dir`, the default first (PayloadEncoder.codecsFor): only vq
+     * for a vq bottleneck. An export whose manifest cannot be read lists int8, fp16, fp32 (preparing it then shows
+     * why it cannot be used).
+     */
+    static func codecs(_ dir: URL) -> [Codec] {
+        guard let manifest = try? ExportManifest.read(dir) else { return PayloadEncoder.CONTINUOUS_CODECS }
+        return PayloadEncoder.codecsFor(manifest)
     }
 }

@@ -15,6 +15,8 @@ final class SessionModel: ObservableObject {
     @Published var exportIndex = 0
     @Published var computeUnits = ComputeUnitsChoice.all
     @Published var codec = Codec.int8
+    /** What the selected export may send, the default first: only vq for a vq bottleneck. */
+    @Published private(set) var codecs = PayloadEncoder.CONTINUOUS_CODECS
     @Published var server = UserDefaults.standard.string(forKey: "server") ?? "ws://192.168.1.10:8000"
     @Published var token = ""
     @Published private(set) var running = false
@@ -34,13 +36,21 @@ final class SessionModel: ObservableObject {
     func refreshExports() {
         exports = ExportStore.folders()
         if !exports.indices.contains(exportIndex) { exportIndex = 0 }
+        showCodecs()
         if selectedExport == nil {
             status = "no export: copy an `export-prefix --target ios` folder into the app's Documents/exports/ (Finder or Files)"
         }
     }
 
+    /** The codec picker follows the selected export (only vq for a vq bottleneck), keeping the pick if allowed. */
+    func showCodecs() {
+        codecs = selectedExport.map { ExportStore.codecs($0) } ?? PayloadEncoder.CONTINUOUS_CODECS
+        if !codecs.contains(codec) { codec = codecs[0] }
+    }
+
     /** Prepare the prefix for the selected export and compute units, off the main thread. */
     func prepare() {
+        showCodecs()
         guard let dir = selectedExport, !running else { return }
         let choice = computeUnits
         status = "preparing \(dir.lastPathComponent) (\(choice.rawValue)): verify, compile, load, warm up ..."

@@ -41,8 +41,10 @@ struct PreparedPrefix {
 }
 
 /**
- * One utterance: microphone -> ring buffer -> 2-s chunks -> Core ML prefix -> payload codec -> `veil serve` over a
- * WebSocket -> partial and final text.
+ * One utterance: microphone -> ring buffer -> 2-s chunks -> Core ML prefix -> payload encoder -> `veil serve` over a
+ * WebSocket -> partial and final text. What is sent is decided by `PayloadEncoder` from the export's manifest:
+ * codebook indices for a vq bottleneck (any other `codec` is refused before audio reaches the network), noise added
+ * on the phone for a noise bottleneck.
  *
  * Capture starts first and never waits; the pipeline thread then prepares the prefix (unless the app already did at
  * start-up: verified, compiled, loaded, one warm-up prediction) while audio accumulates in the ring, connects, and
@@ -122,13 +124,13 @@ final class StreamingSession {
             guard let prefix = p else { return }
             events(.modelReady(runtime: prefix.runtime, loadMs: prefix.loadMs, warmupMs: prefix.warmupMs))
             let export = try ExportFolder.open(exportDir)
-            let c = try ProtocolClient(URLSessionTransport(), server, Message.Hello.forExport(export.manifest, codec),
-                                       token, Replies(self))
+            let encoder = try PayloadEncoder.forExport(export, codec)
+            let c = try ProtocolClient(URLSessionTransport(), server, encoder.hello(), token, Replies(self))
             lock.lock()
             client = c
             lock.unlock()
             try c.start()
-            try stream(prefix.runner, c, export.manifest.chunk)
+            try stream(prefix.runner, c, encoder, export.manifest.chunk)
         } catch let e as VeilException {
             fail(e.reason, e.message)
             client?.cancel()
@@ -138,7 +140,8 @@ final class StreamingSession {
         }
     }
 
-    private func stream(_ prefix: PrefixRunner, _ client: ProtocolClient, _ chunk: ChunkSpec) throws {
+    private func stream(_ prefix: PrefixRunner, _ client: ProtocolClient, _ encoder: PayloadEncoder,
+                        _ chunk: ChunkSpec) throws {
         let chunker = try Chunker(chunk.chunkSamples)
         let trimmer = FrameTrimmer(chunk.frameSamples)
         var block = [Int16](repeating: 0, count: chunk.sampleRate / 10)
@@ -146,10 +149,12 @@ final class StreamingSession {
         while !failed {
             let n = try ring.read(&block, blockSize, 100)
             if n < 0 { break }
-            for c in try chunker.pushPcm16(block, 0, n) { try send(prefix, client, trimmer, c, ring.available, chunk) }
+            for c in try chunker.pushPcm16(block, 0, n) {
+                try send(prefix, client, encoder, trimmer, c, ring.available, chunk)
+            }
         }
         if failed { return }
-        if let last = try chunker.finish() { try send(prefix, client, trimmer, last, 0, chunk) }
+        if let last = try chunker.finish() { try send(prefix, client, encoder, trimmer, last, 0, chunk) }
         if ring.droppedSamples > 0 {
             events(.status("the prefix fell \(ring.droppedSamples) samples behind the microphone; they were dropped"))
         }
@@ -158,12 +163,12 @@ final class StreamingSession {
         try client.end()
     }
 
-    private func send(_ prefix: PrefixRunner, _ client: ProtocolClient, _ trimmer: FrameTrimmer, _ c: Chunk,
-                      _ backlog: Int, _ chunk: ChunkSpec) throws {
+    private func send(_ prefix: PrefixRunner, _ client: ProtocolClient, _ encoder: PayloadEncoder,
+                      _ trimmer: FrameTrimmer, _ c: Chunk, _ backlog: Int, _ chunk: ChunkSpec) throws {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let embeddings = try trimmer.validFrames(c, try prefix.run(c.samples))
         let prefixMs = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
-        let payload = try PayloadCodec.encode(embeddings, codec)
+        let payload = try encoder.encode(embeddings)
         try client.sendChunk(c.index, c.validSamples, payload)
         events(.chunkDone(seq: c.index, prefixMs: prefixMs, rtf: prefixMs / 1e3 / chunk.chunkSeconds,
                           payloadBytes: payload.count, behindMs: Double(backlog) * 1e3 / Double(chunk.sampleRate)))

@@ -44,20 +44,30 @@ public struct BenchMeasurement {
     public let outputDim: Int
     public let outputFinite: Bool
     public let runnerDetails: [String: Any?]
+    /** The codec the app sends this export's chunks with (PayloadEncoder: vq for a vq bottleneck). */
+    public let payloadCodec: String
+    /** Bytes of the message the first inference's output encodes to: what one chunk puts on the network. */
+    public let payloadBytes: Int
 
     /** p50 latency / chunk duration. */
     public var rtf: Double { latency.p50Ms / 1e3 / chunkSeconds }
+
+    /** Payload bytes per second of audio. */
+    public var payloadBytesPerSecond: Double { Double(payloadBytes) / chunkSeconds }
 }
 
 /**
  * The benchmark procedure of the app's benchmark mode, the phone twin of `toolkit.bench.worker.measure` (and of
  * ExecuTorch's minibench ModelRunner): baseline memory, timed load, timed first inference, untimed warm-up, timed
  * runs on one fixed input chunk. Memory is reported twice: peak RSS over the baseline from the kernel (reset per
- * phase where allowed: the host's method) and the platform's own accounting through `PssProbe`.
+ * phase where allowed: the host's method) and the platform's own accounting through `PssProbe`. The first
+ * inference's output goes through `encoder` (untimed), so the payload bytes reported are what the app sends for
+ * this export: codebook indices for a vq bottleneck.
  */
 public enum BenchRunner {
     public static func measure(_ loader: PrefixLoader, _ artifact: ArtifactEntry, _ file: URL, _ input: [Float],
-                               _ chunk: ChunkSpec, _ settings: BenchSettings, _ pss: PssProbe) throws -> BenchMeasurement {
+                               _ chunk: ChunkSpec, _ settings: BenchSettings, _ pss: PssProbe,
+                               _ encoder: PayloadEncoder) throws -> BenchMeasurement {
         try require(input.count == chunk.chunkSamples,
                     "bench input has \(input.count) samples, the prefix takes \(chunk.chunkSamples)")
         let resettable = ProcessMemory.resetPeak()
@@ -87,6 +97,7 @@ public enum BenchRunner {
         let pssAfterRuns = pss.pssBytes()
         var finite = true
         for v in first.values where v.isNaN || v.isInfinite { finite = false }
+        let payload: [UInt8]? = try finite ? encoder.encode(first) : nil
         return BenchMeasurement(threads: settings.threads, loadMs: loadMs, firstInferenceMs: firstMs,
                                 latency: try LatencyStats.of(latencies), chunkSeconds: chunk.chunkSeconds,
                                 baselineRssBytes: baseline, peakRssLoadBytes: loadPeak, rssAfterLoadBytes: afterLoad,
@@ -94,7 +105,8 @@ public enum BenchRunner {
                                 peakRssMethod: resettable ? "VmHWM reset per phase" : "VmHWM since start (not resettable)",
                                 pssIdleBytes: pssIdle, pssAfterLoadBytes: pssAfterLoad, pssAfterRunsBytes: pssAfterRuns,
                                 outputFrames: first.frames, outputDim: first.dim, outputFinite: finite,
-                                runnerDetails: runner.details())
+                                runnerDetails: runner.details(), payloadCodec: encoder.codec.wireName,
+                                payloadBytes: payload?.count ?? 0)
     }
 
     private static func minus(_ a: Int?, _ b: Int?) -> Int? {

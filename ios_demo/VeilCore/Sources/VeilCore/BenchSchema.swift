@@ -112,6 +112,9 @@ public enum BenchSchema {
         o.put("output_shape", JSONArray([.int(1), .int(m.outputFrames), .int(m.outputDim)]))
         o.put("output_finite", m.outputFinite)
         o.put("runtime", toJson(m.runnerDetails))
+        o.put("payload_codec", m.payloadCodec)
+        o.put("payload_bytes_per_chunk", m.payloadBytes)
+        o.put("payload_bytes_per_second", m.payloadBytesPerSecond)
         return o
     }
 

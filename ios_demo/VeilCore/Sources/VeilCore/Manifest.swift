@@ -49,6 +49,42 @@ public struct ArtifactEntry {
     public var displayName: String { "\(backend) \(recipe)" }
 }
 
+/** The codebook file of a vq bottleneck as the manifest lists it: float32 little-endian, C order. */
+public struct CodebookEntry {
+    /** Path relative to the export folder (codebook.f32). */
+    public let file: String
+    public let sha256: String
+    /** (groups, codes, dim / groups). */
+    public let shape: [Int]
+
+    /** The file's exact length: 4 bytes per float32 value. */
+    public var sizeBytes: Int { 4 * shape[0] * shape[1] * shape[2] }
+}
+
+/**
+ * The manifest's optional `bottleneck` section: the prefix ends in an information bottleneck, and what leaves the
+ * phone must go through it, or the privacy it buys is lost. With `payloadCodec` vq the phone sends only codebook
+ * indices (`codebook` lists the file it quantizes with; `groups` x `codes` codewords of `dim / groups` values);
+ * otherwise the phone adds Gaussian noise of standard deviation `noiseStd` to every value of the (unit-RMS)
+ * output before encoding it, when `noiseStd` > 0. `ExportManifest.bottleneck` is nil for a plain export.
+ */
+public struct Bottleneck {
+    /** Output dimension of the bottleneck: the embedding dim the prefix emits. */
+    public let dim: Int
+    /** The codec the suffix was trained for: vq, or the continuous codec sent by default (int8). */
+    public let payloadCodec: Codec
+    /** vq groups G (1 without vq). */
+    public let groups: Int
+    /** vq codes per group K (0 without vq). */
+    public let codes: Int
+    /** The codebook file of a vq bottleneck, else nil. */
+    public let codebook: CodebookEntry?
+    /** Standard deviation of the Gaussian noise the phone adds before encoding (0: none). */
+    public let noiseStd: Double
+
+    public var isVq: Bool { payloadCodec == .vq }
+}
+
 /**
  * `manifest.json` of an export folder (`veil export` / `export-prefix`, format veil-export/1): the one contract
  * between the export job and the apps. The app reads the chunk geometry, the embedding shape, the prefix identity
@@ -69,10 +105,13 @@ public final class ExportManifest {
     public let output: TensorSpec
     public let checkpointSha256: String
     public let artifacts: [ArtifactEntry]
+    /** The information bottleneck at the split, or nil for a plain export (see `PayloadEncoder`). */
+    public let bottleneck: Bottleneck?
     public let raw: JSONObject
 
     init(_ format: String, _ splitLayer: Int, _ chunk: ChunkSpec, _ embeddingDim: Int, _ input: TensorSpec,
-         _ output: TensorSpec, _ checkpointSha256: String, _ artifacts: [ArtifactEntry], _ raw: JSONObject) {
+         _ output: TensorSpec, _ checkpointSha256: String, _ artifacts: [ArtifactEntry], _ bottleneck: Bottleneck?,
+         _ raw: JSONObject) {
         self.format = format
         self.splitLayer = splitLayer
         self.chunk = chunk
@@ -81,6 +120,7 @@ public final class ExportManifest {
         self.output = output
         self.checkpointSha256 = checkpointSha256
         self.artifacts = artifacts
+        self.bottleneck = bottleneck
         self.raw = raw
     }
 
@@ -155,8 +195,84 @@ public final class ExportManifest {
                 guard let entry = list.optJSONObject(i) else { try fail("type", "artifacts[\(i)] is not an object") }
                 artifacts.append(try artifact(entry, "artifacts[\(i)]", inputSpec, outputSpec))
             }
+            let bottleneck = try bottleneck(dim)
             return ExportManifest(format, splitLayer, ChunkSpec(sampleRate, chunkSamples, frameSamples), dim,
-                                  inputSpec, outputSpec, sha, artifacts, root)
+                                  inputSpec, outputSpec, sha, artifacts, bottleneck, root)
+        }
+
+        /** The optional `bottleneck` section (absent or null: a plain export), checked against the output dim. */
+        private func bottleneck(_ outputDim: Int) throws -> Bottleneck? {
+            let v = root.opt("bottleneck")
+            if v == nil { return nil }
+            if case .null? = v { return nil }
+            guard case .object(let o)? = v else { try fail("type", "bottleneck is \(describe(v)), expected an object") }
+            let dim = try positiveInt(o, "bottleneck.dim", "dim")
+            if dim != outputDim {
+                try fail("inconsistent", "bottleneck.dim \(dim) is not output.embedding_dim \(outputDim)")
+            }
+            let name = try string(o, "payload_codec", "bottleneck.payload_codec")
+            guard let codec = Codec.allCases.first(where: { $0.wireName == name }) else {
+                try fail("unknown_codec", "bottleneck.payload_codec '\(name)' is not one of fp32, fp16, int8, vq " +
+                    "(export with this Veil version, or update the app)")
+            }
+            let noise = o.opt("noise_std")
+            var noiseStd = 0.0
+            switch noise {
+            case nil, .null?:
+                noiseStd = 0.0
+            case .int(let i)? where i >= 0:
+                noiseStd = Double(i)
+            case .double(let d)? where !d.isNaN && !d.isInfinite && d >= 0.0:
+                noiseStd = d
+            default:
+                try fail("type", "bottleneck.noise_std is \(describe(noise)), expected a finite number >= 0")
+            }
+            let book = o.opt("codebook")
+            if codec != .vq {
+                var listed = book != nil
+                if case .null? = book { listed = false }
+                if listed {
+                    try fail("inconsistent", "bottleneck.codebook is listed but bottleneck.payload_codec is '\(name)', not vq")
+                }
+                return Bottleneck(dim: dim, payloadCodec: codec, groups: 1, codes: 0, codebook: nil, noiseStd: noiseStd)
+            }
+            if noiseStd > 0.0 {
+                try fail("inconsistent", "bottleneck.noise_std \(noiseStd) with payload_codec vq: the phone sends codebook " +
+                    "indices, noise is only for a continuous payload")
+            }
+            guard case .object(let entry)? = book else {
+                var absent = book == nil
+                if case .null? = book { absent = true }
+                try fail(absent ? "missing" : "type",
+                    "bottleneck.codebook is \(describe(book)); a vq bottleneck needs its codebook")
+            }
+            let groups = try positiveInt(o, "bottleneck.groups", "groups")
+            let codes = try positiveInt(o, "bottleneck.codes", "codes")
+            if codes > Codebook.MAX_CODES {
+                try fail("type", "bottleneck.codes \(codes) exceeds the \(Codebook.MAX_CODES) codes a vq index can name")
+            }
+            if dim % groups != 0 { try fail("inconsistent", "bottleneck.dim \(dim) is not a multiple of bottleneck.groups \(groups)") }
+            let file = try safePath(try string(entry, "file", "bottleneck.codebook.file"), "bottleneck.codebook.file")
+            let sha = try sha256(entry, "bottleneck.codebook.sha256")
+            let shape = try array(entry, "shape", "bottleneck.codebook.shape")
+            var dims: [Int] = []
+            for i in 0..<shape.length {
+                let d = shape.opt(i)
+                guard let x = d, let n = JSONValue.integer(x), n >= 1, n <= Int(Int32.max) else {
+                    try fail("type", "bottleneck.codebook.shape[\(i)] is \(describe(d)), expected a positive integer")
+                }
+                dims.append(n)
+            }
+            if dims != [groups, codes, dim / groups] {
+                try fail("inconsistent", "bottleneck.codebook.shape \(dims) is not [groups \(groups), codes \(codes), " +
+                    "dim / groups \(dim / groups)]")
+            }
+            let dtype = try string(entry, "dtype", "bottleneck.codebook.dtype")
+            if dtype != "float32" { try fail("dtype", "bottleneck.codebook.dtype is '\(dtype)'; the app reads float32") }
+            let order = try string(entry, "byte_order", "bottleneck.codebook.byte_order")
+            if order != "little" { try fail("dtype", "bottleneck.codebook.byte_order is '\(order)'; the app reads little") }
+            return Bottleneck(dim: dim, payloadCodec: codec, groups: groups, codes: codes,
+                              codebook: CodebookEntry(file: file, sha256: sha, shape: dims), noiseStd: 0.0)
         }
 
         private func checkFormat(_ format: String) throws {
@@ -173,15 +289,8 @@ public final class ExportManifest {
 
         private func artifact(_ o: JSONObject, _ location: String, _ input: TensorSpec,
                               _ output: TensorSpec) throws -> ArtifactEntry {
-            let file = try string(o, "file", "\(location).file")
-            if file.hasPrefix("/") || file.split(separator: "/", omittingEmptySubsequences: false).contains("..")
-                || file.contains("\\") {
-                try fail("unsafe_path", "\(location).file '\(file)' is not a path inside the export folder")
-            }
-            let sha = try string(o, "sha256", "\(location).sha256")
-            if sha.utf8.count != 64 || !sha.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) {
-                try fail("type", "\(location).sha256 '\(sha)' is not a lowercase hex SHA-256")
-            }
+            let file = try safePath(try string(o, "file", "\(location).file"), "\(location).file")
+            let sha = try sha256(o, "\(location).sha256")
             let size = o.opt("size_bytes")
             guard let sizeBytes = ExportManifest.Reader.byteCount(size) else {
                 try fail(size == nil ? "missing" : "type", "\(location).size_bytes is \(describe(size)), expected a byte count")
@@ -206,6 +315,24 @@ public final class ExportManifest {
         private static func byteCount(_ v: JSONValue?) -> Int? {
             guard let v = v, let n = JSONValue.integer(v), n >= 0 else { return nil }
             return n
+        }
+
+        /** `file` (named `location`), refused unless it is a relative path inside the export folder. */
+        private func safePath(_ file: String, _ location: String) throws -> String {
+            if file.hasPrefix("/") || file.split(separator: "/", omittingEmptySubsequences: false).contains("..")
+                || file.contains("\\") {
+                try fail("unsafe_path", "\(location) '\(file)' is not a path inside the export folder")
+            }
+            return file
+        }
+
+        /** The lowercase hex SHA-256 under key `sha256` of `o` (named `location`). */
+        private func sha256(_ o: JSONObject, _ location: String) throws -> String {
+            let sha = try string(o, "sha256", location)
+            if sha.utf8.count != 64 || !sha.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) {
+                try fail("type", "\(location) '\(sha)' is not a lowercase hex SHA-256")
+            }
+            return sha
         }
 
         private func tensor(_ o: JSONObject, _ location: String) throws -> TensorSpec {
@@ -306,7 +433,49 @@ public final class ExportFolder {
         return f
     }
 
+    /**
+     * The codebook of a vq bottleneck export, checked against the manifest (length, SHA-256, finite values), or
+     * nil when the export has none. The phone quantizes with it; see `PayloadEncoder`.
+     */
+    public func codebook() throws -> Codebook? {
+        guard let entry = manifest.bottleneck?.codebook else { return nil }
+        let f = dir.appendingPathComponent(entry.file)
+        var isDir: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: f.path, isDirectory: &isDir) || isDir.boolValue {
+            throw ManifestException("missing_file", "\(f.path): codebook listed in manifest.json is missing")
+        }
+        let bytes = [UInt8](try Data(contentsOf: f))
+        if bytes.count != entry.sizeBytes {
+            throw ManifestException("size_mismatch", "\(f.path): \(bytes.count) bytes is not a float32 codebook of " +
+                "shape \(entry.shape) (\(entry.sizeBytes) bytes; an incomplete copy? push the export again)")
+        }
+        if ExportFolder.sha256Hex(bytes) != entry.sha256 {
+            throw ManifestException("sha256_mismatch",
+                "\(f.path): sha256 differs from manifest.json (the codebook changed after export)")
+        }
+        var values = [Float](repeating: 0, count: bytes.count / 4)
+        for i in 0..<values.count {
+            let bits = UInt32(bytes[4 * i]) | (UInt32(bytes[4 * i + 1]) << 8) | (UInt32(bytes[4 * i + 2]) << 16)
+                | (UInt32(bytes[4 * i + 3]) << 24)
+            values[i] = Float(bitPattern: bits)
+        }
+        let codebook = try Codebook(entry.shape[0], entry.shape[1], entry.shape[2], values)
+        do {
+            try codebook.checkFinite()
+        } catch let e as PayloadException {
+            throw ManifestException(e.reason, "\(f.path): \(e.message)")
+        }
+        return codebook
+    }
+
     public static func open(_ dir: URL) throws -> ExportFolder { ExportFolder(dir, try ExportManifest.read(dir)) }
+
+    /** SHA-256 of `bytes` as lowercase hex. */
+    public static func sha256Hex(_ bytes: [UInt8]) -> String {
+        var hasher = SHA256()
+        hasher.update(bytes)
+        return VeilProtocol.bytesToHex(hasher.finish())
+    }
 
     /** SHA-256 of one file as lowercase hex, read in 64 KiB blocks. */
     public static func sha256Hex(_ file: URL) throws -> String {

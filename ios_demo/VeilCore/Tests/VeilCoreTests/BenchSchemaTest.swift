@@ -26,7 +26,8 @@ final class BenchSchemaTest: XCTestCase {
         let input = (0..<manifest.chunk.chunkSamples).map { Float(sin(Double($0) * 0.01)) * 0.1 }
         let m = try BenchRunner.measure(StandInFramePrefix.Loader(), artifact,
                                         TestFiles.repo.appendingPathComponent("testvectors/index.json"), input,
-                                        manifest.chunk, try BenchSettings(1, 2, 12), RssProbe())
+                                        manifest.chunk, try BenchSettings(1, 2, 12), RssProbe(),
+                                        try PayloadEncoder(manifest, nil, .int8))
         let row = BenchSchema.artifactRow(artifact, "Swift stand-in (tests only)",
                                           [BenchSchema.measurement(m), BenchSchema.failedMeasurement(2, "thread pool refused")])
         let ctx = BenchContext("run-1", "xcodebuild test -only-testing:VeilBenchTests", "/var/mobile/x", manifest,
@@ -46,6 +47,9 @@ final class BenchSchemaTest: XCTestCase {
         XCTAssertEqual(try m.getDouble("p50_ms") / 1e3 / 2.0, try m.getDouble("rtf"), accuracy: 1e-12)
         XCTAssertEqual("[1,50,144]", try m.getJSONArray("output_shape").toString())
         XCTAssertTrue(try m.getBoolean("output_finite"))
+        XCTAssertEqual("int8", try m.getString("payload_codec"))
+        XCTAssertEqual(10 + 50 * 4 + 50 * 144, try m.getInt("payload_bytes_per_chunk"))
+        XCTAssertEqual(Double(10 + 50 * 4 + 50 * 144) / 2.0, try m.getDouble("payload_bytes_per_second"))
         XCTAssertEqual("int8", try doc.getJSONArray("artifacts").getJSONObject(0).getString("dtype"))
     }
 

@@ -76,6 +76,88 @@ final class ManifestTest: XCTestCase {
                        assertThrows(ManifestException.self) { try ExportManifest.parse("{\"format\": ") }?.reason)
     }
 
+    /** Bottleneck fixtures (manifests/): the shipped export's geometry with a bottleneck section. */
+    private func fixture(_ name: String) throws -> String { try TestFiles.resourceText("manifests/\(name)-bottleneck.json") }
+
+    func testReadsTheBottleneckSectionOfVqNoiseAndProjectionExports() throws {
+        let vq = try XCTUnwrap(try ExportManifest.parse(try fixture("vq8")).bottleneck)
+        XCTAssertEqual(16, vq.dim)
+        XCTAssertEqual(Codec.vq, vq.payloadCodec)
+        XCTAssertTrue(vq.isVq)
+        XCTAssertEqual(4, vq.groups)
+        XCTAssertEqual(16, vq.codes)
+        XCTAssertEqual("codebook.f32", vq.codebook?.file)
+        XCTAssertEqual([4, 16, 4], vq.codebook?.shape)
+        XCTAssertEqual(64, vq.codebook?.sha256.count)
+        XCTAssertEqual(4 * 4 * 16 * 4, vq.codebook?.sizeBytes)
+        XCTAssertEqual(0.0, vq.noiseStd)
+        XCTAssertEqual([2, 300, 3], try ExportManifest.parse(try fixture("vq16")).bottleneck?.codebook?.shape)
+        let noise = try XCTUnwrap(try ExportManifest.parse(try fixture("noise")).bottleneck)
+        XCTAssertEqual(Codec.int8, noise.payloadCodec)
+        XCTAssertNil(noise.codebook)
+        XCTAssertEqual(0.5, noise.noiseStd)
+        XCTAssertEqual(0.0, try ExportManifest.parse(try fixture("projection")).bottleneck?.noiseStd)
+        XCTAssertNil(try ExportManifest.parse(try text()).bottleneck)
+        let nullSection = try JSONObject(try text()).put("bottleneck", .null)
+        XCTAssertNil(try ExportManifest.parse(nullSection.toString()).bottleneck)
+    }
+
+    private func brokenBottleneck(_ name: String, _ edit: (JSONObject) throws -> Void) throws -> ManifestException? {
+        let o = try JSONObject(try fixture(name))
+        try edit(try o.getJSONObject("bottleneck"))
+        let edited = o.toString()
+        return assertThrows(ManifestException.self) { try ExportManifest.parse(edited, "x/manifest.json") }
+    }
+
+    func testABottleneckSectionThatCannotBeHonouredIsRefusedNamingTheKey() throws {
+        var e = try brokenBottleneck("vq8") { _ = $0.put("payload_codec", "pq") }
+        XCTAssertEqual("unknown_codec", e?.reason)
+        XCTAssertTrue(e?.message.hasPrefix("x/manifest.json: bottleneck.payload_codec 'pq' is not one of") ?? false)
+        e = try brokenBottleneck("vq8") { _ = $0.put("codebook", .null) }
+        XCTAssertEqual("missing", e?.reason)
+        XCTAssertEqual("x/manifest.json: bottleneck.codebook is null; a vq bottleneck needs its codebook", e?.message)
+        e = try brokenBottleneck("vq8") { $0.remove("codebook") }
+        XCTAssertEqual("missing", e?.reason)
+        e = try brokenBottleneck("vq8") { _ = try $0.getJSONObject("codebook").put("shape", JSONArray([.int(4), .int(16), .int(2)])) }
+        XCTAssertEqual("inconsistent", e?.reason)
+        XCTAssertEqual("x/manifest.json: bottleneck.codebook.shape [4, 16, 2] is not [groups 4, codes 16, dim / groups 4]",
+                       e?.message)
+        e = try brokenBottleneck("vq8") { _ = $0.put("codes", 32) }
+        XCTAssertEqual("inconsistent", e?.reason)
+        e = try brokenBottleneck("vq8") { _ = $0.put("groups", 3) }
+        XCTAssertEqual("inconsistent", e?.reason)
+        e = try brokenBottleneck("vq8") { _ = $0.put("dim", 32) }
+        XCTAssertEqual("inconsistent", e?.reason)
+        XCTAssertEqual("x/manifest.json: bottleneck.dim 32 is not output.embedding_dim 16", e?.message)
+        e = try brokenBottleneck("vq8") { _ = $0.put("noise_std", 0.1) }
+        XCTAssertEqual("inconsistent", e?.reason)
+        XCTAssertTrue(e?.message.contains("bottleneck.noise_std 0.1 with payload_codec vq") ?? false)
+        e = try brokenBottleneck("vq8") { _ = try $0.getJSONObject("codebook").put("file", "/sdcard/codebook.f32") }
+        XCTAssertEqual("unsafe_path", e?.reason)
+        e = try brokenBottleneck("vq8") { _ = try $0.getJSONObject("codebook").put("sha256", "abc") }
+        XCTAssertEqual("type", e?.reason)
+        e = try brokenBottleneck("vq8") { _ = try $0.getJSONObject("codebook").put("byte_order", "big") }
+        XCTAssertEqual("dtype", e?.reason)
+        e = try brokenBottleneck("noise") { _ = $0.put("noise_std", -0.5) }
+        XCTAssertEqual("type", e?.reason)
+        XCTAssertEqual("x/manifest.json: bottleneck.noise_std is the number -0.5, expected a finite number >= 0", e?.message)
+        e = try brokenBottleneck("noise") { _ = $0.put("noise_std", "0.5") }
+        XCTAssertEqual("type", e?.reason)
+        e = try brokenBottleneck("noise") { _ = $0.put("codebook", JSONObject().put("file", "codebook.f32")) }
+        XCTAssertEqual("inconsistent", e?.reason)
+        e = try brokenBottleneck("noise") { _ = $0.put("dim", 144) }
+        XCTAssertEqual("inconsistent", e?.reason)
+        let nan = try fixture("noise").replacingOccurrences(of: "\"noise_std\": 0.5", with: "\"noise_std\": NaN")
+        XCTAssertTrue(nan.contains("NaN"))
+        // a NaN (Python's json writes it unquoted) is not JSON: the whole manifest is refused
+        e = assertThrows(ManifestException.self) { try ExportManifest.parse(nan, "x/manifest.json") }
+        XCTAssertEqual("not_json", e?.reason)
+        e = assertThrows(ManifestException.self) {
+            try ExportManifest.parse(try JSONObject(try self.text()).put("bottleneck", "vq").toString(), "x/manifest.json")
+        }
+        XCTAssertEqual("type", e?.reason)
+    }
+
     /** An export folder whose manifest describes two small real files. */
     private func folder() throws -> URL {
         let dir = try TestFiles.tempDir("veil-export")

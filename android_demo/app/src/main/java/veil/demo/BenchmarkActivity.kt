@@ -22,6 +22,7 @@ import veil.core.BenchRunner
 import veil.core.BenchSchema
 import veil.core.BenchSettings
 import veil.core.ChunkSpec
+import veil.core.PayloadEncoder
 import veil.core.PssProbe
 import veil.core.VeilException
 
@@ -106,9 +107,12 @@ class BenchmarkActivity : Activity() {
             val pss = object : PssProbe {
                 override fun pssBytes(): Long? = Debug.getPss() * 1024L
             }
-            val m = BenchRunner.measure(loader, artifact, file, input, export.manifest.chunk, settings, pss)
-            show(String.format(Locale.ROOT, "load %.1f ms, first %.1f ms, p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, RTF %.4f",
-                m.loadMs, m.firstInferenceMs, m.latency.p50Ms, m.latency.p90Ms, m.latency.p99Ms, m.rtf))
+            // the payload the app would send for this export (vq indices for a vq bottleneck, the default codec else)
+            val encoder = PayloadEncoder.forExport(export, PayloadEncoder.codecsFor(export.manifest).first())
+            val m = BenchRunner.measure(loader, artifact, file, input, export.manifest.chunk, settings, pss, encoder)
+            show(String.format(Locale.ROOT, "load %.1f ms, first %.1f ms, p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, RTF %.4f, " +
+                "payload %s %d B/chunk", m.loadMs, m.firstInferenceMs, m.latency.p50Ms, m.latency.p90Ms, m.latency.p99Ms,
+                m.rtf, m.payloadCodec, m.payloadBytes))
             val row = BenchSchema.artifactRow(artifact, loader.runtimeName, listOf(BenchSchema.measurement(m)))
             val ctx = BenchContext(runId, command(), export.dir.path, export.manifest, inputDescription, settings,
                 createdAt, (SystemClock.elapsedRealtime() - started) / 1e3)

@@ -2,17 +2,20 @@ package veil.demo
 
 import android.content.Context
 import java.io.File
+import veil.core.Codec
 import veil.core.ExportFolder
 import veil.core.ExportManifest
 import veil.core.ManifestException
+import veil.core.PayloadEncoder
 
 /**
  * Export folders on the phone. `adb push` (android_demo/push_export.sh, `veil bench --app`) writes them to the
  * app's external files dir, /sdcard/Android/data/veil.demo/files/exports/NAME/, which adb may write without
  * root and the app reads without a permission. Before use an export is *installed*: its manifest.json and its
  * ExecuTorch/LiteRT artifacts are copied into the app's private files dir, each checked against manifest.json
- * (size, SHA-256), and moved into place as a whole; the runtimes then memory-map the artifact from there. An
- * export already installed with the same manifest is not copied again. No model is bundled in the APK.
+ * (size, SHA-256), and moved into place as a whole; the runtimes then memory-map the artifact from there. The
+ * codebook of a vq bottleneck export (codebook.f32) travels and is checked the same way. An export already
+ * installed with the same manifest is not copied again. No model is bundled in the APK.
  */
 class ExportStore(context: Context) {
     val incoming = File(context.getExternalFilesDir(null), EXPORTS)
@@ -45,7 +48,26 @@ class ExportStore(context: Context) {
         for (artifact in folder.manifest.artifacts) {
             if (artifact.backend in APP_BACKENDS) folder.fileOf(artifact)
         }
+        folder.codebook()
         return folder
+    }
+
+    /**
+     * The codecs the phone may send for export `name`, the default first (PayloadEncoder.codecsFor): only vq for a
+     * vq bottleneck. Read from the pushed manifest if there is one, else the installed one; an export whose
+     * manifest cannot be read lists int8, fp16, fp32 (opening it then shows why it cannot be used).
+     */
+    fun codecs(name: String): List<Codec> {
+        for (root in listOf(incoming, installed)) {
+            val dir = File(root, name)
+            if (!File(dir, ExportManifest.FILE_NAME).isFile) continue
+            return try {
+                PayloadEncoder.codecsFor(ExportManifest.read(dir))
+            } catch (e: ManifestException) {
+                PayloadEncoder.CONTINUOUS_CODECS
+            }
+        }
+        return PayloadEncoder.CONTINUOUS_CODECS
     }
 
     private fun install(from: File, to: File) {
@@ -61,8 +83,16 @@ class ExportStore(context: Context) {
                 dest.parentFile?.mkdirs()
                 source.fileOf(artifact).copyTo(dest)
             }
+            val codebook = source.manifest.bottleneck?.codebook
+            if (codebook != null) {
+                source.codebook()  // present and intact before it is copied (typed errors otherwise)
+                val dest = File(tmp, codebook.file)
+                dest.parentFile?.mkdirs()
+                File(from, codebook.file).copyTo(dest)
+            }
             val copy = ExportFolder.open(tmp)
             for (artifact in copy.manifest.artifacts) if (artifact.backend in APP_BACKENDS) copy.verify(artifact)
+            copy.codebook()
             val old = File(installed, ".${to.name}.old")
             old.deleteRecursively()
             if (to.exists() && !to.renameTo(old)) error("$to: cannot replace")

@@ -6,6 +6,7 @@ import android.content.pm.PackageManager
 import android.graphics.Color
 import android.os.Bundle
 import android.view.View
+import android.widget.AdapterView
 import android.widget.ArrayAdapter
 import android.widget.Button
 import android.widget.EditText
@@ -20,10 +21,12 @@ import androidx.lifecycle.lifecycleScope
 import androidx.lifecycle.repeatOnLifecycle
 import kotlinx.coroutines.launch
 import veil.core.Codec
+import veil.core.PayloadEncoder
 
 /**
  * The demo screen: pick an export (pushed with push_export.sh), the runtime, the payload codec and the thread count,
- * point at a `veil serve`, press Start and speak. Shows the partial then final transcript and, per 2-s chunk, the
+ * point at a `veil serve`, press Start and speak. The codec list follows the export: a vq bottleneck export offers
+ * only vq (its codebook indices), since sending its continuous vectors would bypass the bottleneck. Shows the partial then final transcript and, per 2-s chunk, the
  * prefix latency, its real-time factor and the payload size. Errors (native library, export, network, server
  * refusals) appear in red; the app does not crash on them.
  */
@@ -59,8 +62,14 @@ class MainActivity : ComponentActivity() {
         server.setText(prefs.getString(KEY_SERVER, ""))
         token.setText(prefs.getString(KEY_TOKEN, ""))
         backend.adapter = adapter(listOf("executorch", "litert"))
-        codec.adapter = adapter(listOf("int8", "fp16", "fp32"))
+        codec.adapter = adapter(PayloadEncoder.CONTINUOUS_CODECS.map { it.wireName })
         threads.adapter = adapter(listOf("2", "1", "4"))
+        export.onItemSelectedListener = object : AdapterView.OnItemSelectedListener {
+            override fun onItemSelected(parent: AdapterView<*>?, view: View?, position: Int, id: Long) =
+                showCodecs(model.state.value)
+
+            override fun onNothingSelected(parent: AdapterView<*>?) = showCodecs(model.state.value)
+        }
         findViewById<Button>(R.id.refresh).setOnClickListener { model.refreshExports() }
         start.setOnClickListener { onStartStop() }
         lifecycleScope.launch {
@@ -111,6 +120,7 @@ class MainActivity : ComponentActivity() {
             val keep = s.exports.indexOf(current)
             if (keep >= 0) export.setSelection(keep)
         }
+        showCodecs(s)
         start.setText(if (s.running) R.string.stop else R.string.start)
         findViewById<TextView>(R.id.status).text = if (s.exports.isEmpty()) getString(R.string.no_export) else s.status
         val error = findViewById<TextView>(R.id.error)
@@ -120,6 +130,17 @@ class MainActivity : ComponentActivity() {
         transcript.text = s.transcript
         transcript.setTextColor(if (s.isFinal) Color.BLACK else Color.GRAY)
         findViewById<TextView>(R.id.chunks).text = s.chunkLines.joinToString("\n")
+    }
+
+    /** The codec spinner offers what the selected export may send (only vq for a vq bottleneck), keeping the pick. */
+    private fun showCodecs(s: UiState) {
+        val name = export.selectedItem as? String
+        val names = (s.codecs[name] ?: PayloadEncoder.CONTINUOUS_CODECS).map { it.wireName }
+        if ((0 until codec.count).map { codec.getItemAtPosition(it) as String } == names) return
+        val current = codec.selectedItem as? String
+        codec.adapter = adapter(names)
+        val keep = names.indexOf(current)
+        if (keep >= 0) codec.setSelection(keep)
     }
 
     companion object {

@@ -20,6 +20,8 @@ import veil.core.VeilException
 /** Everything the screen shows. */
 data class UiState(
     val exports: List<String> = emptyList(),
+    /** Per export, the payload codecs the phone may send (default first): only vq for a vq bottleneck. */
+    val codecs: Map<String, List<Codec>> = emptyMap(),
     val running: Boolean = false,
     val status: String = "",
     val error: String? = null,
@@ -61,7 +63,8 @@ class MainViewModel(application: Application) : AndroidViewModel(application) {
     fun refreshExports() {
         viewModelScope.launch(Dispatchers.IO) {
             val names = store.names()
-            _state.update { it.copy(exports = names) }
+            val codecs = names.associateWith { store.codecs(it) }
+            _state.update { it.copy(exports = names, codecs = codecs) }
         }
     }
 

@@ -11,7 +11,7 @@ import veil.core.Codec
 import veil.core.ExportFolder
 import veil.core.FrameTrimmer
 import veil.core.Message
-import veil.core.PayloadCodec
+import veil.core.PayloadEncoder
 import veil.core.PcmRingBuffer
 import veil.core.PrefixLoader
 import veil.core.PrefixRunner
@@ -35,7 +35,9 @@ sealed class SessionEvent {
 
 /**
  * One utterance, start to stop: microphone -> ring buffer -> 2-s chunks -> prefix (ExecuTorch or LiteRT) ->
- * payload codec -> `veil serve` over a WebSocket -> partial and final text.
+ * payload encoder -> `veil serve` over a WebSocket -> partial and final text. What is sent is decided by
+ * [PayloadEncoder] from the export's manifest: codebook indices for a vq bottleneck (any other `codec` is refused
+ * before the microphone's audio reaches the network), noise added on the phone for a noise bottleneck.
  *
  * Capture starts first and never waits; the pipeline thread then verifies and loads the model (memory-mapped
  * from the app's files dir) while audio accumulates in the ring, connects, and works through the backlog. Each
@@ -88,15 +90,16 @@ class StreamingSession(
         try {
             events(SessionEvent.Status("checking ${artifact.file} against manifest.json ..."))
             val file = export.verify(artifact)
+            val encoder = PayloadEncoder.forExport(export, codec)
             events(SessionEvent.Status("loading ${artifact.displayName} ..."))
             val t0 = SystemClock.elapsedRealtimeNanos()
             prefix = loader.load(artifact, file, threads)
             events(SessionEvent.ModelLoaded(loader.runtimeName, (SystemClock.elapsedRealtimeNanos() - t0) / 1e6,
                 prefix.details()))
             client = ProtocolClient(OkHttpTransport(http), server,
-                Message.Hello.forExport(export.manifest, codec), token, Replies())
+                encoder.hello(), token, Replies())
             client.start()
-            stream(prefix, client)
+            stream(prefix, client, encoder)
         } catch (e: VeilException) {
             fail(e.reason, e.message ?: e.reason)
             client?.cancel()
@@ -110,7 +113,7 @@ class StreamingSession(
         }
     }
 
-    private fun stream(prefix: PrefixRunner, client: ProtocolClient) {
+    private fun stream(prefix: PrefixRunner, client: ProtocolClient, encoder: PayloadEncoder) {
         val chunk = export.manifest.chunk
         val chunker = Chunker(chunk.chunkSamples)
         val trimmer = FrameTrimmer(chunk.frameSamples)
@@ -118,10 +121,10 @@ class StreamingSession(
         while (!failed) {
             val n = ring.read(block, block.size, 100)
             if (n < 0) break
-            for (c in chunker.pushPcm16(block, 0, n)) send(prefix, client, trimmer, c, ring.available)
+            for (c in chunker.pushPcm16(block, 0, n)) send(prefix, client, encoder, trimmer, c, ring.available)
         }
         if (failed) return
-        chunker.finish()?.let { send(prefix, client, trimmer, it, 0) }
+        chunker.finish()?.let { send(prefix, client, encoder, trimmer, it, 0) }
         if (ring.droppedSamples > 0) {
             events(SessionEvent.Status("the prefix fell ${ring.droppedSamples} samples behind the microphone; " +
                 "they were dropped"))
@@ -132,11 +135,12 @@ class StreamingSession(
         client.end()
     }
 
-    private fun send(prefix: PrefixRunner, client: ProtocolClient, trimmer: FrameTrimmer, c: Chunk, backlog: Int) {
+    private fun send(prefix: PrefixRunner, client: ProtocolClient, encoder: PayloadEncoder, trimmer: FrameTrimmer,
+                     c: Chunk, backlog: Int) {
         val t0 = SystemClock.elapsedRealtimeNanos()
         val embeddings = trimmer.validFrames(c, prefix.run(c.samples))
         val prefixMs = (SystemClock.elapsedRealtimeNanos() - t0) / 1e6
-        val payload = PayloadCodec.encode(embeddings, codec)
+        val payload = encoder.encode(embeddings)
         client.sendChunk(c.index.toLong(), c.validSamples.toLong(), payload)
         val seconds = export.manifest.chunk.chunkSeconds
         events(SessionEvent.ChunkDone(c.index, prefixMs, prefixMs / 1e3 / seconds, payload.size,

@@ -34,10 +34,17 @@ class BenchMeasurement(
     val outputFrames: Int,
     val outputDim: Int,
     val outputFinite: Boolean,
-    val runnerDetails: Map<String, Any?>
+    val runnerDetails: Map<String, Any?>,
+    /** The codec the app sends this export's chunks with (PayloadEncoder: vq for a vq bottleneck). */
+    val payloadCodec: String,
+    /** Bytes of the message the first inference's output encodes to: what one chunk puts on the network. */
+    val payloadBytes: Int
 ) {
     /** p50 latency / chunk duration. */
     val rtf: Double get() = latency.p50Ms / 1e3 / chunkSeconds
+
+    /** Payload bytes per second of audio. */
+    val payloadBytesPerSecond: Double get() = payloadBytes / chunkSeconds
 }
 
 /**
@@ -45,11 +52,13 @@ class BenchMeasurement(
  * ExecuTorch's minibench ModelRunner): baseline memory, timed load, timed first inference, untimed warm-up, timed
  * runs on one fixed input chunk. Memory is reported twice: peak RSS over the baseline from the kernel
  * (VmHWM, reset per phase where allowed: the host's method) and PSS (Android's accounting, what minibench reports).
+ * The first inference's output goes through `encoder` (untimed), so the payload bytes reported are what the app
+ * sends for this export: codebook indices for a vq bottleneck.
  */
 object BenchRunner {
     @JvmStatic
     fun measure(loader: PrefixLoader, artifact: ArtifactEntry, file: File, input: FloatArray, chunk: ChunkSpec,
-                settings: BenchSettings, pss: PssProbe): BenchMeasurement {
+                settings: BenchSettings, pss: PssProbe, encoder: PayloadEncoder): BenchMeasurement {
         require(input.size == chunk.chunkSamples) {
             "bench input has ${input.size} samples, the prefix takes ${chunk.chunkSamples}"
         }
@@ -81,10 +90,12 @@ object BenchRunner {
             val pssAfterRuns = pss.pssBytes()
             var finite = true
             for (v in first.values) if (v.isNaN() || v.isInfinite()) finite = false
+            val payload = if (finite) encoder.encode(first) else null
             return BenchMeasurement(settings.threads, loadMs, firstMs, LatencyStats.of(latencies), chunk.chunkSeconds,
                 baseline, loadPeak, afterLoad, inferencePeak,
                 if (resettable) "VmHWM reset per phase" else "VmHWM since start (not resettable)",
-                pssIdle, pssAfterLoad, pssAfterRuns, first.frames, first.dim, finite, runner.details())
+                pssIdle, pssAfterLoad, pssAfterRuns, first.frames, first.dim, finite, runner.details(),
+                encoder.codec.wireName, payload?.size ?: 0)
         } finally {
             runner.close()
         }

@@ -79,6 +79,9 @@ object BenchSchema {
         o.put("output_shape", JSONArray(listOf(1, m.outputFrames, m.outputDim)))
         o.put("output_finite", m.outputFinite)
         o.put("runtime", toJson(m.runnerDetails))
+        o.put("payload_codec", m.payloadCodec)
+        o.put("payload_bytes_per_chunk", m.payloadBytes)
+        o.put("payload_bytes_per_second", m.payloadBytesPerSecond)
         return o
     }
 

@@ -2,6 +2,8 @@ package veil.core
 
 import java.io.File
 import java.io.FileInputStream
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
 import java.security.MessageDigest
 import org.json.JSONArray
 import org.json.JSONException
@@ -37,6 +39,42 @@ class ArtifactEntry(
     val displayName: String get() = "$backend $recipe"
 }
 
+/** The codebook file of a vq bottleneck as the manifest lists it: float32 little-endian, C order. */
+class CodebookEntry(
+    /** Path relative to the export folder (codebook.f32). */
+    val file: String,
+    val sha256: String,
+    /** (groups, codes, dim / groups). */
+    val shape: List<Int>
+) {
+    /** The file's exact length: 4 bytes per float32 value. */
+    val sizeBytes: Long get() = 4L * shape[0] * shape[1] * shape[2]
+}
+
+/**
+ * The manifest's optional `bottleneck` section: the prefix ends in an information bottleneck, and what leaves the
+ * phone must go through it, or the privacy it buys is lost. With `payloadCodec` vq the phone sends only codebook
+ * indices ([codebook] lists the file it quantizes with; `groups` x `codes` codewords of `dim / groups` values);
+ * otherwise the phone adds Gaussian noise of standard deviation [noiseStd] to every value of the (unit-RMS)
+ * output before encoding it, when [noiseStd] > 0. [ExportManifest.bottleneck] is null for a plain export.
+ */
+class Bottleneck(
+    /** Output dimension of the bottleneck: the embedding dim the prefix emits. */
+    val dim: Int,
+    /** The codec the suffix was trained for: vq, or the continuous codec sent by default (int8). */
+    val payloadCodec: Codec,
+    /** vq groups G (1 without vq). */
+    val groups: Int,
+    /** vq codes per group K (0 without vq). */
+    val codes: Int,
+    /** The codebook file of a vq bottleneck, else null. */
+    val codebook: CodebookEntry?,
+    /** Standard deviation of the Gaussian noise the phone adds before encoding (0: none). */
+    val noiseStd: Double
+) {
+    val isVq: Boolean get() = payloadCodec == Codec.VQ
+}
+
 /**
  * `manifest.json` of an export folder (`veil export` / `export-prefix`, format veil-export/1): the one contract
  * between the export job and the apps. The app reads the chunk geometry, the embedding shape, the prefix identity
@@ -53,6 +91,8 @@ class ExportManifest(
     val output: TensorSpec,
     val checkpointSha256: String,
     val artifacts: List<ArtifactEntry>,
+    /** The information bottleneck at the split, or null for a plain export (see [PayloadEncoder]). */
+    val bottleneck: Bottleneck?,
     val raw: JSONObject
 ) {
     /** The artifact of `backend` (and `recipe`, when given); ManifestException when the export has none. */
@@ -126,8 +166,72 @@ class ExportManifest(
                 val entry = list.optJSONObject(i) ?: fail("type", "artifacts[$i] is not an object")
                 artifacts.add(artifact(entry, "artifacts[$i]", inputSpec, outputSpec))
             }
+            val bottleneck = bottleneck(dim)
             return ExportManifest(format, splitLayer, ChunkSpec(sampleRate, chunkSamples, frameSamples), dim,
-                inputSpec, outputSpec, sha, artifacts, root)
+                inputSpec, outputSpec, sha, artifacts, bottleneck, root)
+        }
+
+        /** The optional `bottleneck` section (absent or null: a plain export), checked against the output dim. */
+        private fun bottleneck(outputDim: Int): Bottleneck? {
+            val v = root.opt("bottleneck")
+            if (v == null || v == JSONObject.NULL) return null
+            val o = v as? JSONObject ?: fail("type", "bottleneck is ${describe(v)}, expected an object")
+            val dim = positiveInt(o, "bottleneck.dim", "dim")
+            if (dim != outputDim) {
+                fail("inconsistent", "bottleneck.dim $dim is not output.embedding_dim $outputDim")
+            }
+            val name = string(o, "payload_codec", "bottleneck.payload_codec")
+            val codec = Codec.values().firstOrNull { it.wireName == name }
+                ?: fail("unknown_codec", "bottleneck.payload_codec '$name' is not one of fp32, fp16, int8, vq " +
+                    "(export with this Veil version, or update the app)")
+            val noise = o.opt("noise_std")
+            val noiseStd = when {
+                noise == null || noise == JSONObject.NULL -> 0.0
+                noise is Number && !noise.toDouble().isNaN() && !noise.toDouble().isInfinite() &&
+                    noise.toDouble() >= 0.0 -> noise.toDouble()
+                else -> fail("type", "bottleneck.noise_std is ${describe(noise)}, expected a finite number >= 0")
+            }
+            val book = o.opt("codebook")
+            if (codec != Codec.VQ) {
+                if (book != null && book != JSONObject.NULL) {
+                    fail("inconsistent", "bottleneck.codebook is listed but bottleneck.payload_codec is '$name', not vq")
+                }
+                return Bottleneck(dim, codec, 1, 0, null, noiseStd)
+            }
+            if (noiseStd > 0.0) {
+                fail("inconsistent", "bottleneck.noise_std $noiseStd with payload_codec vq: the phone sends codebook " +
+                    "indices, noise is only for a continuous payload")
+            }
+            if (book !is JSONObject) {
+                fail(if (book == null || book == JSONObject.NULL) "missing" else "type",
+                    "bottleneck.codebook is ${describe(book)}; a vq bottleneck needs its codebook")
+            }
+            val groups = positiveInt(o, "bottleneck.groups", "groups")
+            val codes = positiveInt(o, "bottleneck.codes", "codes")
+            if (codes > Codebook.MAX_CODES) {
+                fail("type", "bottleneck.codes $codes exceeds the ${Codebook.MAX_CODES} codes a vq index can name")
+            }
+            if (dim % groups != 0) fail("inconsistent", "bottleneck.dim $dim is not a multiple of bottleneck.groups $groups")
+            val file = safePath(string(book, "file", "bottleneck.codebook.file"), "bottleneck.codebook.file")
+            val sha = sha256(book, "bottleneck.codebook.sha256")
+            val shape = array(book, "shape", "bottleneck.codebook.shape")
+            val dims = ArrayList<Int>()
+            for (i in 0 until shape.length()) {
+                val d = shape.opt(i)
+                if (d !is Number || d.toDouble() != d.toInt().toDouble() || d.toInt() < 1) {
+                    fail("type", "bottleneck.codebook.shape[$i] is ${describe(d)}, expected a positive integer")
+                }
+                dims.add(d.toInt())
+            }
+            if (dims != listOf(groups, codes, dim / groups)) {
+                fail("inconsistent", "bottleneck.codebook.shape $dims is not [groups $groups, codes $codes, " +
+                    "dim / groups ${dim / groups}]")
+            }
+            val dtype = string(book, "dtype", "bottleneck.codebook.dtype")
+            if (dtype != "float32") fail("dtype", "bottleneck.codebook.dtype is '$dtype'; the app reads float32")
+            val order = string(book, "byte_order", "bottleneck.codebook.byte_order")
+            if (order != "little") fail("dtype", "bottleneck.codebook.byte_order is '$order'; the app reads little")
+            return Bottleneck(dim, codec, groups, codes, CodebookEntry(file, sha, dims), 0.0)
         }
 
         private fun checkFormat(format: String) {
@@ -143,14 +247,8 @@ class ExportManifest(
         }
 
         private fun artifact(o: JSONObject, where: String, input: TensorSpec, output: TensorSpec): ArtifactEntry {
-            val file = string(o, "file", "$where.file")
-            if (file.startsWith("/") || file.split('/').contains("..") || file.contains('\\')) {
-                fail("unsafe_path", "$where.file '$file' is not a path inside the export folder")
-            }
-            val sha = string(o, "sha256", "$where.sha256")
-            if (sha.length != 64 || !sha.all { it in '0'..'9' || it in 'a'..'f' }) {
-                fail("type", "$where.sha256 '$sha' is not a lowercase hex SHA-256")
-            }
+            val file = safePath(string(o, "file", "$where.file"), "$where.file")
+            val sha = sha256(o, "$where.sha256")
             val size = o.opt("size_bytes")
             if (size !is Number || size.toLong() < 0 || size.toDouble() != size.toLong().toDouble()) {
                 fail(if (size == null) "missing" else "type", "$where.size_bytes is ${describe(size)}, expected a byte count")
@@ -167,6 +265,23 @@ class ExportManifest(
                 sha, size.toLong(), ai, ao,
                 if (delegation != null && delegation.has("backend")) delegation.optString("backend") else null,
                 if (parity != null && parity.has("verdict")) parity.optString("verdict") else null, o)
+        }
+
+        /** `file` (named `where`), refused unless it is a relative path inside the export folder. */
+        private fun safePath(file: String, where: String): String {
+            if (file.startsWith("/") || file.split('/').contains("..") || file.contains('\\')) {
+                fail("unsafe_path", "$where '$file' is not a path inside the export folder")
+            }
+            return file
+        }
+
+        /** The lowercase hex SHA-256 under key `sha256` of `o` (named `where`). */
+        private fun sha256(o: JSONObject, where: String): String {
+            val sha = string(o, "sha256", where)
+            if (sha.length != 64 || !sha.all { it in '0'..'9' || it in 'a'..'f' }) {
+                fail("type", "$where '$sha' is not a lowercase hex SHA-256")
+            }
+            return sha
         }
 
         private fun tensor(o: JSONObject, where: String): TensorSpec {
@@ -253,9 +368,43 @@ class ExportFolder(val dir: File, val manifest: ExportManifest) {
         return f
     }
 
+    /**
+     * The codebook of a vq bottleneck export, checked against the manifest (length, SHA-256, finite values), or
+     * null when the export has none. The phone quantizes with it; see [PayloadEncoder].
+     */
+    fun codebook(): Codebook? {
+        val entry = manifest.bottleneck?.codebook ?: return null
+        val f = File(dir, entry.file)
+        if (!f.isFile) {
+            throw ManifestException("missing_file", "${f.path}: codebook listed in manifest.json is missing")
+        }
+        val bytes = f.readBytes()
+        if (bytes.size.toLong() != entry.sizeBytes) {
+            throw ManifestException("size_mismatch", "${f.path}: ${bytes.size} bytes is not a float32 codebook of " +
+                "shape ${entry.shape} (${entry.sizeBytes} bytes; an incomplete copy? push the export again)")
+        }
+        if (sha256Hex(bytes) != entry.sha256) {
+            throw ManifestException("sha256_mismatch",
+                "${f.path}: sha256 differs from manifest.json (the codebook changed after export)")
+        }
+        val buf = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN)
+        val values = FloatArray(bytes.size / 4) { buf.float }
+        val codebook = Codebook(entry.shape[0], entry.shape[1], entry.shape[2], values)
+        try {
+            codebook.checkFinite()
+        } catch (e: PayloadException) {
+            throw ManifestException(e.reason, "${f.path}: ${e.message}")
+        }
+        return codebook
+    }
+
     companion object {
         @JvmStatic
         fun open(dir: File): ExportFolder = ExportFolder(dir, ExportManifest.read(dir))
+
+        /** SHA-256 of `bytes` as lowercase hex. */
+        @JvmStatic
+        fun sha256Hex(bytes: ByteArray): String = hex(MessageDigest.getInstance("SHA-256").digest(bytes))
 
         @JvmStatic
         fun sha256Hex(file: File): String {
@@ -268,8 +417,12 @@ class ExportFolder(val dir: File, val manifest: ExportManifest) {
                     n = input.read(buffer)
                 }
             }
+            return hex(digest.digest())
+        }
+
+        private fun hex(digest: ByteArray): String {
             val hex = StringBuilder()
-            for (b in digest.digest()) hex.append(String.format(java.util.Locale.ROOT, "%02x", b.toInt() and 0xFF))
+            for (b in digest) hex.append(String.format(java.util.Locale.ROOT, "%02x", b.toInt() and 0xFF))
             return hex.toString()
         }
     }

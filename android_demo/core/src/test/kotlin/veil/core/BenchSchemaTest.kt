@@ -26,7 +26,7 @@ class BenchSchemaTest {
         val weights = File(TestFiles.tempDir("bench"), artifact.file)
         weights.writeBytes(ByteArray(4096) { it.toByte() })  // the stand-in seeds its projection from the file size
         val m = BenchRunner.measure(JvmFramePrefix.Loader(), artifact, weights, input, manifest.chunk,
-            BenchSettings(1, 2, 12), pss)
+            BenchSettings(1, 2, 12), pss, PayloadEncoder(manifest, null, Codec.INT8))
         val row = BenchSchema.artifactRow(artifact, "JVM stand-in (tests only)",
             listOf(BenchSchema.measurement(m), BenchSchema.failedMeasurement(2, "thread pool refused")))
         val ctx = BenchContext("run-1", "am start -n veil.demo/.BenchmarkActivity", "/sdcard/x", manifest,
@@ -47,6 +47,9 @@ class BenchSchemaTest {
         assertEquals(m.getDouble("p50_ms") / 1e3 / 2.0, m.getDouble("rtf"), 1e-12)
         assertEquals("[1,50,144]", m.getJSONArray("output_shape").toString())
         assertTrue(m.getBoolean("output_finite"))
+        assertEquals("int8", m.getString("payload_codec"))
+        assertEquals(10 + 50 * 4 + 50 * 144, m.getInt("payload_bytes_per_chunk"))
+        assertEquals((10 + 50 * 4 + 50 * 144) / 2.0, m.getDouble("payload_bytes_per_second"))
         assertEquals("int8", doc.getJSONArray("artifacts").getJSONObject(0).getString("dtype"))
     }
 

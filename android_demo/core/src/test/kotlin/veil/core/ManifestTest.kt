@@ -80,6 +80,89 @@ class ManifestTest {
         assertEquals("not_json", assertThrows(ManifestException::class.java) { ExportManifest.parse("{\"format\": ") }.reason)
     }
 
+    /** Bottleneck fixtures (manifests/): the shipped export's geometry with a bottleneck section. */
+    private fun fixture(name: String): String = TestFiles.resourceText("manifests/$name-bottleneck.json")
+
+    @Test
+    fun `reads the bottleneck section of vq, noise and projection exports`() {
+        val vq = ExportManifest.parse(fixture("vq8")).bottleneck!!
+        assertEquals(16, vq.dim)
+        assertEquals(Codec.VQ, vq.payloadCodec)
+        assertTrue(vq.isVq)
+        assertEquals(4, vq.groups)
+        assertEquals(16, vq.codes)
+        assertEquals("codebook.f32", vq.codebook!!.file)
+        assertEquals(listOf(4, 16, 4), vq.codebook!!.shape)
+        assertEquals(64, vq.codebook!!.sha256.length)
+        assertEquals(4L * 4 * 16 * 4, vq.codebook!!.sizeBytes)
+        assertEquals(0.0, vq.noiseStd)
+        assertEquals(listOf(2, 300, 3), ExportManifest.parse(fixture("vq16")).bottleneck!!.codebook!!.shape)
+        val noise = ExportManifest.parse(fixture("noise")).bottleneck!!
+        assertEquals(Codec.INT8, noise.payloadCodec)
+        assertNull(noise.codebook)
+        assertEquals(0.5, noise.noiseStd)
+        assertEquals(0.0, ExportManifest.parse(fixture("projection")).bottleneck!!.noiseStd)
+        assertNull(ExportManifest.parse(text).bottleneck)
+        val nullSection = JSONObject(text).put("bottleneck", JSONObject.NULL)
+        assertNull(ExportManifest.parse(nullSection.toString()).bottleneck)
+    }
+
+    private fun brokenBottleneck(name: String, edit: (JSONObject) -> Unit): ManifestException {
+        val o = JSONObject(fixture(name))
+        edit(o.getJSONObject("bottleneck"))
+        return assertThrows(ManifestException::class.java) { ExportManifest.parse(o.toString(), "x/manifest.json") }
+    }
+
+    @Test
+    fun `a bottleneck section that cannot be honoured is refused, naming the key`() {
+        var e = brokenBottleneck("vq8") { it.put("payload_codec", "pq") }
+        assertEquals("unknown_codec", e.reason)
+        assertTrue(e.message!!.startsWith("x/manifest.json: bottleneck.payload_codec 'pq' is not one of"), e.message)
+        e = brokenBottleneck("vq8") { it.put("codebook", JSONObject.NULL) }
+        assertEquals("missing", e.reason)
+        assertEquals("x/manifest.json: bottleneck.codebook is null; a vq bottleneck needs its codebook", e.message)
+        e = brokenBottleneck("vq8") { it.remove("codebook") }
+        assertEquals("missing", e.reason)
+        e = brokenBottleneck("vq8") { it.getJSONObject("codebook").put("shape", JSONArray(listOf(4, 16, 2))) }
+        assertEquals("inconsistent", e.reason)
+        assertEquals("x/manifest.json: bottleneck.codebook.shape [4, 16, 2] is not [groups 4, codes 16, dim / groups 4]",
+            e.message)
+        e = brokenBottleneck("vq8") { it.put("codes", 32) }
+        assertEquals("inconsistent", e.reason)
+        e = brokenBottleneck("vq8") { it.put("groups", 3) }
+        assertEquals("inconsistent", e.reason)
+        e = brokenBottleneck("vq8") { it.put("dim", 32) }
+        assertEquals("inconsistent", e.reason)
+        assertEquals("x/manifest.json: bottleneck.dim 32 is not output.embedding_dim 16", e.message)
+        e = brokenBottleneck("vq8") { it.put("noise_std", 0.1) }
+        assertEquals("inconsistent", e.reason)
+        assertTrue(e.message!!.contains("bottleneck.noise_std 0.1 with payload_codec vq"), e.message)
+        e = brokenBottleneck("vq8") { it.getJSONObject("codebook").put("file", "/sdcard/codebook.f32") }
+        assertEquals("unsafe_path", e.reason)
+        e = brokenBottleneck("vq8") { it.getJSONObject("codebook").put("sha256", "abc") }
+        assertEquals("type", e.reason)
+        e = brokenBottleneck("vq8") { it.getJSONObject("codebook").put("byte_order", "big") }
+        assertEquals("dtype", e.reason)
+        e = brokenBottleneck("noise") { it.put("noise_std", -0.5) }
+        assertEquals("type", e.reason)
+        assertEquals("x/manifest.json: bottleneck.noise_std is the number -0.5, expected a finite number >= 0", e.message)
+        e = brokenBottleneck("noise") { it.put("noise_std", "0.5") }
+        assertEquals("type", e.reason)
+        e = brokenBottleneck("noise") { it.put("codebook", JSONObject().put("file", "codebook.f32")) }
+        assertEquals("inconsistent", e.reason)
+        e = brokenBottleneck("noise") { it.put("dim", 144) }
+        assertEquals("inconsistent", e.reason)
+        val nan = fixture("noise").replace("\"noise_std\": 0.5", "\"noise_std\": NaN")
+        assertTrue(nan.contains("NaN"))
+        // a NaN (Python's json writes it unquoted) is not JSON: the whole manifest is refused
+        e = assertThrows(ManifestException::class.java) { ExportManifest.parse(nan, "x/manifest.json") }
+        assertEquals("not_json", e.reason)
+        e = assertThrows(ManifestException::class.java) {
+            ExportManifest.parse(JSONObject(text).put("bottleneck", "vq").toString(), "x/manifest.json")
+        }
+        assertEquals("type", e.reason)
+    }
+
     /** An export folder whose manifest describes two small real files. */
     private fun folder(): File {
         val dir = TestFiles.tempDir("veil-export")
