@@ -174,6 +174,27 @@ def test_app_bench_pushes_starts_polls_and_merges(tmp_path, monkeypatch):
     assert device["app"] == {"package": "veil.demo", "version": "0.1.0"}
 
 
+def test_a_vq_exports_codebook_is_checked_and_pushed_before_its_manifest(tmp_path, monkeypatch):
+    """The phone quantizes with the export's codebook (PayloadEncoder refuses to send anything else for a vq
+    export), so push_export sends it with the artifacts, after checking it against the manifest."""
+    import hashlib
+    bindir, log = _fake_adb(tmp_path)
+    monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ["PATH"])
+    manifest = _export(tmp_path)
+    book = np.arange(1 * 8 * 144, dtype="<f4").tobytes()
+    (manifest.dir / "codebook.f32").write_bytes(book)
+    manifest.data["bottleneck"] = {"dim": 144, "payload_codec": "vq", "groups": 1, "codes": 8, "codebook": {
+        "file": "codebook.f32", "sha256": hashlib.sha256(book).hexdigest(), "shape": [1, 8, 144],
+        "dtype": "float32", "byte_order": "little"}}
+    adb = Adb(*android_app.pick_device("android:SER1"))
+    android_app.push_export(adb, manifest)
+    remote = "/sdcard/Android/data/veil.demo/files/exports/anonymized-k4"
+    assert [c[2] for c in _calls(log) if c[0] == "push"][-2:] == [f"{remote}/codebook.f32", f"{remote}/manifest.json"]
+    (manifest.dir / "codebook.f32").write_bytes(book[:-4])  # changed after export: never pushed
+    with pytest.raises(VeilError, match="sha256 differs"):
+        android_app.push_export(adb, manifest)
+
+
 def _with_npu_and_core_ml_delegate(manifest: ExportManifest) -> tuple[list[dict], dict, dict]:
     cpu = [dict(e) for e in manifest.data["artifacts"]]
     recorded = json.loads((REPO / "tests/fixtures/npu/qualcomm-SM8650.json").read_text())["export_prefix_npu_section"]

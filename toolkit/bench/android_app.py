@@ -150,13 +150,17 @@ def pushed_artifacts(manifest: ExportManifest) -> list[dict]:
 
 
 def push_export(adb: Adb, manifest: ExportManifest) -> str:
-    """Push manifest.json and the ExecuTorch/LiteRT artifacts into the app's external files dir; returns the name
-    the app is given (the export folder's name)."""
+    """Push manifest.json, the ExecuTorch/LiteRT artifacts and a vq bottleneck's codebook into the app's external
+    files dir; returns the name the app is given (the export folder's name)."""
     name = manifest.dir.name
     remote = f"{APP_FILES}/{EXPORTS}/{name}"
     adb.check("shell", "mkdir", "-p", remote, timeout=60)
     for entry in pushed_artifacts(manifest):
         adb.check("push", str(manifest.dir / entry["file"]), f"{remote}/{entry['file']}")
+    book = (manifest.section("bottleneck") or {}).get("codebook")
+    if book:  # a vq export's phone quantizes with it: checked here (sha256, size) before it is pushed
+        manifest.codebook()
+        adb.check("push", str(manifest.dir / book["file"]), f"{remote}/{book['file']}")
     # the manifest last: the app never installs a manifest whose artifacts are still on their way
     adb.check("push", str(manifest.path), f"{remote}/{manifest.path.name}")
     return name

@@ -274,7 +274,7 @@ class ExportManifest:
     @property
     def noise_std(self) -> float:
         """Std of the Gaussian noise the phone adds to every value the artifact emits before the codec (0: none)."""
-        value = (self.section("bottleneck") or {}).get("noise_std", 0.0)
+        value = (self.section("bottleneck") or {}).get("noise_std") or 0.0  # absent or null: none
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise VeilError(f"{self.path}: bottleneck.noise_std must be a finite number >= 0, got {value!r}")
         if value and self.payload_codec != "int8":
