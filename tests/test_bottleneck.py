@@ -21,7 +21,7 @@ from toolkit.privacy.artifact import load_runners, read_export
 from toolkit.privacy.embeddings import artifact_embeddings, layer_embeddings
 from toolkit.privacy.frontier import same_phone_blocks, transmit
 from toolkit.serve.suffix import ServedSuffix
-from toolkit.data.dataset import AudioSet
+from toolkit.data.dataset import AudioSet, collate
 from toolkit.data.librispeech import read_librispeech
 from toolkit.text.tokenizer import CharTokenizer
 from toolkit.training.loop import TrainConfig, train
@@ -201,6 +201,19 @@ def test_a_noisy_channel_adds_its_noise_on_the_phone_to_unit_rms_frames():
     assert (clean[0, valid] - parts[0, valid]).abs().max() > 1e-2  # the model does read through noise
     with pytest.raises(ValueError, match="without a codebook"):
         VeilModel(small_config(bottleneck_dim=16, vq_codes=8, bottleneck_noise=0.5))
+
+
+def test_a_noisy_channel_is_attacked_with_its_noise_reproducibly(tiny_corpus):
+    model = bottleneck_model(bottleneck_dim=16, bottleneck_noise=0.5)
+    data = AudioSet.load(read_librispeech(tiny_corpus / "eval-speakers")[:3], progress=False)
+    first, again = (layer_embeddings(model, data, [1], progress=False)[1] for _ in range(2))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    prefix, _ = split(model)
+    with torch.no_grad():
+        pcm = collate([data.pcm[0]])[0][0]
+        z = torch.cat([prefix(c) for c in chunks_of(pcm, 16000)], 1)[0].numpy()
+    noise = first[0] - z[: len(first[0])]
+    assert abs(noise.std() - 0.5) < 0.05 and abs(noise.mean()) < 0.05  # the attackers see z + N(0, 0.25)
 
 
 def channel_manifest(tmp_path, section: dict | None) -> ExportManifest:

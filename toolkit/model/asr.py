@@ -179,7 +179,8 @@ class VeilModel(nn.Module):
         chunk by chunk through :class:`Prefix` (what the phone runs, with SpecAugment when ``augment``); later
         blocks see the whole utterance. Returns the output of block ``upto`` (B, T, d), ``{k: (B, T, d)}``
         for the blocks in ``keep``, the valid frames per utterance (B,), the valid-frame mask (B, T) and the
-        bottleneck's commitment loss (0 without a codebook).
+        bottleneck's commitment loss (0 without a codebook). ``generator`` draws SpecAugment's masks and a noisy
+        bottleneck's noise.
         With a bottleneck, "the output of the split block" is what the cloud receives: the codewords (or the
         projection) that :class:`Suffix` expands back to ``d_model`` before block ``split_layer + 1``."""
         cfg = self.cfg
@@ -203,7 +204,7 @@ class VeilModel(nn.Module):
         x = unchunk(x_chunks)
         commit = x.new_zeros(())
         if self.bottleneck is not None and upto >= cfg.split_layer:
-            x, commit = self.bottleneck.transmit(x, mask)
+            x, commit = self.bottleneck.transmit(x, mask, generator)
             if cfg.split_layer in layers:
                 layers[cfg.split_layer] = x
             if upto > cfg.split_layer:

@@ -25,6 +25,7 @@ def layer_embeddings(model, data: AudioSet, layers: list[int], max_batch_samples
     """{layer: [ (T_i, d) float32 array per utterance, in data order ]}. Blocks come from
     ``VeilModel.encode``, the model's own forward, run only as deep as the deepest requested block."""
     model.eval()
+    noise = torch.Generator().manual_seed(0)  # a noisy bottleneck's channel noise, reproducibly
     out = {k: [None] * len(data) for k in layers}
     blocks = [k for k in layers if k >= 1]
     batches = length_batches([len(x) for x in data.pcm], max_batch_samples, seed=None)
@@ -35,7 +36,7 @@ def layer_embeddings(model, data: AudioSet, layers: list[int], max_batch_samples
                 out[0][i] = model.frontend(pcm[j: j + 1, : int(lengths[j])])[0].numpy().astype(np.float32)
         if not blocks:
             continue
-        _, res, frame_lengths, _, _ = model.encode(pcm, lengths, max(blocks), keep=tuple(blocks))
+        _, res, frame_lengths, _, _ = model.encode(pcm, lengths, max(blocks), keep=tuple(blocks), generator=noise)
         for k in blocks:
             for j, i in enumerate(batch):
                 out[k][i] = res[k][j, : int(frame_lengths[j])].numpy().astype(np.float32)
