@@ -138,6 +138,24 @@ def test_export_ships_the_codebook_and_the_manifest_guards_it(tiny_corpus, tmp_p
         ExportManifest.read(out)
 
 
+def test_a_noisy_bottleneck_exports_unit_rms_frames_and_its_noise_std(tiny_corpus, tmp_path, one_torch_thread):
+    from toolkit.serve.client import PhoneChannel
+    model = bottleneck_model(bottleneck_dim=16, bottleneck_noise=0.5)
+    ckpt = save_checkpoint(tmp_path / "bn.safetensors", model, CharTokenizer(), ["a", "b", "c", "d"], {})
+    out, _ = export_prefix(ExportRequest(checkpoint=ckpt, target="android", recipes=["executorch=fp32"],
+                                         out=tmp_path / "export", corpus=tiny_corpus))
+    read = ExportManifest.read(out)
+    assert read.payload_codec == "int8" and read.noise_std == 0.5 and read.codebook() is None
+    prefix, runner = load_runners(read_export(out, ["executorch"]))[0][0]
+    data = AudioSet.load(read_librispeech(tiny_corpus / "eval-speakers")[:2], progress=False)
+    for frames in artifact_embeddings(runner, data, prefix.chunk, progress=False):
+        assert np.allclose(np.sqrt((frames ** 2).mean(1)), 1.0, atol=1e-3)  # the artifact emits unit-RMS frames
+        received = prefix.received(frames)   # `veil privacy --artifact` attacks them with the phone's noise
+        assert 0.4 < (received - frames).std() < 0.6
+        sent = payload.decode(PhoneChannel(read).encode(frames))  # and the client sends them with it
+        assert 0.4 < (sent - frames).std() < 0.6
+
+
 def test_a_frozen_prefix_stays_what_the_phone_already_runs(tiny_corpus, tmp_path):
     torch.manual_seed(0)
     base = VeilModel(small_config(n_speakers=4))
