@@ -234,6 +234,20 @@ def test_a_noisy_channel_is_attacked_with_its_noise_reproducibly(tiny_corpus):
     assert abs(noise.std() - 0.5) < 0.05 and abs(noise.mean()) < 0.05  # the attackers see z + N(0, 0.25)
 
 
+@pytest.mark.parametrize("variant", ["vq-2x32", "noise"])
+def test_the_core_ml_estimate_runs_a_bottleneck_prefix_in_float16(variant):
+    import copy
+    from toolkit.parity.coreml_offline import Float16AfterFrontend
+    model = bottleneck_model(**(VARIANTS.get(variant) or dict(bottleneck_dim=16, bottleneck_noise=0.5)))
+    prefix, _ = split(model)
+    pcm = torch.randn(1, 16000) * 0.1
+    with torch.no_grad():
+        est = Float16AfterFrontend(copy.deepcopy(prefix))(pcm)
+        ref = prefix(pcm)
+    assert est.dtype == torch.float32 and est.shape == ref.shape == (1, 25, 16)
+    assert torch.allclose(est, ref, atol=0.05, rtol=0.05)
+
+
 def channel_manifest(tmp_path, section: dict | None) -> ExportManifest:
     data = {"bottleneck": section} if section is not None else {}
     return ExportManifest(data, tmp_path)

@@ -112,7 +112,8 @@ class _CastOutput(torch.nn.Module):
 
 class Float16AfterFrontend(torch.nn.Module):
     """A dtype cast around a :class:`Prefix` (modified in place): the frontend computes in float32 and its
-    output is cast to float16; subsampling, blocks and the split normalization run in float16, as the Core ML
+    output is cast to float16; subsampling, blocks, the split normalization and a bottleneck's projection run in
+    float16, as the Core ML
     fp16 recipes compute; the embeddings come back as float32."""
 
     def __init__(self, prefix: Prefix):
@@ -120,6 +121,8 @@ class Float16AfterFrontend(torch.nn.Module):
         prefix.frontend = _CastOutput(prefix.frontend, torch.float16)
         prefix.subsampling.half()
         prefix.blocks.half()
+        if prefix.bottleneck is not None:  # the phone's projection (and its unit-RMS step) follow the blocks
+            prefix.bottleneck.half()
         self.prefix = prefix
 
     def forward(self, pcm: torch.Tensor) -> torch.Tensor:
