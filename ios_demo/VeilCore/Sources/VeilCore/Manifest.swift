@@ -254,15 +254,7 @@ public final class ExportManifest {
             if dim % groups != 0 { try fail("inconsistent", "bottleneck.dim \(dim) is not a multiple of bottleneck.groups \(groups)") }
             let file = try safePath(try string(entry, "file", "bottleneck.codebook.file"), "bottleneck.codebook.file")
             let sha = try sha256(entry, "bottleneck.codebook.sha256")
-            let shape = try array(entry, "shape", "bottleneck.codebook.shape")
-            var dims: [Int] = []
-            for i in 0..<shape.length {
-                let d = shape.opt(i)
-                guard let x = d, let n = JSONValue.integer(x), n >= 1, n <= Int(Int32.max) else {
-                    try fail("type", "bottleneck.codebook.shape[\(i)] is \(describe(d)), expected a positive integer")
-                }
-                dims.append(n)
-            }
+            let dims = try shape(entry, "bottleneck.codebook.shape")
             if dims != [groups, codes, dim / groups] {
                 try fail("inconsistent", "bottleneck.codebook.shape \(dims) is not [groups \(groups), codes \(codes), " +
                     "dim / groups \(dim / groups)]")
@@ -335,16 +327,22 @@ public final class ExportManifest {
             return sha
         }
 
-        private func tensor(_ o: JSONObject, _ location: String) throws -> TensorSpec {
-            let shape = try array(o, "shape", "\(location).shape")
+        /// `o.shape` (named `location` in errors): a JSON array of positive integers.
+        private func shape(_ o: JSONObject, _ location: String) throws -> [Int] {
+            let values = try array(o, "shape", location)
             var dims: [Int] = []
-            for i in 0..<shape.length {
-                let d = shape.opt(i)
+            for i in 0..<values.length {
+                let d = values.opt(i)
                 guard let v = d, let n = JSONValue.integer(v), n >= 1, n <= Int(Int32.max) else {
-                    try fail("type", "\(location).shape[\(i)] is \(describe(d)), expected a positive integer")
+                    try fail("type", "\(location)[\(i)] is \(describe(d)), expected a positive integer")
                 }
                 dims.append(n)
             }
+            return dims
+        }
+
+        private func tensor(_ o: JSONObject, _ location: String) throws -> TensorSpec {
+            let dims = try shape(o, "\(location).shape")
             let dtype = try string(o, "dtype", "\(location).dtype")
             if dtype != "float32" { try fail("dtype", "\(location).dtype is '\(dtype)'; the app feeds and reads float32") }
             return TensorSpec(name: try string(o, "name", "\(location).name"), shape: dims, dtype: dtype)

@@ -214,15 +214,7 @@ class ExportManifest(
             if (dim % groups != 0) fail("inconsistent", "bottleneck.dim $dim is not a multiple of bottleneck.groups $groups")
             val file = safePath(string(book, "file", "bottleneck.codebook.file"), "bottleneck.codebook.file")
             val sha = sha256(book, "bottleneck.codebook.sha256")
-            val shape = array(book, "shape", "bottleneck.codebook.shape")
-            val dims = ArrayList<Int>()
-            for (i in 0 until shape.length()) {
-                val d = shape.opt(i)
-                if (d !is Number || d.toDouble() != d.toInt().toDouble() || d.toInt() < 1) {
-                    fail("type", "bottleneck.codebook.shape[$i] is ${describe(d)}, expected a positive integer")
-                }
-                dims.add(d.toInt())
-            }
+            val dims = shape(book, "bottleneck.codebook.shape")
             if (dims != listOf(groups, codes, dim / groups)) {
                 fail("inconsistent", "bottleneck.codebook.shape $dims is not [groups $groups, codes $codes, " +
                     "dim / groups ${dim / groups}]")
@@ -284,16 +276,22 @@ class ExportManifest(
             return sha
         }
 
-        private fun tensor(o: JSONObject, where: String): TensorSpec {
-            val shape = array(o, "shape", "$where.shape")
+        /** `o.shape` (named `where` in errors): a JSON array of positive integers. */
+        private fun shape(o: JSONObject, where: String): List<Int> {
+            val shape = array(o, "shape", where)
             val dims = ArrayList<Int>()
             for (i in 0 until shape.length()) {
                 val d = shape.opt(i)
                 if (d !is Number || d.toDouble() != d.toInt().toDouble() || d.toInt() < 1) {
-                    fail("type", "$where.shape[$i] is ${describe(d)}, expected a positive integer")
+                    fail("type", "$where[$i] is ${describe(d)}, expected a positive integer")
                 }
                 dims.add(d.toInt())
             }
+            return dims
+        }
+
+        private fun tensor(o: JSONObject, where: String): TensorSpec {
+            val dims = shape(o, "$where.shape")
             val dtype = string(o, "dtype", "$where.dtype")
             if (dtype != "float32") fail("dtype", "$where.dtype is '$dtype'; the app feeds and reads float32")
             return TensorSpec(string(o, "name", "$where.name"), dims, dtype)
