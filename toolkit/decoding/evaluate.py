@@ -13,10 +13,11 @@ from toolkit.headlines import made_by
 def transcribe_set(model, tokenizer, data: AudioSet, max_batch_samples: int = 16000 * 120,
                    device: str = "cpu") -> list[str]:
     model.eval()
+    noise = torch.Generator(device).manual_seed(0)  # a noisy bottleneck's channel noise, reproducibly
     hyps = [""] * len(data)
     for batch in length_batches([len(x) for x in data.pcm], max_batch_samples, seed=None):
         pcm, lengths = collate([data.pcm[i] for i in batch])
-        out = model(pcm.to(device), lengths.to(device))
+        out = model(pcm.to(device), lengths.to(device), generator=noise)
         for i, text in zip(batch, greedy_decode(out["log_probs"].cpu(), out["frame_lengths"].cpu(), tokenizer)):
             hyps[i] = text
     return hyps

@@ -228,7 +228,6 @@ class FrontierEvaluator:
             except json.JSONDecodeError:
                 pass  # a damaged cache is recomputed
         t0 = time.time()
-        torch.manual_seed(NOISE_SEED)  # a noisy channel's noise, reproducibly
         test = evaluate_set(model, tokenizer_from(config), self.test())
         self.log(f"evaluate {name}: test WER {test['wer']:.2f} %  CER {test['cer']:.2f} %  [{time.time() - t0:.0f} s]")
         t1 = time.time()
