@@ -119,7 +119,7 @@ def test_what_leaves_the_phone_is_attacked_as_the_cloud_receives_it(tiny_corpus)
 def test_export_ships_the_codebook_and_the_manifest_guards_it(tiny_corpus, tmp_path, one_torch_thread):
     model = bottleneck_model(**VARIANTS["vq-2x32"])
     ckpt = save_checkpoint(tmp_path / "bn.safetensors", model, CharTokenizer(), ["a", "b", "c", "d"], {})
-    out, manifest = export_prefix(ExportRequest(checkpoint=ckpt, target="android", recipes=["executorch=fp32"],
+    out, manifest = export_prefix(ExportRequest(checkpoint=ckpt, target="executorch", recipes=["executorch=fp32"],
                                                 out=tmp_path / "export", corpus=tiny_corpus))
     assert manifest.data["output"]["shape"] == [1, model.cfg.chunk_frames, 16]
     read = ExportManifest.read(out)
@@ -142,7 +142,7 @@ def test_a_noisy_bottleneck_exports_unit_rms_frames_and_its_noise_std(tiny_corpu
     from toolkit.serve.client import PhoneChannel
     model = bottleneck_model(bottleneck_dim=16, bottleneck_noise=0.5)
     ckpt = save_checkpoint(tmp_path / "bn.safetensors", model, CharTokenizer(), ["a", "b", "c", "d"], {})
-    out, _ = export_prefix(ExportRequest(checkpoint=ckpt, target="android", recipes=["executorch=fp32"],
+    out, _ = export_prefix(ExportRequest(checkpoint=ckpt, target="executorch", recipes=["executorch=fp32"],
                                          out=tmp_path / "export", corpus=tiny_corpus))
     read = ExportManifest.read(out)
     assert read.payload_codec == "int8" and read.noise_std == 0.5 and read.codebook() is None
