@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 EMA_DECAY = 0.99
 RMS_EPS = 1e-6           # per-frame RMS normalization of a noisy channel's z
+NOISE_SEED = 0           # where an evaluation or an attack replays a noisy channel, its noise comes from this seed
 DEAD_CODE_COUNT = 1e-3   # EMA assignment count below which a code is re-seeded from the batch
 
 

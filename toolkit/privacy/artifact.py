@@ -18,8 +18,7 @@ from toolkit import payload
 from toolkit.chunking import ChunkSpec
 from toolkit.errors import VeilError
 from toolkit.exporting.manifest import ExportManifest
-
-NOISE_SEED = 0  # the seed of a noisy channel's noise when an attack replays it
+from toolkit.model.bottleneck import NOISE_SEED
 
 
 @dataclass

@@ -43,6 +43,7 @@ from toolkit.errors import VeilError, read_json
 from toolkit.files import file_sha256, write_json, write_text
 from toolkit.headlines import made_by, refresh
 from toolkit.model.asr import Prefix
+from toolkit.model.bottleneck import NOISE_SEED
 from toolkit.model.checkpoint import load_checkpoint, read_config, tokenizer_from
 from toolkit.paths import RESULTS_DIR, display_path
 from toolkit.payload import message_bytes
@@ -54,7 +55,6 @@ from toolkit.privacy.suite import SuiteOptions
 FRONTIER_FORMAT = "veil-privacy-frontier/1"
 EVAL_CACHE = "frontier-eval.json"
 TABLE, SECTION = "privacy-frontier", "Privacy frontier"
-NOISE_SEED = 0  # the seed of a noisy bottleneck's channel noise in evaluation
 POINT = re.compile(r"^d(?P<dim>\d+)(?::(?:(?P<groups>\d+)x(?P<codes>\d+)|n(?P<noise>[0-9.]+)))?$")
 CONTROLLED = {"--out", "--corpus", "--init-from", "--config", "--freeze-prefix", "--bottleneck-dim", "--vq-codes",
               "--vq-groups", "--bottleneck-noise", "--steps"}
