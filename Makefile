@@ -1,6 +1,6 @@
 # Veil quick start: `make demo` runs the main job, `make test` runs the test suite (the Android demo's Kotlin core
-# under Maven Surefire, then pytest). Both install everything first (Debian packages via apt-get, Python packages
-# into .venv, the Kotlin 2.x compiler into .cache).
+# under Maven Surefire, then pytest on two workers, then the tests marked serial alone). Both install everything
+# first (Debian packages via apt-get, Python packages into .venv, the Kotlin 2.x compiler into .cache).
 VEIL := .venv/bin/veil
 PY := .venv/bin/python
 CORPUS := data/corpus
@@ -23,7 +23,8 @@ demo: setup corpus
 test: setup
 	bash android_demo/core/test.sh
 	bash scripts/swift_tests.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not serial"
+	$(PY) -m pytest -q -m serial
 
 clean:
 	rm -rf exports .pytest_cache android_demo/core/build

@@ -1,11 +1,17 @@
 """Shared fixtures: a tiny real corpus (synthesized by the real builder) and a small 2-block model."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from toolkit.data.corpus_build import CorpusPlan, build_corpus
 from toolkit.model.asr import ModelConfig, VeilModel
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest workers on two cores: one torch thread each, or they oversubscribe the cores
+    torch.set_num_threads(1)
 
 TINY_PLAN = CorpusPlan(n_speakers=6, n_eval_speakers=2, train_per_speaker=3, dev_per_speaker=1,
                        test_per_speaker=1, eval_per_speaker=2)

@@ -178,7 +178,9 @@ def test_layer_embeddings_stop_early_but_match_the_full_forward(speaker_corpus, 
             res = model(pcm, lengths, return_layers=True)
         n = int(res["frame_lengths"][0])
         for k in (1, 2):
-            np.testing.assert_allclose(ours[k][i], res["layers"][k][0, :n].numpy(), atol=1e-5)
+            # batched vs alone: float32 sums in another order (thread count, padding); the per-chunk norm
+            # divides by a std, so the bound is relative as well
+            np.testing.assert_allclose(ours[k][i], res["layers"][k][0, :n].numpy(), rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(only_first[i], ours[1][i])
 
 

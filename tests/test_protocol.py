@@ -22,7 +22,7 @@ INDEX = json.loads((VECTORS / "index.json").read_text())
 
 @pytest.fixture(scope="module")
 def shipped_suffix():
-    return ServedSuffix.load(Path(__file__).resolve().parent.parent / "models" / "anonymized.safetensors")
+    return ServedSuffix.load(Path(__file__).resolve().parent.parent / "models" / "normalized.safetensors")
 
 
 def f32(entry: dict) -> np.ndarray:
@@ -160,7 +160,7 @@ def test_vector_scenarios_replay_on_the_reference_state_machine(shipped_suffix):
 
 def test_regenerating_the_vectors_reproduces_the_committed_folder(tmp_path):
     out = tmp_path / "tv"
-    write_vectors(out, VECTORS.parent / "models" / "anonymized.safetensors", VECTORS / "chunker" / "pcm.f32")
+    write_vectors(out, VECTORS.parent / "models" / "normalized.safetensors", VECTORS / "chunker" / "pcm.f32")
     committed = sorted(f.relative_to(VECTORS) for f in VECTORS.rglob("*") if f.is_file())
     fresh = sorted(f.relative_to(out) for f in out.rglob("*") if f.is_file())
     assert fresh == committed

@@ -45,7 +45,7 @@ def test_headline_tables_are_rewritten_between_their_markers(tmp_path, capsys):
     assert "old table" not in text and text.startswith("# Title\n\nintro\n") and text.endswith("## Later\n\ntext\n")
     assert "| executorch int8-static | 3.35 | 3.31 | 2.72 |" in text and "rerun it with `--readme README.md`" in text
     # the accuracy table comes from `veil evaluate --json`; the section is made when its markers are absent
-    assert veil_main(["render", str(REPO / "models" / "metrics-anonymized.json"), "--readme", str(readme)]) == 0
+    assert veil_main(["render", str(REPO / "models" / "metrics-normalized.json"), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "## Accuracy" in text and "| test | 512 | 7.64 | 27.89 |" in text and text.count(markers("accuracy")[0]) == 1
     shutil.copy(RECORDED / "privacy-2026-11-26-shipped-k4-executorch-int8-static.json", tmp_path / "p.json")

@@ -45,7 +45,7 @@ TOKEN = INDEX["test_token"]
 
 @pytest.fixture(scope="module")
 def shipped():
-    return ServedSuffix.load(ROOT / "models" / "anonymized.safetensors")
+    return ServedSuffix.load(ROOT / "models" / "normalized.safetensors")
 
 
 def make_service(models, tokens=(TOKEN,), session=SessionLimits(), admission=AdmissionLimits(), batch=BatchConfig(),
@@ -283,7 +283,7 @@ def test_a_vq_session_decodes_indices_with_the_served_models_codebook(shipped):
     chunks = [p.decode_frame(f) for f in frames[1:-1]]
     emb = [payload.decode(c.payload) for c in chunks]
     codebook = np.concatenate(emb)[None]  # (1, 150, 144)
-    model, config = load_checkpoint(ROOT / "models" / "anonymized.safetensors")
+    model, config = load_checkpoint(ROOT / "models" / "normalized.safetensors")
     vq_served = ServedSuffix(model, config, shipped.checkpoint, 4, shipped.identity.checkpoint_sha256, codebook)
     assert vq_served.codecs == ["vq"]
     hello = replace(p.decode_frame(frames[0]), codec="vq")
@@ -410,3 +410,14 @@ def test_ray_engine_refuses_loopback_with_other_interfaces_in_reach():
         with pytest.raises(VeilError, match="docker0, eth0.*network namespace whose only interface is lo"):
             ray_reach(host, ["lo", "eth0", "docker0"])
     assert ray_reach("10.0.0.5", ["lo", "eth0"]) == ["eth0"]
+
+
+def test_veil_serve_with_no_model_flag_serves_the_default_private_model():
+    """No --checkpoint and no --export: the default model, whose phone adds N(0, S^2) to a 16-dim payload."""
+    from argparse import Namespace
+
+    from toolkit.paths import DEFAULT_ANONYMIZED
+    from toolkit.serve.cli import load_models
+    (served,) = load_models(Namespace(checkpoint=[], export=[]))
+    assert served.checkpoint == DEFAULT_ANONYMIZED and served.identity.split_layer == 4
+    assert served.dim == 16 and served.codebook is None

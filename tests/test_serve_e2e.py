@@ -1,8 +1,8 @@
-"""End to end, as deployed: the shipped model's prefix exported to ExecuTorch (the real export-prefix recipe)
-and run chunk by chunk in the ExecuTorch runtime by the reference client, streaming real corpus audio to a
-live `veil serve`; the server's transcripts must equal the local float pipeline's on the artifact's own
-embeddings, for every codec and both transports. The CLI test starts `veil serve` with no flags and
-`veil stream` as separate processes and greps the server's logs for anything a client sent."""
+"""End to end, as deployed: the prefix of the noise-free shipped model (models/normalized.safetensors) exported
+to ExecuTorch (the real export-prefix recipe) and run chunk by chunk in the ExecuTorch runtime by the reference
+client, streaming real corpus audio to a live `veil serve`; the server's transcripts must equal the local float
+pipeline's on the artifact's own embeddings, for every codec and both transports. The CLI test starts
+`veil serve` and `veil stream` as separate processes and greps the server's logs for anything a client sent."""
 from __future__ import annotations
 
 import json
@@ -33,7 +33,7 @@ from toolkit.serve.server import ServerThread
 from toolkit.serve.suffix import ServedSuffix
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "models" / "anonymized.safetensors"
+SHIPPED = ROOT / "models" / "normalized.safetensors"
 TOKEN = "e2e-token"
 
 
@@ -41,7 +41,7 @@ TOKEN = "e2e-token"
 def shipped_export(tmp_path_factory, tiny_corpus):
     """export-prefix of the shipped model, ExecuTorch fp32 only (the LiteRT half of the android target would
     double the test's export time; `veil stream --backend litert` runs the same client code)."""
-    out = tmp_path_factory.mktemp("export") / "anonymized-k4"
+    out = tmp_path_factory.mktemp("export") / "normalized-k4"
     export_prefix(ExportRequest(checkpoint=SHIPPED, target="executorch", recipes=["fp32"], out=out,
                                 corpus=tiny_corpus))
     return out
@@ -85,11 +85,14 @@ def test_every_codec_and_transport_gives_the_local_float_pipelines_transcript(sh
             assert len(local.split()) >= 2
 
 
-def test_veil_serve_with_no_flags_and_veil_stream_transcribe_real_audio_and_log_no_content(
+def test_veil_serve_and_veil_stream_transcribe_real_audio_and_log_no_content(
         shipped_export, corpus_audio, local_pipeline, tmp_path):
+    """The noise-free model, so the server's text can be checked against the local pipeline's (the default
+    model's phone adds fresh noise to every payload)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("VEIL_SERVE_TOKENS", None)
-    server = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "serve", "--port", "0", "--log-level", "debug"],
+    server = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "serve", "--checkpoint", str(SHIPPED),
+                               "--port", "0", "--log-level", "debug"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         token = url = None

@@ -10,7 +10,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO_ROOT / "data" / "corpus"
 MODELS_DIR = REPO_ROOT / "models"
-DEFAULT_ANONYMIZED = MODELS_DIR / "anonymized.safetensors"
+DEFAULT_ANONYMIZED = MODELS_DIR / "anonymized.safetensors"  # every command's default: the privacy point
+# the same phone blocks without the bottleneck and its noise: recognizes, but does not hide the speaker
+NORMALIZED = MODELS_DIR / "normalized.safetensors"
 EXPORTS_DIR = REPO_ROOT / "exports"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 TESTVECTORS_DIR = REPO_ROOT / "testvectors"  # the streaming protocol's cross-language test vectors

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from toolkit.config_flags import add_config_flags, build_config, given_flags
 from toolkit.errors import VeilError
-from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
+from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, NORMALIZED
 from toolkit.privacy import attempts, frontier, grl_sweep
 from toolkit.privacy.leakage import SWEEP_DEFAULTS, AttackSettings, PrivacyRequest, attacker_threads, run_privacy
 from toolkit.privacy.suite import ATTACKERS, SETS
@@ -89,8 +89,9 @@ def add_parser(sub) -> None:
                                           "payload per bottleneck size (train + evaluate + chart)")
     fr.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     fr.add_argument("--out", required=True, metavar="DIR", help="run directories DIR/bn-dD[-GxK][-nS]")
-    fr.add_argument("--init-from", default=str(DEFAULT_ANONYMIZED), metavar="CKPT",
-                    help="the model whose frozen prefix every bottleneck follows (and whose config it keeps)")
+    fr.add_argument("--init-from", default=str(NORMALIZED), metavar="CKPT",
+                    help="the model whose frozen prefix every bottleneck follows (and whose config it keeps); "
+                         "default models/normalized.safetensors, the shipped model without a bottleneck")
     fr.add_argument("--points", required=True, metavar="LIST",
                     help="comma-separated bottlenecks: dD (D dims, int8), dD:GxK (G codebooks of K codes), "
                          "dD:nS (training noise S), e.g. d32,d32:2x256,d32:1x64")

@@ -1,7 +1,7 @@
 """`veil frontier`: how much speaker identity an information bottleneck at the split lets through, against
 how much recognition it costs and how many bytes it sends — one point per bottleneck, one chart.
 
-    veil frontier --out RUNS --init-from models/anonymized.safetensors --points d32:1x64,d32:2x256,d32
+    veil frontier --out RUNS --init-from models/normalized.safetensors --points d32:1x64,d32:2x256,d32
                   [--steps 2000] [--parallel 2] [--train-arg "--lr 1e-3"]... [--skip-train] [--dry-run]
                   [--baseline models/baseline.safetensors] [--attackers all] [--attacker-seeds 1] [--readme]
 

@@ -16,7 +16,7 @@ from toolkit.errors import VeilError
 from toolkit.exporting.manifest import ExportManifest
 from toolkit.files import write_json
 from toolkit.model.checkpoint import read_config
-from toolkit.paths import DEFAULT_ANONYMIZED, TESTVECTORS_DIR, default_export_dir, display_path
+from toolkit.paths import DEFAULT_ANONYMIZED, NORMALIZED, TESTVECTORS_DIR, default_export_dir, display_path
 from toolkit.serve.admission import AdmissionLimits
 from toolkit.serve.app import Service, ServiceConfig
 from toolkit.serve.auth import TOKENS_ENV, TokenStore, hash_token, new_token
@@ -105,7 +105,9 @@ def add_parser(sub) -> None:
     psub = pr.add_subparsers(dest="protocol_command", metavar="ACTION", required=True)
     v = psub.add_parser("vectors", help="write the test vectors of docs/PROTOCOL.md (frames, payloads, a real session)")
     v.add_argument("--out", default=str(TESTVECTORS_DIR))
-    v.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED), help="the model whose session the vectors record")
+    v.add_argument("--checkpoint", default=str(NORMALIZED),
+                   help="the model whose session the vectors record (default models/normalized.safetensors: a "
+                        "noise-free payload, so every language can replay it)")
     v.add_argument("--audio", default=None,
                    help="the PCM snippet (an audio file or raw .f32); default: the one committed in --out")
     v.set_defaults(func=run)

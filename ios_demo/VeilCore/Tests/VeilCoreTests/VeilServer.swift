@@ -80,7 +80,7 @@ final class VeilServer {
         let process = Process()
         process.executableURL = python
         process.arguments = ["-m", "toolkit.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                             "--checkpoint", repo.appendingPathComponent("models/anonymized.safetensors").path,
+                             "--checkpoint", repo.appendingPathComponent("models/normalized.safetensors").path,
                              "--token-file", tokens.path, "--threads", "1", "--max-wait-ms", "1",
                              "--log-level", "warning"]
         process.currentDirectoryURL = repo

@@ -30,7 +30,7 @@ class VeilServer private constructor(private val process: Process, val url: Stri
             val digest = MessageDigest.getInstance("SHA-256").digest(token.toByteArray(Charsets.UTF_8))
             tokens.writeText("sha256:${Protocol.bytesToHex(digest)}\n")
             val builder = ProcessBuilder(python.path, "-m", "toolkit.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                "--checkpoint", File(repo, "models/anonymized.safetensors").path, "--token-file", tokens.path,
+                "--checkpoint", File(repo, "models/normalized.safetensors").path, "--token-file", tokens.path,
                 "--threads", "1", "--max-wait-ms", "1", "--log-level", "warning")
                 .directory(repo).redirectErrorStream(true)
             builder.environment()["PYTHONPATH"] = repo.path
