@@ -15,7 +15,7 @@ from toolkit.decoding.ctc import greedy_decode
 from toolkit.decoding.evaluate import EVAL_FORMAT, evaluate_set, headline
 from toolkit.files import write_json
 from toolkit.headlines import refresh
-from toolkit.model.bottleneck import NOISE_SEED
+from toolkit.model.bottleneck import replay_noise
 from toolkit.model.checkpoint import load_checkpoint, tokenizer_from
 from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, display_path
 
@@ -47,7 +47,7 @@ def run(args) -> int:
 def transcribe(args) -> int:
     model, config = load_checkpoint(args.checkpoint)
     tok = tokenizer_from(config)
-    noise = torch.Generator().manual_seed(NOISE_SEED)  # a noisy bottleneck's channel: the same text on every run
+    noise = replay_noise()  # a noisy bottleneck's channel: the same text on every run
     for path in args.files:
         pcm = torch.from_numpy(load_audio(path, min_samples=model.cfg.frontend.win_length))
         with torch.no_grad():

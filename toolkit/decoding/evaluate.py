@@ -7,14 +7,14 @@ import torch
 from toolkit.data.dataset import AudioSet, collate, length_batches
 from toolkit.decoding.ctc import error_rates, greedy_decode
 from toolkit.headlines import made_by
-from toolkit.model.bottleneck import NOISE_SEED
+from toolkit.model.bottleneck import replay_noise
 
 
 @torch.no_grad()
 def transcribe_set(model, tokenizer, data: AudioSet, max_batch_samples: int = 16000 * 120,
                    device: str = "cpu") -> list[str]:
     model.eval()
-    noise = torch.Generator(device).manual_seed(NOISE_SEED)  # a noisy bottleneck's channel noise, reproducibly
+    noise = replay_noise(device)
     hyps = [""] * len(data)
     for batch in length_batches([len(x) for x in data.pcm], max_batch_samples, seed=None):
         pcm, lengths = collate([data.pcm[i] for i in batch])

@@ -34,6 +34,13 @@ NOISE_SEED = 0           # where an evaluation or an attack replays a noisy chan
 DEAD_CODE_COUNT = 1e-3   # EMA assignment count below which a code is re-seeded from the batch
 
 
+def replay_noise(device: str | torch.device = "cpu") -> torch.Generator:
+    """The generator a noisy channel's noise comes from where Veil replays the channel (transcription,
+    evaluation, attack embeddings), so the same run gives the same numbers; a phone draws its noise from the
+    OS's random source instead."""
+    return torch.Generator(device).manual_seed(NOISE_SEED)
+
+
 class VectorQuantizer(nn.Module):
     """``groups`` independent codebooks of ``codes`` vectors of ``dim // groups`` dims each."""
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from toolkit.chunking import ChunkSpec, run_chunked
 from toolkit.data.dataset import AudioSet, collate, length_batches
-from toolkit.model.bottleneck import NOISE_SEED
+from toolkit.model.bottleneck import replay_noise
 
 
 @torch.no_grad()
@@ -26,7 +26,7 @@ def layer_embeddings(model, data: AudioSet, layers: list[int], max_batch_samples
     """{layer: [ (T_i, d) float32 array per utterance, in data order ]}. Blocks come from
     ``VeilModel.encode``, the model's own forward, run only as deep as the deepest requested block."""
     model.eval()
-    noise = torch.Generator().manual_seed(NOISE_SEED)  # a noisy bottleneck's channel noise, reproducibly
+    noise = replay_noise()
     out = {k: [None] * len(data) for k in layers}
     blocks = [k for k in layers if k >= 1]
     batches = length_batches([len(x) for x in data.pcm], max_batch_samples, seed=None)

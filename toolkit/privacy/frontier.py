@@ -43,7 +43,7 @@ from toolkit.errors import VeilError, read_json
 from toolkit.files import file_sha256, write_json, write_text
 from toolkit.headlines import made_by, refresh
 from toolkit.model.asr import Prefix
-from toolkit.model.bottleneck import NOISE_SEED
+from toolkit.model.bottleneck import replay_noise
 from toolkit.model.checkpoint import load_checkpoint, read_config, tokenizer_from
 from toolkit.paths import RESULTS_DIR, display_path
 from toolkit.payload import message_bytes
@@ -176,7 +176,7 @@ class FrontierEvaluator:
             if layer == k and same_phone_blocks(model, init, k):
                 if model.bottleneck is None:
                     return ev, tr
-                g = torch.Generator().manual_seed(NOISE_SEED)  # one stream: each utterance gets its own noise
+                g = replay_noise()  # one stream: each utterance gets its own noise
                 return [transmit(model, x, g) for x in ev], [transmit(model, x, g) for x in tr]
         emb_eval, emb_train = checkpoint_embeddings(model, self.data(), [layer], progress=self.progress)
         return emb_eval[layer], emb_train[layer]
