@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import export as backends
+from toolkit.adapters import ADAPTERS
 from toolkit.errors import run_guarded
 from toolkit.exporting.calibration import CALIBRATION_UTTS
 from toolkit.exporting.prefix_export import ExportRequest, export_prefix, targets
@@ -38,7 +39,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="all", metavar="|".join(targets()),
                    help="android: .pte + .tflite; ios: .mlpackage; all: the three (default); a backend: that one")
     p.add_argument("--recipe", action="append", default=[], metavar="NAME", help=recipe_help())
-    p.add_argument("--split-layer", type=int, default=None, metavar="K",
+    p.add_argument("--adapter", default=None, metavar="|".join(ADAPTERS),
+                   help="export another encoder than Veil's through its adapter (docs/ADAPTERS.md), with --config "
+                        "(a preset such as 'tiny', or the model's config.json) and --weights (safetensors or "
+                        "pytorch_model.bin)")
+    p.add_argument("--config", default=None, help="the adapter's model config: a preset ('tiny') or config.json")
+    p.add_argument("--weights", default=None, metavar="FILE", help="the adapter's weights (.safetensors or .bin)")
+    p.add_argument("--model", default=None, metavar="MODULE:FUNCTION",
+                   help="any nn.Module: a function returning the prefix for a cut and the chunk geometry "
+                        "(docs/ADAPTERS.md)")
+    p.add_argument("--split-layer", "--cut", dest="split_layer", type=int, default=None, metavar="K",
                    help="the phone runs frontend + blocks 1..K (default: the checkpoint's split layer, the one it "
                         "was trained for; another K is a what-if cut, recorded in the manifest)")
     p.add_argument("--out", default=None, metavar="DIR",
@@ -69,10 +79,13 @@ def run(args) -> int:
                                          split_layer=args.split_layer, out=Path(args.out) if args.out else None,
                                          corpus=Path(args.corpus), calibration_split=args.calibration_split,
                                          calibration_utts=args.calibration_utts,
-                                         calibration_loud=args.calibration_loud, verbose=args.verbose))
+                                         calibration_loud=args.calibration_loud, verbose=args.verbose,
+                                         adapter=args.adapter, config=args.config,
+                                         weights=Path(args.weights) if args.weights else None, model=args.model))
     if args.no_parity:
         return 0
-    return parity_cli.run_and_report(parity_cli.request_from(args, out, Path(args.checkpoint)))
+    own = not (args.adapter or args.model)  # another encoder: parity rebuilds it from the manifest's adapter section
+    return parity_cli.run_and_report(parity_cli.request_from(args, out, Path(args.checkpoint) if own else None))
 
 
 def main(argv: list[str] | None = None) -> int:

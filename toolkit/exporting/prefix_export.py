@@ -24,12 +24,11 @@ from toolkit.chunking import ChunkSpec, torch_runner
 from toolkit.console import captured_output, human_bytes, say
 from toolkit.errors import VeilError
 from toolkit.exporting.calibration import CALIBRATION_UTTS, calibration_chunks
-from toolkit.exporting.manifest import (FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME, ExportManifest, io_description,
-                                       write_bottleneck)
+from toolkit.adapters import open_adapter
+from toolkit.adapters.manifest_info import io_for, new_manifest
+from toolkit.exporting.manifest import INPUT_NAME, OUTPUT_NAME, ExportManifest
 from toolkit.files import replace_dir, temp_dir_beside
-from toolkit.model.asr import split
-from toolkit.model.checkpoint import load_checkpoint
-from toolkit.paths import DEFAULT_CORPUS, default_export_dir
+from toolkit.paths import DEFAULT_CORPUS, EXPORTS_DIR, default_export_dir
 
 CHECK_SPLIT, CHECK_UTTS = "dev", 2
 MIN_CHECK_SNR_DB = 10.0  # below this an artifact computes something else than the float prefix
@@ -59,6 +58,10 @@ class ExportRequest:
     calibration_utts: int = CALIBRATION_UTTS
     calibration_loud: bool = False  # add the seeded loud chunks (toolkit/exporting/calibration.py)
     verbose: bool = False
+    adapter: str | None = None  # toolkit/adapters: another encoder than Veil's (then config/weights, or model)
+    config: str | None = None
+    weights: Path | None = None
+    model: str | None = None    # MODULE:FUNCTION of any nn.Module (the 'module' adapter)
 
 
 @dataclass
@@ -90,13 +93,6 @@ def plan_backends(target: str, recipe_args: list[str]) -> Plan:
         except (backends.UnknownRecipe, backends.MissingNpuSdk) as exc:
             raise VeilError(str(exc)) from None
     return Plan(names, recipes)
-
-
-def check_split_layer(k: int | None, cfg) -> int:
-    k = cfg.split_layer if k is None else k
-    if not 1 <= k <= cfg.n_blocks:
-        raise VeilError(f"split layer {k} is outside 1..{cfg.n_blocks} (the checkpoint has {cfg.n_blocks} blocks)")
-    return k
 
 
 def prepare_out_dir(out: Path) -> Path:
@@ -166,18 +162,20 @@ def export_prefix(req: ExportRequest) -> tuple[Path, ExportManifest]:
     """Run the whole export; returns the output folder and its manifest. Raises VeilError for anything a
     user can fix."""
     plan = plan_backends(req.target, req.recipes)
-    checkpoint = Path(req.checkpoint)
-    if not checkpoint.is_file():
-        raise VeilError(f"{checkpoint}: checkpoint not found (train one with `veil train`, or pass --checkpoint)")
-    model, config = load_checkpoint(checkpoint)
-    cfg = model.cfg
-    k = check_split_layer(req.split_layer, cfg)
-    out = Path(req.out) if req.out else default_export_dir(checkpoint, k)
+    adapter = open_adapter(adapter=req.adapter, config=req.config, weights=req.weights, model=req.model,
+                           checkpoint=req.checkpoint)
+    k = adapter.check_cut(req.split_layer)
+    if req.out:
+        out = Path(req.out)
+    elif adapter.name == "veil":
+        out = default_export_dir(req.checkpoint, k)
+    else:
+        out = EXPORTS_DIR / f"{adapter.name}-{Path(str(req.weights or req.config or req.model)).stem}-k{k}"
     req = replace(req, out=out, corpus=Path(req.corpus))
     tmp = prepare_out_dir(out)
-    say(f"checkpoint {checkpoint}: {cfg.n_blocks} blocks, d={cfg.d_model}, trained chunked through block "
-        f"{cfg.split_layer}; exporting frontend + blocks 1..{k}")
-    if k > cfg.split_layer:
+    say(adapter.describe(k))
+    if adapter.name == "veil" and k > adapter.model.cfg.split_layer:
+        cfg = adapter.model.cfg
         say(f"  note: blocks {cfg.split_layer + 1}..{k} were trained on whole utterances and will run on "
             f"{cfg.chunk.chunk_seconds:.2f} s chunks on the phone "
             f"(manifest: trained_chunked_through={cfg.split_layer})")
@@ -187,7 +185,7 @@ def export_prefix(req: ExportRequest) -> tuple[Path, ExportManifest]:
         log_path = Path(log_name)
         with os.fdopen(log_fd, "w") as log:
             try:
-                manifest = _export_into(tmp, plan, req, model, config, k, log)
+                manifest = _export_into(tmp, plan, req, adapter, k, log)
             except backends.ExportError as exc:
                 traceback.print_exc(file=log)
                 if req.verbose:
@@ -202,21 +200,19 @@ def export_prefix(req: ExportRequest) -> tuple[Path, ExportManifest]:
     return out, manifest
 
 
-def _export_into(tmp: Path, plan: Plan, req: ExportRequest, model, config, k: int, log) -> ExportManifest:
-    cfg = model.cfg
-    prefix, _ = split(model, k)
-    prefix.eval()
+def _export_into(tmp: Path, plan: Plan, req: ExportRequest, adapter, k: int, log) -> ExportManifest:
+    prefix = adapter.prefix(k).eval()
     corpus = Path(req.corpus)
     calibration, calibration_info = [], None
     if any(backends.get_backend(b).RECIPES.get(plan.recipes[b]).needs_calibration for b in plan.backends):
         calibration, calibration_info = calibration_chunks(corpus / req.calibration_split, req.calibration_utts,
-                                                           cfg.chunk_samples, loud=req.calibration_loud)
+                                                           adapter.chunk.chunk_samples, loud=req.calibration_loud)
         say(f"calibration: {calibration_info['utterances']} utterances ({calibration_info['speakers']} speakers), "
             f"{calibration_info['chunks']} chunks from {calibration_info['corpus_split']}"
             + (f" + {calibration_info['loud']['chunks']} loud chunks (full-scale tones, noise, clipped speech)"
                if "loud" in calibration_info else ""))
-    chunks, check_audio = check_chunks(corpus, cfg.chunk)
-    io = io_description(cfg, k)
+    chunks, check_audio = check_chunks(corpus, adapter.chunk)
+    io = io_for(adapter, k)
     artifacts = []
     for i, name in enumerate(plan.backends, 1):
         backend = backends.get_backend(name)
@@ -227,7 +223,7 @@ def _export_into(tmp: Path, plan: Plan, req: ExportRequest, model, config, k: in
         try:
             with captured_output(log, enabled=not req.verbose):
                 artifact = backend.export(prefix, (chunks[0],), recipe, tmp / filename, calibration=calibration,
-                                          float_modules=FLOAT_MODULES, input_name=INPUT_NAME,
+                                          float_modules=adapter.float_modules, input_name=INPUT_NAME,
                                           output_name=OUTPUT_NAME)
                 check_spec(artifact, io)
                 check = smoke_check(artifact, prefix, chunks, check_audio)
@@ -239,10 +235,8 @@ def _export_into(tmp: Path, plan: Plan, req: ExportRequest, model, config, k: in
         artifacts.append(entry)
         say(f"{artifact.export_seconds:.1f} s, {human_bytes(artifact.size_bytes)}, {_check_text(check, entry)}")
 
-    manifest = ExportManifest.new(req.out, checkpoint=req.checkpoint, config=config, cfg=cfg, split_layer=k,
-                                  recipes=plan.recipes, calibration=calibration_info,
-                                  libraries=all_library_versions(plan.backends), artifacts=artifacts,
-                                  bottleneck=write_bottleneck(model, k, tmp))
+    manifest = new_manifest(adapter, req.out, split_layer=k, recipes=plan.recipes, calibration=calibration_info,
+                            libraries=all_library_versions(plan.backends), artifacts=artifacts, tmp=tmp)
     manifest.write(tmp)
     replace_dir(tmp, req.out)
     print_summary(req.out, manifest.data)

@@ -1,0 +1,88 @@
+"""What an adapter's export writes into the manifest: the ``input``/``output`` sections of the prefix for a cut
+and the ``adapter`` section (how to rebuild the model, its phone input, its cut points, and every op left out of
+the XNNPACK graph with the reason). Veil's own adapter keeps the manifest exactly as before
+(:func:`toolkit.exporting.manifest.io_description`, no ``adapter`` section)."""
+from __future__ import annotations
+
+from toolkit.adapters.base import ModelAdapter
+from toolkit.exporting.manifest import INPUT_NAME, OUTPUT_NAME, io_description
+
+# why ExecuTorch 1.5.1's XnnpackPartitioner leaves an op out of the XNNPACK graph (measured on these adapters)
+NOT_DELEGATED_WHY = {
+    "aten.gelu.default": "XNNPACK in ExecuTorch 1.5 lowers GELU only in fp32; the int8 graph runs it in the "
+                         "portable kernel between two XNNPACK subgraphs (dequantize, float GELU, quantize)",
+    "aten.native_group_norm.default": "no XNNPACK group norm; runs as a portable float32 kernel",
+    "aten.convolution.default": "a grouped 1-D convolution (positional conv) whose group count XNNPACK's "
+                                "int8 convolution does not take; runs as a portable float32 kernel",
+    "aten.amax.default": "no XNNPACK max-reduction; the log-mel frontend's dynamic-range clamp runs as a "
+                         "portable float32 kernel (the frontend is float32 in every recipe)",
+    "aten.log10.default": "no XNNPACK log; part of the float32 log-mel frontend",
+    "aten.log.default": "no XNNPACK log; part of the float32 log-mel frontend",
+    "aten.maximum.default": "XNNPACK maximum takes no broadcast scalar operand here; part of the float32 frontend",
+}
+
+
+def io_for(adapter: ModelAdapter, k: int) -> dict:
+    if adapter.name == "veil":
+        return io_description(adapter.model.cfg, k)
+    chunk, dim = adapter.chunk, adapter.output_dim(k)
+    return {
+        "input": {"name": INPUT_NAME, "shape": [1, chunk.chunk_samples], "dtype": "float32",
+                  "sample_rate": chunk.sample_rate, "chunk_samples": chunk.chunk_samples,
+                  "chunk_seconds": chunk.chunk_seconds, "range": [-1.0, 1.0],
+                  "layout": "mono PCM; an utterance is cut into chunks, the last one zero-padded"},
+        "output": {"name": OUTPUT_NAME, "shape": [1, chunk.chunk_frames, dim], "dtype": "float32",
+                   "frames_per_chunk": chunk.chunk_frames, "frame_samples": chunk.frame_samples,
+                   "frame_rate_hz": chunk.frame_rate_hz, "embedding_dim": dim, "layer": k,
+                   "valid_frames": "ceil(utterance_samples / frame_samples) over the concatenated chunks"},
+    }
+
+
+def adapter_section(adapter: ModelAdapter, artifacts: list[dict]) -> dict:
+    """The manifest's ``adapter`` section; ``not_delegated`` names every op an ExecuTorch artifact runs outside
+    XNNPACK, per artifact, with the reason (never a silent float island)."""
+    left_out = {}
+    for entry in artifacts:
+        ops = (entry.get("delegation") or {}).get("not_delegated") or {}
+        if ops:
+            left_out[entry["file"]] = {op: {"count": n, "why": adapter.not_delegated_why.get(
+                op, NOT_DELEGATED_WHY.get(op, "no XNNPACK lowering for this op in ExecuTorch 1.5.1; runs as a "
+                                                "portable float32 kernel"))} for op, n in ops.items()}
+    return {**adapter.source(), "phone_input": adapter.phone_input, "cut_points": adapter.cut_points(),
+            "float_modules": list(adapter.float_modules), "has_suffix": adapter.suffix(adapter.default_cut) is not None,
+            "not_delegated": left_out}
+
+
+def new_manifest(adapter: ModelAdapter, export_dir, *, split_layer: int, recipes: dict, calibration: dict | None,
+                 libraries: dict, artifacts: list[dict], tmp):
+    """The export's :class:`ExportManifest`: Veil's exactly as before, any other adapter's with the same fields
+    (``checkpoint`` is the weights file, or the weights' own sha256 for a preset) plus the ``adapter`` section."""
+    import datetime
+
+    from toolkit import __version__
+    from toolkit.exporting.manifest import MANIFEST_FORMAT, ExportManifest, write_bottleneck
+
+    if adapter.name == "veil":
+        return ExportManifest.new(export_dir, checkpoint=adapter.checkpoint, config=adapter.config,
+                                  cfg=adapter.model.cfg, split_layer=split_layer, recipes=recipes,
+                                  calibration=calibration, libraries=libraries, artifacts=artifacts,
+                                  bottleneck=write_bottleneck(adapter.model, split_layer, tmp))
+    source = adapter.source()
+    data = {
+        "format": MANIFEST_FORMAT,
+        "created_by": f"veil {__version__} export-prefix --adapter {adapter.name}",
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint": {"path": source.get("weights") or "", "sha256": adapter.identity_sha256(),
+                       "config_sha256": None, "config": source},
+        "split_layer": split_layer,
+        "trained_chunked_through": None,  # a foreign model was trained on whole utterances; the phone runs chunks
+        "chunked_beyond_training": True,
+        "float_modules": list(adapter.float_modules),
+        "recipe": dict(recipes),
+        **io_for(adapter, split_layer),
+        "calibration": calibration,
+        "libraries": libraries,
+        "artifacts": artifacts,
+        "adapter": adapter_section(adapter, artifacts),
+    }
+    return ExportManifest(data, export_dir)
