@@ -93,7 +93,8 @@ class ModelAdapter:
     phone_input: dict  # {"kind": "pcm", "frontend": "<name, or null when the model reads PCM itself>"}
     float_modules: tuple[str, ...] = FLOAT_MODULES
     default_cut: int = 1
-    not_delegated_why: dict[str, str] = {}  # op -> why XNNPACK leaves it out (copied into the manifest)
+    not_delegated_why: dict[str, str] = {}
+    default_recipes: dict[str, str] = {}  # backend -> this model's default recipe where the backend's does not fit  # op -> why XNNPACK leaves it out (copied into the manifest)
 
     # ---- the six answers ----------------------------------------------------------------------------------
     def cut_points(self) -> list[int]:

@@ -169,6 +169,9 @@ class HFWav2Vec2Adapter(ModelAdapter):
     phone_input = {"kind": "pcm", "frontend": None,
                    "note": "raw 16 kHz PCM into the CNN feature encoder (float32 in every recipe)"}
     float_modules = ("frontend",)
+    # LiteRT int8-static (activation ranges = min/max over the calibration chunks) measured 3.1 dB SNR at cut 4
+    # of the tiny preset on real audio, int8-dynamic 43.9 dB (ExecuTorch int8-static: 29.8 dB)
+    default_recipes = {"litert": "int8-dynamic"}
 
     def __init__(self, config: str | None = "tiny", weights: str | Path | None = None, cut: int | None = None):
         from transformers import AutoConfig  # noqa: F401  (heavy: imported only when this adapter is used)

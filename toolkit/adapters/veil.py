@@ -25,6 +25,15 @@ class VeilAdapter(ModelAdapter):
         cfg = self.model.cfg
         self.chunk, self.n_blocks, self.default_cut = cfg.chunk, cfg.n_blocks, cfg.split_layer
 
+    @classmethod
+    def of(cls, model, config: dict, checkpoint: str | Path) -> "VeilAdapter":
+        """An adapter around an already loaded checkpoint (``ExportManifest.model_adapter``)."""
+        self = cls.__new__(cls)
+        self.checkpoint, self.model, self.config = Path(checkpoint), model, config
+        cfg = model.cfg
+        self.chunk, self.n_blocks, self.default_cut = cfg.chunk, cfg.n_blocks, cfg.split_layer
+        return self
+
     def check_cut(self, k: int | None) -> int:
         cfg = self.model.cfg
         k = cfg.split_layer if k is None else k

@@ -329,6 +329,27 @@ class ExportManifest:
         prefix, suffix = split(model, self.split_layer)
         return model, config, prefix.eval(), suffix.eval()
 
+    def model_adapter(self, checkpoint: str | Path | None = None):
+        """The float model this export was cut from, as its adapter (``toolkit/adapters``): another encoder's
+        is rebuilt from the manifest's ``adapter`` section and checked to be the same weights (sha256); Veil's
+        own comes from :meth:`load_checkpoint`."""
+        from toolkit.adapters import from_source
+        from toolkit.adapters.veil import VeilAdapter
+        source = self.section("adapter")
+        if not source or source.get("name") == "veil":
+            model, config = self.load_checkpoint(checkpoint)
+            return VeilAdapter.of(model, config, self.checkpoint_file(checkpoint))
+        if checkpoint:
+            source = {**source, "weights": str(checkpoint)}
+        adapter = from_source(source)
+        if adapter.identity_sha256() != self.checkpoint["sha256"]:
+            raise VeilError(f"{self.path}: the {adapter.name} model rebuilt from the manifest's adapter section has "
+                            f"other weights than the export (sha256 differs); pass --checkpoint with the weights file")
+        if adapter.chunk != self.chunk:
+            raise VeilError(f"chunk length mismatch: {adapter.name} model runs {adapter.chunk.chunk_samples}-sample "
+                            f"chunks, {MANIFEST} says {self.chunk.chunk_samples}")
+        return adapter
+
     def checkpoint_file(self, checkpoint: str | Path | None = None) -> Path:
         """``checkpoint``, or the path the manifest records: a relative one from the working directory, else
         from the repository root (export-prefix records the path as it was given, usually from the repository)."""

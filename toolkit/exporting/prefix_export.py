@@ -70,13 +70,14 @@ class Plan:
     recipes: dict[str, str]  # backend -> recipe name
 
 
-def plan_backends(target: str, recipe_args: list[str]) -> Plan:
-    """Which backends and recipes a request means; every mistake is a one-line VeilError."""
+def plan_backends(target: str, recipe_args: list[str], defaults: dict | None = None) -> Plan:
+    """Which backends and recipes a request means; every mistake is a one-line VeilError. ``defaults``: an
+    adapter's own default recipe for some backends (``ModelAdapter.default_recipes``)."""
     known = targets()
     if target not in known:
         raise VeilError(f"unknown target '{target}' (targets: {', '.join(known)})")
     names = list(known[target])
-    recipes = {b: backends.get_backend(b).DEFAULT_RECIPE for b in names}
+    recipes = {b: (defaults or {}).get(b, backends.get_backend(b).DEFAULT_RECIPE) for b in names}
     for arg in recipe_args:
         backend, sep, recipe = arg.partition("=")
         if not sep:
@@ -161,9 +162,10 @@ def all_library_versions(names: list[str]) -> dict:
 def export_prefix(req: ExportRequest) -> tuple[Path, ExportManifest]:
     """Run the whole export; returns the output folder and its manifest. Raises VeilError for anything a
     user can fix."""
-    plan = plan_backends(req.target, req.recipes)
+    plan_backends(req.target, req.recipes)  # a mistake in the request fails before the model loads
     adapter = open_adapter(adapter=req.adapter, config=req.config, weights=req.weights, model=req.model,
                            checkpoint=req.checkpoint)
+    plan = plan_backends(req.target, req.recipes, adapter.default_recipes)
     k = adapter.check_cut(req.split_layer)
     if req.out:
         out = Path(req.out)

@@ -27,7 +27,6 @@ from toolkit.exporting.manifest import ExportManifest
 from toolkit.files import json_safe
 from toolkit.headlines import refresh
 from toolkit.model.asr import Prefix, Suffix
-from toolkit.model.checkpoint import tokenizer_from
 from toolkit.parity import coreml_offline, metrics, npu_offline
 from toolkit.parity import gates as gating
 from toolkit.parity.bundled import write_bundled_program
@@ -87,9 +86,12 @@ def run_parity(req: ParityRequest) -> dict:
     content. Raises ParityFailed when a gate failed, VeilError for anything a user can fix."""
     export_dir = Path(req.export_dir)
     manifest = ExportManifest.read(export_dir, only=req.only)
-    model, config, prefix, suffix = manifest.float_prefix(req.checkpoint)
-    checkpoint = Path(req.checkpoint or manifest.checkpoint["path"])
     k = manifest.split_layer
+    adapter = manifest.model_adapter(req.checkpoint)  # toolkit/adapters: Veil's conformer or another encoder
+    model, prefix, suffix, tokenizer = getattr(adapter, "model", None), adapter.prefix(k), adapter.suffix(k), adapter.tokenizer()
+    if tokenizer is None:
+        suffix = None  # no decoder: no transcripts, hence no ΔWER (said in the report)
+    checkpoint = Path(req.checkpoint or manifest.checkpoint["path"])
     artifacts = manifest.artifacts()
 
     corpus = Path(req.corpus)
@@ -97,8 +99,8 @@ def run_parity(req: ParityRequest) -> dict:
     chunk = manifest.chunk
     say(f"parity: {len(utts)} utterances of {corpus / req.split}, {len(artifacts)} artifacts, float reference ...")
     ref_emb, chunk_lists = zip(*(run_chunked(torch_runner(prefix), p, chunk) for p in pcms))
-    ref = Reference(model, prefix, suffix, chunk, pcms, [u.text for u in utts], tokenizer_from(config),
-                    list(ref_emb), list(chunk_lists), metrics.decode(suffix, list(ref_emb)),
+    ref = Reference(model, prefix, suffix, chunk, pcms, [u.text for u in utts], tokenizer,
+                    list(ref_emb), list(chunk_lists), metrics.decode(suffix, list(ref_emb)) if suffix else None,
                     int(np.argmax([len(p) for p in pcms])), stress_cases(pcms[0], chunk.chunk_samples, chunk.sample_rate))
     report = {
         "format": PARITY_FORMAT,
@@ -110,7 +112,10 @@ def run_parity(req: ParityRequest) -> dict:
                   "seconds": round(sum(len(p) for p in pcms) / chunk.sample_rate, 2),
                   "chunks": sum(map(len, chunk_lists)), "chunk_samples": chunk.chunk_samples,
                   "frame_samples": chunk.frame_samples, "utterance_ids": [u.utt_id for u in utts]},
-        "float": metrics.transcript_error_rates(ref.log_probs, ref.texts, ref.tokenizer),
+        "float": (metrics.transcript_error_rates(ref.log_probs, ref.texts, ref.tokenizer) if suffix else
+                  {"status": "no-suffix", "detail": f"the {adapter.name} model has no CTC head and decoder here: "
+                                                    f"no transcripts, no ΔWER"}),
+        "adapter": manifest.section("adapter"),
         "gates": req.gates,
         "plot_utterance": {"id": utts[ref.plot_utt].utt_id, "frames": int(len(ref_emb[ref.plot_utt])),
                            "chunk_frames": chunk.chunk_frames},
@@ -179,7 +184,13 @@ def check_artifact(entry: dict, art: backends.Artifact, ref: Reference, manifest
     outs = [run_chunked(runner, p, ref.chunk)[0] for p in ref.pcms]
     result["runtime"] = type(runner).__name__
     result["numeric"] = metrics.embedding_metrics(ref.embeddings, outs)
-    result["cloud"] = metrics.cloud_metrics(ref.log_probs, metrics.decode(ref.suffix, outs), ref.texts, ref.tokenizer)
+    if ref.suffix is not None:
+        result["cloud"] = metrics.cloud_metrics(ref.log_probs, metrics.decode(ref.suffix, outs), ref.texts, ref.tokenizer)
+    else:  # no suffix: the cloud metrics are not measured and their gates not applied (named in the report)
+        result["cloud"] = {**{m: float("nan") for m in NO_SUFFIX_METRICS}, "status": "no-suffix"}
+        gate = {m: v for m, v in gate.items() if m not in NO_SUFFIX_GATES}
+        result["gate"] = gate
+        result["not_gated"] = {"metrics": sorted(NO_SUFFIX_GATES), "why": "no suffix and decoder: no transcripts"}
     result["cosine_over_time"] = [round(float(v), 6) for v in
                                   metrics.frame_cosine(ref.embeddings[ref.plot_utt], outs[ref.plot_utt])]
     result["stress"] = run_stress(ref.stress, torch_runner(ref.prefix), runner)
@@ -213,6 +224,9 @@ def check_artifact(entry: dict, art: backends.Artifact, ref: Reference, manifest
 def localize_gap(art: backends.Artifact, ref: Reference, manifest: ExportManifest, threshold_db: float,
                  artifact_snr_db: float, chunks: list[np.ndarray] | None = None) -> dict:
     """Where the gap opens, on ``chunks`` (default: the first parity utterances' chunks)."""
+    if manifest.section("adapter") and manifest.section("adapter").get("name") != "veil":
+        return {"status": "skipped", "detail": "localization re-exports Veil's conformer stage by stage; not "
+                                               "available for another adapter's model"}
     calibration = []
     if backends.get_backend(art.backend).RECIPES.get(art.recipe).needs_calibration:
         info = manifest.calibration or {}
@@ -246,6 +260,10 @@ def coreml_offline_checks(art: backends.Artifact, ref: Reference, manifest: Expo
                                                ref.tokenizer)}
     return {"checked_on_linux": {"spec_vs_manifest": spec, "weights_vs_torch": matching, "fp16_estimate": estimate}}, est
 
+
+NO_SUFFIX_METRICS = ("wer_float", "wer_artifact", "dwer", "dwer_abs", "cer_float", "cer_artifact", "dcer",
+                     "wer_vs_float", "kl_mean", "identical_share")
+NO_SUFFIX_GATES = ("dwer", "kl", "wer_vs_float")
 
 NOT_RUN_SUMMARY = {"needs-macos": "not executed: spec checked, estimates only",
                    "needs-device": "not executed: NPU placement and the compiled graph's source checked, estimates only"}
