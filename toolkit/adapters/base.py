@@ -29,12 +29,9 @@ from toolkit.errors import VeilError
 FLOAT_MODULES = ("frontend",)  # the submodule of every prefix that is never quantized (same name as Veil's)
 
 
-def load_weights(module: nn.Module, weights: str | Path | None, strip_prefixes: tuple[str, ...] = ()) -> None:
-    """Load ``weights`` (a ``.safetensors`` file, or a ``pytorch_model.bin`` read with ``weights_only``) into
-    ``module``. Keys may carry one of ``strip_prefixes`` (e.g. ``wav2vec2.`` of a ``ForCTC`` checkpoint loaded
-    into the bare encoder); a missing or unexpected key is a one-line error naming the file and the first keys."""
-    if weights is None:
-        return
+def read_state(weights: str | Path) -> dict:
+    """A weights file as ``{name: tensor}``: ``.safetensors``, or a ``pytorch_model.bin`` read with
+    ``weights_only`` (no pickled code runs). A missing or unreadable file is a one-line error."""
     path = Path(weights)
     if not path.is_file():
         raise VeilError(f"{path}: weights file not found")
@@ -46,8 +43,17 @@ def load_weights(module: nn.Module, weights: str | Path | None, strip_prefixes: 
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged or foreign file: one line
         raise VeilError(f"{path}: cannot read weights ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise VeilError(f"{path}: not a weights file (no name -> tensor mapping)")
+    return state
+
+
+def fit_state(module: nn.Module, state: dict, path: str | Path, strip_prefixes: tuple[str, ...] = ()) -> None:
+    """Load ``state`` into ``module`` strictly. Keys may carry one of ``strip_prefixes`` (e.g. ``wav2vec2.`` of
+    a ``ForCTC`` file loaded into the bare encoder); a missing, unexpected or misshapen key is a one-line error
+    naming the file and the first such keys."""
     own = module.state_dict()
     renamed = {}
     for key, value in state.items():
@@ -69,6 +75,11 @@ def load_weights(module: nn.Module, weights: str | Path | None, strip_prefixes: 
         raise VeilError(f"{path}: weights do not fit the model ({bad[0]}: file {list(renamed[bad[0]].shape)}, "
                         f"model {list(own[bad[0]].shape)}); is --config the model's config?")
     module.load_state_dict(renamed, strict=True)
+
+
+def load_weights(module: nn.Module, weights: str | Path, strip_prefixes: tuple[str, ...] = ()) -> None:
+    """:func:`read_state` then :func:`fit_state`."""
+    fit_state(module, read_state(weights), weights, strip_prefixes)
 
 
 def state_sha256(module: nn.Module) -> str:

@@ -219,7 +219,7 @@ class HFWav2Vec2Adapter(ModelAdapter):
 
     def _load(self, weights: Path) -> None:
         try:  # a ForCTC checkpoint (encoder + head) ...
-            load_weights(self.model, weights, strip_prefixes=())
+            load_weights(self.model, weights)
         except VeilError:  # ... or the bare encoder: then there is no head, hence no suffix
             load_weights(self.base, weights, strip_prefixes=(f"{self.family}.",))
             self.model.lm_head = None

@@ -39,7 +39,6 @@ from toolkit.exporting.calibration import CALIBRATION_UTTS, calibration_chunks, 
 from toolkit.exporting.manifest import FLOAT_MODULES, ExportManifest
 from toolkit.files import file_sha256, json_safe
 from toolkit.headlines import refresh
-from toolkit.model.checkpoint import tokenizer_from
 from toolkit.paths import DEFAULT_CORPUS, EXPORTS_DIR, RESULTS_DIR, display_path
 
 BENCH_FORMAT = "veil-bench/1"
@@ -397,9 +396,13 @@ def run_bench(req: BenchRequest) -> dict:
     check_request(req)
     manifests = read_exports(req.export_dirs)
     manifest = manifests[0]
-    model, config, prefix, suffix = manifest.float_prefix(req.checkpoint)
-    checkpoint = Path(req.checkpoint or manifest.checkpoint["path"])
     k = manifest.split_layer
+    adapter = manifest.model_adapter(req.checkpoint)  # toolkit/adapters: Veil's conformer or another encoder
+    prefix, suffix, tokenizer = adapter.prefix(k), adapter.suffix(k), adapter.tokenizer()
+    if suffix is None or tokenizer is None:
+        raise VeilError(f"{manifest.dir}: the {adapter.name} model has no CTC head and decoder, and bench's payload "
+                        f"section measures ΔWER through one; export a model with its head (e.g. *ForCTC weights)")
+    checkpoint = Path(req.checkpoint or manifest.checkpoint["path"])
     split_name, utts, pcms = bench_audio(Path(req.corpus), req.payload_utts)
     geometry = manifest.chunk
     longest = int(np.argmax([len(p) for p in pcms]))
@@ -413,8 +416,10 @@ def run_bench(req: BenchRequest) -> dict:
         np.save(work / "input.npy", chunk)
         targets = []
         if req.baselines:
-            cache = req.cache_dir / f"{file_sha256(checkpoint)[:16]}-k{k}"
+            cache = req.cache_dir / f"{manifest.checkpoint['sha256'][:16]}-k{k}"
             targets.append(torch_baseline(prefix, checkpoint, k))
+            if adapter.name != "veil":  # the worker rebuilds the model through its adapter
+                targets[-1]["spec"]["adapter"] = manifest.section("adapter")
             onnx_path = onnx_baselines.onnx_fp32(prefix, chunk, cache)
             targets.append({"name": "onnxruntime fp32", "role": "baseline", "backend": "onnx", "recipe": "fp32",
                             "runtime": "onnxruntime CPUExecutionProvider", "dtype": "fp32", "file": str(onnx_path),
@@ -443,14 +448,14 @@ def run_bench(req: BenchRequest) -> dict:
             profile_artifacts(targets, chunk, req.threads[0])
 
         say(f"payload: {len(pcms)} {split_name} utterances through the float suffix ...")
-        payload_result = evaluate_payload(prefix, suffix, pcms, [u.text for u in utts], tokenizer_from(config),
+        payload_result = evaluate_payload(prefix, suffix, pcms, [u.text for u in utts], tokenizer,
                                           geometry)
         for t in targets:
             if t["backend"] == "onnx":
                 say(f"parity: {t['name']} on {len(pcms)} {split_name} utterances ...")
                 t["parity"] = onnx_baselines.baseline_parity(onnx_baselines.ort_runner(Path(t["file"])), prefix,
                                                              suffix, pcms, [u.text for u in utts],
-                                                             tokenizer_from(config), geometry)
+                                                             tokenizer, geometry)
         device = None
         if req.device:
             device = measure_device(req, manifests, chunk, geometry.chunk_seconds, macs["macs_per_chunk"], work)
@@ -470,8 +475,9 @@ def run_bench(req: BenchRequest) -> dict:
         "split_layer": k,
         "chunk": {"samples": geometry.chunk_samples, "seconds": geometry.chunk_seconds,
                   "input": f"first chunk of {utts[longest].utt_id} ({split_name})"},
-        "prefix": {**macs, "embedding_dim": model.cfg.d_model, "frames_per_chunk": geometry.chunk_frames,
-                   "fp32_bytes": tensor_bytes_fp32(prefix), "frontend_fp32_bytes": tensor_bytes_fp32(prefix.frontend)},
+        "prefix": {**macs, "embedding_dim": adapter.model.cfg.d_model if adapter.name == "veil" else manifest.embedding_dim,
+                   "frames_per_chunk": geometry.chunk_frames, "fp32_bytes": tensor_bytes_fp32(prefix),
+                   "frontend_fp32_bytes": tensor_bytes_fp32(prefix.frontend) if hasattr(prefix, "frontend") else 0},
         "settings": {"threads": req.threads, "runs": req.runs, "warmup": req.warmup, "quick": req.quick,
                      "rounds": req.rounds,
                      "process": "one fresh worker process per artifact, thread count and round; rounds go "

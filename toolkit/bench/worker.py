@@ -90,6 +90,14 @@ def load_runner(spec: dict):
         session = ort.InferenceSession(spec["path"], options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return (lambda x: session.run(None, {name: x})[0]), {"intra_op_threads": threads}
+    if kind == "torch" and spec.get("adapter"):  # another encoder, rebuilt through its adapter
+        from toolkit.adapters import from_source
+        prefix = from_source(spec["adapter"]).prefix(int(spec["split_layer"])).eval().float()
+
+        def run(x):
+            with torch.inference_mode():
+                return prefix(torch.from_numpy(x)).numpy()
+        return run, {"torch_threads": torch.get_num_threads()}
     if kind == "torch":
         from toolkit.model.asr import split
         from toolkit.model.checkpoint import load_checkpoint
