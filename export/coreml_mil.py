@@ -30,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from export.artifact import Artifact, Runner
 from export.errors import ExportError
 
 CONSTEXPR_OPS = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale", "constexpr_lut_to_dense",
@@ -213,6 +214,11 @@ class MILInterpreter:
                 counts[_dtype_name(var)] = counts.get(_dtype_name(var), 0) + 1
         return counts
 
+    def summary(self) -> dict:
+        """What the program holds: ops by type and the dtypes its compute ops output."""
+        return {"ops": dict(sorted(self.op_types.items())), "compute_dtypes": self.dtypes(),
+                "compressed_weights": sum(n for t, n in self.op_types.items() if t in CONSTEXPR_OPS)}
+
     def __call__(self, feeds: dict[str, np.ndarray], keep: bool = False) -> dict[str, np.ndarray]:
         """Evaluate the function on ``feeds`` ({input name: array}); returns {output name: array}, or with
         ``keep`` every value the program computed, by variable name."""
@@ -279,9 +285,23 @@ def _input_vars(op):
             yield value
 
 
-def run_chunk(interpreter: MILInterpreter, input_name: str, output_name: str, chunk: np.ndarray) -> np.ndarray:
-    """One PCM chunk through the program, as ``MLModel.predict`` would take it: the declared input shape in,
-    the named output out as float32."""
-    var = interpreter.inputs[input_name]
-    x = np.ascontiguousarray(chunk, dtype=np.float32).reshape(tuple(var.shape))
-    return np.asarray(interpreter({input_name: x})[output_name], dtype=np.float32)
+LABEL = "mil-reference (Linux)"
+
+
+class MILReferenceRunner(Runner):
+    """A Core ML artifact's own program as a chunk runner (``runner(pcm_chunk) -> embeddings``), evaluated by
+    :class:`MILInterpreter`: what Linux can execute of a ``.mlpackage``. Not Core ML: its kernels, the Neural
+    Engine's numerics and speed are a Mac's to show."""
+
+    def __init__(self, artifact: Artifact):
+        super().__init__(artifact)
+        self.interpreter = MILInterpreter(artifact.path)
+        for name, names in (("input", self.interpreter.inputs), ("output", self.interpreter.outputs)):
+            want = getattr(artifact, f"{name}_name")
+            if want not in names:
+                raise ExportError(f"coreml-mil: {Path(artifact.path).name}: the program has no {name} '{want}' "
+                                  f"({name}s: {', '.join(names)})")
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        out = self.interpreter({self.artifact.input_name: x})[self.artifact.output_name]
+        return np.asarray(out, dtype=np.float32)
