@@ -369,7 +369,7 @@ def _run_privacy(req: PrivacyRequest, options: SuiteOptions) -> dict:
         if baseline and loaded["baseline"].cfg.n_blocks != model.cfg.n_blocks:
             raise VeilError(f"{checkpoint}: baseline and anonymized models have different depths "
                             f"{sorted({loaded['baseline'].cfg.n_blocks, model.cfg.n_blocks})}")
-        layers = parse_layer_range(req.layers, 0, model.cfg.n_blocks)
+        layers = parse_layer_range(req.layers, 0, model.cfg.total_blocks)  # the cloud stack too: the operator holds it
         loaded["anonymized"] = model
         sources["anonymized"] = {"kind": "checkpoint", "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
 
