@@ -371,9 +371,17 @@ class Suffix(nn.Module):
         return self.cloud_in(z) if self.cloud_in is not None else z
 
     def forward(self, emb: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.run(emb, mask)[0]
+
+    def run(self, emb: torch.Tensor, mask: torch.Tensor | None = None, keep=()) -> tuple[torch.Tensor, dict]:
+        """CTC log-probs and ``{k: output of block k}`` for k in ``keep``: the cloud's own activations, what
+        an operator who holds the suffix can read (the privacy suite attacks them too)."""
+        kept = {}
         x = self._enter_cloud(emb, mask) if self.at_split else emb
         for i, block in enumerate(self.blocks, self.first):
             x = block(x, mask)
+            if i in keep:
+                kept[i] = x
             if i == self.norm_after:
                 cf = self.chunk_frames
                 x = torch.cat([chunk_instance_norm(x[:, j:j + cf], self.norm_floor)
@@ -382,7 +390,7 @@ class Suffix(nn.Module):
                 if self.bottleneck is not None:  # what-if cut before the split: the channel runs here
                     x = self.bottleneck.transmit(self.bottleneck.phone(x), mask)[0]
                 x = self._enter_cloud(x, mask)
-        return torch.log_softmax(self.ctc_head(x), dim=-1)
+        return torch.log_softmax(self.ctc_head(x), dim=-1), kept
 
 
 def split(model: VeilModel, k: int | None = None) -> tuple[Prefix, Suffix]:
