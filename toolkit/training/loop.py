@@ -292,10 +292,10 @@ def _build_model(cfg: TrainConfig, out: Path, speakers: list, tokenizer: CharTok
         taken = {k: v for k, v in init.state_dict().items()
                  if k in own and own[k].shape == v.shape and not k.startswith("speaker_heads")}
         own.update(taken)
-        # a new cloud stack starts as copies of the init model's last blocks where their shapes fit: trained
-        # conformer blocks converge sooner than random ones
+        # a new cloud stack (the init model has none) starts as copies of the init model's last blocks where
+        # their shapes fit: trained conformer blocks converge sooner than random ones
         n_init, n_cloud = init.cfg.n_blocks, mcfg.suffix_blocks
-        if n_cloud and n_cloud <= n_init and init.cfg.d_model == mcfg.cloud_dim:
+        if n_cloud and not init.cfg.suffix_blocks and n_cloud <= n_init and init.cfg.d_model == mcfg.cloud_dim:
             for j in range(n_cloud):
                 src = f"blocks.{n_init - n_cloud + j}."
                 for k, v in init.state_dict().items():
