@@ -24,7 +24,7 @@ from toolkit.privacy.attackers import utterance_split
 from toolkit.privacy.scoring import VectorClassifier
 from toolkit.privacy.suite import Embeddings, SuiteOptions, run_suite
 from toolkit.text.tokenizer import CharTokenizer
-from toolkit.training.loop import TeacherPosteriors, TrainConfig, distillation_loss, train
+from toolkit.training.loop import TeacherPosteriors, TrainConfig, _build_model, distillation_loss, train
 from toolkit.training.statistics_adversary import chunk_statistics, fisher_ratio, statistics_penalty
 
 CF = 25  # chunk frames of the planted-signature batches
@@ -194,6 +194,12 @@ def test_every_lever_trains_together_and_freeze_blocks_keeps_the_first_blocks(ti
     assert any("dev_cer" in row for row in log)
     prov = json.loads((out / "last.json").read_text())["provenance"]
     assert prov["train_config"]["distill_weight"] == 1.0 and prov["train_config"]["freeze_blocks"] == 1
+    # a new stage from this run keeps its trained cloud stack (only a new stack starts as the init's last blocks)
+    again = TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "stage2"), "init_from": str(out / "last.safetensors")})
+    stage2, resumed, _ = _build_model(again, tmp_path / "stage2", speakers, CharTokenizer())
+    assert not resumed
+    for k, v in trained.cloud_blocks.state_dict().items():
+        assert torch.equal(stage2.cloud_blocks.state_dict()[k], v), k
 
 
 def test_pooled_enrollment_beats_single_utterance_trials_where_noise_hides_a_voice(one_torch_thread):
