@@ -25,6 +25,7 @@ happens rather than as a wrong number at the end.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -296,6 +297,7 @@ class MILReferenceRunner(Runner):
     def __init__(self, artifact: Artifact):
         super().__init__(artifact)
         self.interpreter = MILInterpreter(artifact.path)
+        self.seconds: list[float] = []  # wall time of each chunk's evaluation
         for name, names in (("input", self.interpreter.inputs), ("output", self.interpreter.outputs)):
             want = getattr(artifact, f"{name}_name")
             if want not in names:
@@ -303,5 +305,7 @@ class MILReferenceRunner(Runner):
                                   f"({name}s: {', '.join(names)})")
 
     def _run(self, x: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
         out = self.interpreter({self.artifact.input_name: x})[self.artifact.output_name]
+        self.seconds.append(time.perf_counter() - start)
         return np.asarray(out, dtype=np.float32)

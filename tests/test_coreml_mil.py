@@ -375,3 +375,21 @@ def test_a_transposed_weight_is_caught(packages, prefix, audio, work):
     _edit_blob(blob, offset, size, dtype, lambda v: v.reshape(shape).T.copy())
     wrong = _snr(prefix, MILReferenceRunner(replace(art, path=bad)), audio)
     assert wrong < 40.0, wrong
+
+
+def test_executorch_coreml_delegate_payload_runs(work, prefix, audio):
+    """The .mlpackage inside an ExecuTorch Core ML delegate (coreml-ane: the encoder in fp16, the frontend left
+    to XNNPACK) runs in the interpreter on the torch frontend's features and reproduces the torch prefix."""
+    from export.executorch_coreml import coreml_payloads
+    pcms, _ = audio
+    x = torch.from_numpy(pcms[0][None, : prefix.chunk_samples].astype(np.float32))
+    export.get_backend("executorch").export(prefix, (x,), "coreml-ane", work / "ane.pte", float_modules=FLOAT_MODULES,
+                                            input_name=INPUT_NAME, output_name=OUTPUT_NAME)
+    (package,) = coreml_payloads(work / "ane.pte", work / "ane-payload")
+    interp = MILInterpreter(package)
+    assert set(interp.dtypes()) == {"fp16"}  # the delegate computes in float16 only
+    with torch.no_grad():
+        features, want = prefix.frontend(x).numpy(), prefix(x).numpy()
+    (name,) = interp.inputs
+    got = next(iter(interp({name: features}).values())).astype(np.float32).reshape(want.shape)
+    assert float(embedding_metrics([want[0]], [got[0]])["snr_db"]) > 35.0

@@ -45,6 +45,8 @@ def offline_note(checked: dict) -> str:
     est = checked.get("fp16_estimate") or {}
     mil = checked.get("mil_reference")
     parts = [f"numbers: {mil['label']}, the package's MIL program in numpy; Core ML not executed"] if mil else []
+    if checked.get("mil_reference_unavailable"):
+        parts.append(checked["mil_reference_unavailable"])
     parts += [f"{'torch ' if mil else 'not executed; '}estimate SNR {_num(est.get('numeric', {}).get('snr_db'), '{:.1f}')} dB, "
              f"dWER {_num(est.get('cloud', {}).get('dwer'), '{:+.2f}')}"]
     if "placement" in checked:
