@@ -102,6 +102,7 @@ class GuardedHttp(HttpToolsProtocol):
         self._head_bytes = self._uri_bytes = self._header_count = 0
         self._refusal: HeadRefused | None = None
         self._upgraded = False
+        self._refused = False
 
     # ---- the socket ------------------------------------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -141,11 +142,21 @@ class GuardedHttp(HttpToolsProtocol):
     def _refuse(self, refusal: HeadRefused) -> None:
         self._cancel_timers()
         self.guard.refused(refusal.status, refusal.reason)
+        self._refused = True
         if not self.transport.is_closing():
             self.transport.write(plain_response(refusal.status, refusal.reason))
-            self.transport.close()
+            self._linger_and_close()
+
+    def _linger_and_close(self) -> None:
+        """End our side now (the client reads the answer, then EOF), discard what still comes for a moment,
+        then close."""
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._linger = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         self._unset_keepalive_if_required()
         if self._in_head:
             self._head_bytes += len(data)
@@ -196,18 +207,13 @@ class GuardedHttp(HttpToolsProtocol):
         super().handle_websocket_upgrade()
 
     # ---- the body ----------------------------------------------------------------------------------------------
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        if self._linger is not None:  # the unread body ended after all: the connection may be kept alive
-            self._linger.cancel()
-            self._linger = None
-
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
             # answered before its body was read (a refusal, a body deadline): read on only briefly
             self._unset_keepalive_if_required()
-            self._linger = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+            self._refused = True
+            self._linger_and_close()
 
 
 class GuardedWebSocket(WebSocketsSansIOProtocol):
