@@ -165,7 +165,7 @@ def test_a_token_less_flood_fills_only_the_pre_auth_pool_and_a_client_with_a_tok
     flood, refused = [], 0
     for _ in range(12):  # 4 fit the pre-auth pool, the rest get 503 at once
         try:
-            flood.append(connect(ws_url(url), proxy=None, compression=None, open_timeout=5))
+            flood.append(connect(ws_url(url), proxy=None, compression=None, open_timeout=5).__enter__())
         except InvalidStatus as exc:
             assert exc.response.status_code == 503
             assert p.decode_frame(exc.response.body).name == "server_busy"
@@ -189,7 +189,7 @@ def test_a_token_less_flood_fills_only_the_pre_auth_pool_and_a_client_with_a_tok
             reply = p.decode_frame(ws.recv(timeout=10))
     assert reply.text == expected_texts("int8")[-1]
     for ws in flood:
-        ws.close()
+        ws.__exit__(None, None, None)
     for s in raw:
         s.close()
     assert sockets_back_to(service, baseline)
