@@ -47,7 +47,7 @@ def step(config: Config, event: str) -> tuple[Config, list[str], list[str]]:
     if state == "idle":
         return config, [], []
     if event == "connected":
-        return ((state, mic, True), [], []) if not sock else (config, [], [])
+        return ((state, mic, True), ["socket"], []) if not sock else (config, [], [])
     if event == "ready":
         return (("running", mic, sock), [], []) if state == "starting" else (config, [], [])
     if event == "stop":
