@@ -82,3 +82,14 @@ def test_the_app_keeps_the_screen_on_and_releases_through_the_core_lifecycle():
     assert "setReadOnly()" in bench and "catch (e: IOException)" in bench
     runtimes = (sources / "PrefixRuntimes.kt").read_text()
     assert runtimes.count("override fun prepareRuntime()") == 2
+
+
+def test_the_readmes_give_the_complete_aar_fallback_and_a_first_device_run():
+    android = (REPO / "android_demo" / "README.md").read_text()
+    assert 'implementation(files("libs/executorch.aar"))' in android
+    assert 'implementation("com.facebook.fbjni:fbjni:0.7.0")' in android
+    assert 'implementation("com.facebook.soloader:soloader:0.10.5")' in android
+    assert "## First device run" in android and "veil bench exports/anonymized-k4 --device android --app" in android
+    ios = (REPO / "ios_demo" / "README.md").read_text()
+    assert "6.1 or newer" in ios and "≥ 5.9" not in ios
+    assert "## First device run" in ios and "--device ios --ios-log" in ios

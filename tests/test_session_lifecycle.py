@@ -29,6 +29,8 @@ def test_every_sequence_releases_what_it_acquired_once_microphone_first():
             _, mic, sock = config
             for r in acquired:
                 assert not {"microphone": mic, "socket": sock}[r], (events, e)
+            assert acquired == [r for r, before, after in (("microphone", mic, nxt[1]), ("socket", sock, nxt[2]))
+                                if after and not before], (events, e)
             for r in released:
                 if config[0] in lifecycle.TERMINAL:
                     assert (r, e) == ("socket", "connected"), (events, e)  # a late socket, never held

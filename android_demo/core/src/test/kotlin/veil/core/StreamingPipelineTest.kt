@@ -45,7 +45,7 @@ class StreamingPipelineTest {
             if (refuse != null) throw refuse
             this.onError = onError
             val pcm = TestVectors.f32(TestVectors.index.getJSONObject("chunker").getJSONObject("pcm").getString("file"))
-            val samples = ShortArray(pcm.size) { Math.max(-32768f, Math.min(32767f, pcm[it] * 32768f)).toShort() }
+            val samples = ShortArray(pcm.size) { Math.max(-32768f, Math.min(32767f, pcm[it] * 32768f)).toInt().toShort() }
             ring.write(samples)
         }
 
