@@ -121,7 +121,7 @@ final class StreamingPipelineTest: XCTestCase {
         }
 
         /** The first event `match` accepts (nil on anything else ends the wait only at the deadline). */
-        func await<T>(_ what: String, _ match: (SessionEvent) -> T?) throws -> T {
+        func first<T>(_ what: String, _ match: (SessionEvent) -> T?) throws -> T {
             let deadline = Date(timeIntervalSinceNow: 120)
             condition.lock()
             defer { condition.unlock() }
@@ -139,7 +139,6 @@ final class StreamingPipelineTest: XCTestCase {
     private final class Run {
         let mic: FileMicrophone
         let events = Events()
-        var transports: [CountingTransport] = []
         let pipeline: StreamingPipeline
 
         init(_ address: String, _ token: String, mic: FileMicrophone = FileMicrophone(),
@@ -165,7 +164,7 @@ final class StreamingPipelineTest: XCTestCase {
         func sockets() -> [CountingTransport] { transportsOf() }
 
         func failed() throws -> (String, String) {
-            try events.await("failed") { if case .failed(let r, let m) = $0 { return (r, m) } else { return nil } }
+            try events.first("failed") { if case .failed(let r, let m) = $0 { return (r, m) } else { return nil } }
         }
 
         func assertReleased(_ state: SessionState, file: StaticString = #filePath, line: UInt = #line) {
@@ -209,10 +208,10 @@ final class StreamingPipelineTest: XCTestCase {
     func testAStoppedSessionGetsItsFinalThenTheMicrophoneAndTheSocketAreReleased() throws {
         let r = try run()
         r.pipeline.start()
-        _ = try r.events.await("ready") { if case .ready = $0 { return true } else { return nil } }
+        _ = try r.events.first("ready") { if case .ready = $0 { return true } else { return nil } }
         r.pipeline.stop()
         XCTAssertEqual(1, r.mic.stops, "Stop releases the microphone at once")
-        _ = try r.events.await("final") { if case .finished = $0 { return true } else { return nil } }
+        _ = try r.events.first("final") { if case .finished = $0 { return true } else { return nil } }
         r.assertReleased(.finished)
         XCTAssertEqual(1, r.sockets().count)
         XCTAssertEqual(1, r.sockets().first?.closes, "close 1000 after FINAL")
@@ -252,7 +251,7 @@ final class StreamingPipelineTest: XCTestCase {
 
         let broken = try run()
         broken.pipeline.start()
-        _ = try broken.events.await("ready") { if case .ready = $0 { return true } else { return nil } }
+        _ = try broken.events.first("ready") { if case .ready = $0 { return true } else { return nil } }
         broken.mic.readError()
         XCTAssertEqual("microphone", try broken.failed().0)
         broken.assertReleased(.failed)
@@ -287,7 +286,7 @@ final class StreamingPipelineTest: XCTestCase {
         XCTAssertEqual(.success, slow.loading.wait(timeout: .now() + 30))
         r.pipeline.interrupt("a phone call took the microphone")
         slow.release.signal()
-        let message = try r.events.await("interrupted") {
+        let message = try r.events.first("interrupted") {
             if case .interrupted(let m) = $0 { return m } else { return nil }
         }
         XCTAssertEqual("a phone call took the microphone", message)
