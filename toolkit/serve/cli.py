@@ -124,6 +124,9 @@ def add_parser(sub) -> None:
                         "noise-free payload, so every language can replay it)")
     v.add_argument("--audio", default=None,
                    help="the PCM snippet (an audio file or raw .f32); default: the one committed in --out")
+    v.add_argument("--embeddings-from", default=None, metavar="VECTORS_DIR",
+                   help="reuse that vectors folder's prefix outputs instead of computing them: their last bits "
+                        "differ between CPUs, so a protocol change regenerated elsewhere keeps every other byte")
     v.set_defaults(func=run)
 
 
@@ -318,7 +321,7 @@ def run_stream(args) -> int:
 # ---- veil protocol vectors ----------------------------------------------------------------------------------------
 
 def run_vectors(args) -> int:
-    index = write_vectors(args.out, args.checkpoint, args.audio)
+    index = write_vectors(args.out, args.checkpoint, args.audio, args.embeddings_from)
     files = sum(1 for f in Path(args.out).rglob("*") if f.is_file())
     print(f"wrote {args.out}/ ({files} files; {len(index['scenarios'])} scenarios, "
           f"{len(index['frames']['errors'])} malformed frames, {len(index['payload']['errors']['cases'])} "

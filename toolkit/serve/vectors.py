@@ -307,12 +307,25 @@ def frame_vectors(w: VectorWriter, sha: bytes) -> dict:
 
 # ---- sessions and scenarios ---------------------------------------------------------------------------------
 
-def session_vectors(w: VectorWriter, served: ServedSuffix, prefix, pcm: np.ndarray) -> tuple[list[dict], dict]:
+def prefix_outputs(prefix, pcm: np.ndarray, chunk_samples: int) -> list[np.ndarray]:
+    """The float prefix's output for each chunk of ``pcm``: (chunk_frames, d) float32 per chunk."""
+    with torch.no_grad():
+        return [prefix(torch.from_numpy(c)).numpy()[0] for c in chunk_pcm(pcm, chunk_samples)]
+
+
+def read_prefix_outputs(folder: Path, n: int) -> list[np.ndarray]:
+    """``sessions/prefix-N.f32`` of an existing vectors folder (index.json gives their shape)."""
+    index = json.loads((folder / "index.json").read_text())
+    item = next(c for c in index["sessions"][0]["client"] if "prefix_output" in c)["prefix_output"]
+    shape = item["shape"]
+    return [np.fromfile(folder / "sessions" / f"prefix-{i}.f32", dtype="<f4").reshape(shape) for i in range(n)]
+
+
+def session_vectors(w: VectorWriter, served: ServedSuffix, embeddings: list[np.ndarray],
+                    pcm: np.ndarray) -> tuple[list[dict], dict]:
     g = served.chunk
     chunks = chunk_pcm(pcm, g.chunk_samples)
     valid = g.valid_samples(len(pcm))
-    with torch.no_grad():
-        embeddings = [prefix(torch.from_numpy(c)).numpy()[0] for c in chunks]
     sessions, messages = [], {}
     for codec in SESSION_CODECS:
         hello = p.Hello(served.identity.raw_sha256, served.identity.split_layer, codec, g.sample_rate,
@@ -415,8 +428,12 @@ in `index.json` are hex strings (`*_bits`), exact where JSON numbers might not b
 """
 
 
-def write_vectors(out: str | Path, checkpoint: str | Path, audio: str | Path | None = None) -> dict:
-    """Write the whole folder atomically (temporary folder, then rename); returns the index."""
+def write_vectors(out: str | Path, checkpoint: str | Path, audio: str | Path | None = None,
+                  embeddings_from: str | Path | None = None) -> dict:
+    """Write the whole folder atomically (temporary folder, then rename); returns the index.
+    ``embeddings_from``: take the prefix outputs from that vectors folder instead of computing them. The float
+    prefix's last bits differ between CPUs (exports are byte-identical on one machine, not across machines), and
+    everything the protocol vectors pin down (frames, payload bytes, replies) is a function of those outputs."""
     out = Path(out)
     pcm, source = read_snippet(Path(audio) if audio else None, out)
     torch.set_num_threads(1)  # the same float sums on every run
@@ -441,7 +458,10 @@ def write_vectors(out: str | Path, checkpoint: str | Path, audio: str | Path | N
         index["payload"] = {"fp16": fp16_vectors(w), "int8": int8_vectors(w), "vq": vq_vectors(w),
                             "errors": payload_error_vectors(w)}
         index["frames"] = frame_vectors(w, served.identity.raw_sha256)
-        index["sessions"], messages = session_vectors(w, served, prefix, pcm)
+        n_chunks = len(chunk_pcm(pcm, served.chunk.chunk_samples))
+        embeddings = (read_prefix_outputs(Path(embeddings_from), n_chunks) if embeddings_from
+                      else prefix_outputs(prefix, pcm, served.chunk.chunk_samples))
+        index["sessions"], messages = session_vectors(w, served, embeddings, pcm)
         index["scenarios"] = scenario_vectors(w, served, messages)
         (tmp / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False) + "\n")
         (tmp / "lifecycle.json").write_text(json.dumps(lifecycle.vectors(), indent=1) + "\n")
