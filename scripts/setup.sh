@@ -25,6 +25,11 @@ if ((${#missing[@]})); then
   [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # the tests run their own nginx on 127.0.0.1; where an init system started the packaged one (port 80, every
+  # interface), stop it and keep it off
+  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+    $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
 fi
 
 # Kotlin 2.x, the compiler of the Android app (android_demo/gradle/libs.versions.toml), from the npm registry's

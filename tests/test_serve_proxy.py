@@ -2,7 +2,7 @@
 (in this process, short deadlines): sessions pass through it whole, and the slow, oversized and token-less
 clients of tests/test_serve_connections.py get an answer or a close in time through it as well. Its ports and
 its timeouts are shortened for the test; nothing else of the file is changed. Needs nginx (scripts/setup.sh
-installs Debian's); without it the test is skipped with that reason."""
+installs Debian's); without it the test fails and says so."""
 from __future__ import annotations
 
 import re
@@ -37,7 +37,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def proxied(shipped, tmp_path_factory):
     if not NGINX:
-        pytest.skip("needs nginx (Debian's nginx package; scripts/setup.sh installs it)")
+        pytest.fail("nginx not found: run scripts/setup.sh (it installs Debian's nginx)")
     service = make(shipped, admission=AdmissionLimits(max_preauth=2))
     with ServerThread(service) as upstream:
         port = free_port()
