@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from toolkit.bench import ceiling, phones, report
-from toolkit.bench.cut_points import privacy_by_layer, rejoin_privacy
+from experiments.cut_points import privacy_by_layer, rejoin_privacy
 from toolkit.cli import main as veil_main
 from toolkit.exporting.prefix_export import ExportRequest, export_prefix
 from toolkit.layer_range import parse_layer_range

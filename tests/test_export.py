@@ -492,8 +492,8 @@ def test_cli_rejects_bad_requests(capsys, work, checkpoint, args, fragments):
 
 
 def test_cli_error_is_one_line_also_as_veil_export(capsys, work, checkpoint):
-    rc = veil_main(["export", "--checkpoint", str(checkpoint), "--target", "desktop"])
-    assert_one_line_error(capsys, rc, "unknown target 'desktop'", prog="veil export")
+    rc = veil_main(["export-prefix", "--checkpoint", str(checkpoint), "--target", "desktop"])
+    assert_one_line_error(capsys, rc, "unknown target 'desktop'", prog="veil export-prefix")
 
 
 def test_cli_missing_checkpoint(capsys, work):

@@ -71,7 +71,7 @@ def test_render_refuses_what_it_cannot_render(tmp_path, capsys):
     sweep = tmp_path / "sweep.json"
     shutil.copy(RECORDED / "2026-11-26-vm-sweep-executorch-int8-static.json", sweep)
     assert veil_main(["render", str(sweep), "--readme", str(tmp_path / "README.md")]) == 2
-    assert "has no README table" in capsys.readouterr().err
+    assert "has no results-page table" in capsys.readouterr().err
     assert veil_main(["render", str(tmp_path / "missing.json")]) == 2
     readme = tmp_path / "README.md"
     start, end = markers("x")

@@ -4,7 +4,7 @@ A table lives between two markers, ``<!-- veil:NAME:start -->`` and ``<!-- veil:
 command with ``--readme README.md`` (``veil evaluate``, ``export-prefix`` / ``veil parity``, ``veil bench``,
 ``veil privacy``), or ``veil render RESULT.json --readme README.md`` afterwards, renders the result's short
 table and rewrites what is between them; everything else in the file is kept. The GRL sweep's table works the
-same way with its own markers (``toolkit/privacy/grl_sweep.py``).
+same way with its own markers (``experiments/grl_sweep.py``).
 """
 from __future__ import annotations
 

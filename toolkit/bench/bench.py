@@ -120,7 +120,7 @@ def read_exports(dirs: list[Path]) -> list[ExportManifest]:
     """The export folders, each checked at the boundary, all of one prefix (checkpoint and split layer) and
     one chunk geometry."""
     if not dirs:
-        raise VeilError("give at least one EXPORT_DIR (made by `veil export`), or --sweep-split with --recipe")
+        raise VeilError("give at least one EXPORT_DIR (made by `export-prefix`), or --sweep-split with --recipe")
     manifests = [ExportManifest.read(Path(d)) for d in dirs]
     first = manifests[0]
     for m in manifests[1:]:

@@ -1,7 +1,7 @@
 """`veil bench`: latency, memory, size and payload of every exported artifact, beside two baselines.
 
     veil bench EXPORT_DIR [EXPORT_DIR ...] [--threads 1,2] [--runs 50] [--warmup 5] [--out benchmarks/results]
-    veil bench --sweep-split 1..6 --recipe int8-static [--checkpoint M]
+    veil bench --sweep-split 1..6 --recipe int8-static [--checkpoint M]   (the cut-point sweep: experiments/)
     veil bench EXPORT_DIR --device android[:SERIAL] --executor-runner PATH --benchmark-model PATH [--app]
     veil bench EXPORT_DIR --device ios --ios-log FILE   (FILE: saved `xcodebuild test` log, see toolkit/bench/phones.py)
 
@@ -14,7 +14,6 @@ import shlex
 from pathlib import Path
 
 from toolkit.bench.bench import DEFAULT_CACHE, DEFAULT_OUT, BenchRequest, run_bench
-from toolkit.bench.cut_points import rejoin_privacy, run_cut_point_sweep
 from toolkit.paths import DEFAULT_CORPUS
 
 
@@ -47,11 +46,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-baselines", action="store_true", help="skip torch eager and ONNX Runtime")
     p.add_argument("--ceiling", choices=["full", "matmul", "none"], default="full",
                    help="machine ceiling: full (torch, ORT, ExecuTorch, LiteRT matmuls), matmul (torch, ORT), none")
-    p.add_argument("--sweep-split", default=None, metavar="LAYERS",
-                   help="the cut-point sweep: export and bench every split layer of LAYERS ('1..6', '2,4', 'all')")
-    p.add_argument("--recipe", default=None, help="recipe for --sweep-split (NAME or BACKEND=NAME)")
-    p.add_argument("--rejoin-privacy", default=None, metavar="SWEEP_JSON",
-                   help="join `veil privacy` results recorded since into an existing sweep result and re-render it")
     p.add_argument("--device", default=None, metavar="android[:SERIAL]|ios", help="measure on a phone")
     p.add_argument("--executor-runner", default=None, metavar="PATH", help="ExecuTorch executor_runner for Android")
     p.add_argument("--benchmark-model", default=None, metavar="PATH", help="LiteRT benchmark_model for Android")
@@ -81,7 +75,7 @@ def command_line(args) -> str:
              "--ceiling", args.ceiling]
     for flag in ("out", "name", "checkpoint", "corpus", "sweep_split", "recipe", "device", "executor_runner",
                  "benchmark_model", "benchmark_litert_model", "npu_libs", "ios_log", "cache_dir", "readme"):
-        if getattr(args, flag):
+        if getattr(args, flag, None):  # sweep_split, recipe: the cut-point sweep's flags (experiments/cli.py)
             parts += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     for flag in ("no_baselines", "profile", "quick", "no_plots", "app"):
         if getattr(args, flag):
@@ -95,24 +89,21 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def request(args) -> BenchRequest:
+    return BenchRequest(export_dirs=[Path(d) for d in args.export_dirs], threads=args.threads, runs=args.runs,
+                        warmup=args.warmup, rounds=args.rounds, out_dir=Path(args.out) if args.out else DEFAULT_OUT,
+                        name=args.name, corpus=Path(args.corpus or DEFAULT_CORPUS), payload_utts=args.payload_utts,
+                        checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+                        baselines=not args.no_baselines, profile=args.profile, ceiling=args.ceiling,
+                        command=command_line(args), sweep=getattr(args, "sweep_split", None),
+                        recipe=getattr(args, "recipe", None), device=args.device,
+                        executor_runner=args.executor_runner, benchmark_model=args.benchmark_model,
+                        benchmark_litert_model=args.benchmark_litert_model, npu_libs=args.npu_libs,
+                        ios_log=args.ios_log, app=args.app, plots=not args.no_plots, quick=args.quick,
+                        readme=Path(args.readme) if args.readme else None,
+                        cache_dir=Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
+
+
 def run(args) -> int:
-    if args.rejoin_privacy:
-        paths = rejoin_privacy(Path(args.rejoin_privacy), plots=not args.no_plots)
-        print("wrote " + ", ".join(str(p) for p in paths))
-        return 0
-    req = BenchRequest(export_dirs=[Path(d) for d in args.export_dirs], threads=args.threads, runs=args.runs,
-                       warmup=args.warmup, rounds=args.rounds, out_dir=Path(args.out) if args.out else DEFAULT_OUT,
-                       name=args.name, corpus=Path(args.corpus or DEFAULT_CORPUS), payload_utts=args.payload_utts,
-                       checkpoint=Path(args.checkpoint) if args.checkpoint else None,
-                       baselines=not args.no_baselines, profile=args.profile, ceiling=args.ceiling, command=command_line(args),
-                       sweep=args.sweep_split, recipe=args.recipe, device=args.device,
-                       executor_runner=args.executor_runner, benchmark_model=args.benchmark_model,
-                       benchmark_litert_model=args.benchmark_litert_model, npu_libs=args.npu_libs,
-                       ios_log=args.ios_log, app=args.app, plots=not args.no_plots, quick=args.quick,
-                       readme=Path(args.readme) if args.readme else None,
-                       cache_dir=Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
-    if req.sweep:
-        run_cut_point_sweep(req)
-    else:
-        run_bench(req)
+    run_bench(request(args))
     return 0

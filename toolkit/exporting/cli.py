@@ -1,4 +1,4 @@
-"""`export-prefix` and `veil export`: export a checkpoint's on-device prefix for Android and/or iOS.
+"""`export-prefix` (also `veil export-prefix`, the same command): export a checkpoint's on-device prefix for Android and/or iOS.
 
     export-prefix [--checkpoint PATH] [--target android|ios|all|BACKEND] [--recipe NAME | BACKEND=NAME]...
                   [--split-layer K] [--out DIR] [--calibration-utts N] [--corpus DIR] [--verbose]
@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="export the on-device prefix (ExecuTorch, LiteRT, Core ML) + manifest")
+    p = sub.add_parser("export-prefix", help="export the on-device prefix (ExecuTorch, LiteRT, Core ML) + manifest")
     add_arguments(p)
     p.set_defaults(func=run)
 

@@ -54,7 +54,7 @@ def run_and_report(req: ParityRequest) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("parity", help="check exported artifacts in their real runtimes against the float model")
-    p.add_argument("export_dir", metavar="EXPORT_DIR", help="folder written by `veil export` (manifest.json)")
+    p.add_argument("export_dir", metavar="EXPORT_DIR", help="folder written by `export-prefix` (manifest.json)")
     p.add_argument("--checkpoint", default=None, help="the float checkpoint (default: the manifest's)")
     p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="LibriSpeech-layout corpus root")
     p.add_argument("--backend", action="append", default=[], help="check only this backend (repeatable)")

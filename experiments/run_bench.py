@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Re-run the recorded benchmark of a shipped model in one command:
 
-    .venv/bin/python benchmarks/run_bench.py [--checkpoint models/anonymized.safetensors] [--sweep] [--quick]
+    .venv/bin/python -m experiments.run_bench [--checkpoint models/anonymized.safetensors] [--sweep] [--quick]
                                              [--readme README.md]
 
 1. makes sure the export folders ``exports/<checkpoint>-k<K>[-fp32|-int8-dynamic]`` exist for this exact

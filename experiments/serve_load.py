@@ -2,7 +2,7 @@
 """Load benchmark of `veil serve` on loopback: how many real-time phone streams one core holds, with dynamic
 batching on and off in the same run, and what the service costs over the plain torch suffix.
 
-    nice -n 5 .venv/bin/python benchmarks/serve_load.py --export exports/anonymized-k4-fp32
+    nice -n 5 .venv/bin/python -m experiments.serve_load --export exports/anonymized-k4-fp32
 
 - The server (`veil serve`, the shipped model, 1 torch thread) runs pinned to core 0 (`taskset -c 0`); this
   generator pins itself to core 1.
@@ -395,7 +395,7 @@ def main() -> int:
                                    saturation["batch-1"]["audio_seconds_per_wall_second"] else None)}
     result = {"format": LOAD_FORMAT, "date": datetime.date.today().isoformat(), "host": platform.node(),
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-              "command": ".venv/bin/python " + " ".join(["benchmarks/serve_load.py", *sys.argv[1:]]),
+              "command": ".venv/bin/python -m experiments.serve_load " + " ".join(sys.argv[1:]),
               "artifact": artifact, "utterances": len(utts),
               "audio_seconds_per_utterance": round(float(np.mean([u["seconds"] for u in utts])), 2),
               "warmup_s": args.warmup, "measure_s": args.measure, "p99_goal_ms": args.p99_ms,
