@@ -236,6 +236,24 @@ def test_privacy_attacks_the_exported_artifact(exported, speaker_corpus, tmp_pat
     assert (report_dir / "privacy.png").stat().st_size > 10000
 
 
+def test_the_operator_attacks_the_suffixs_own_blocks_on_what_the_artifact_sent(exported, speaker_corpus, tmp_path):
+    """--cloud-layers: the export's checkpoint (sha256-checked) runs its suffix on the artifact's output, and the
+    suite attacks the suffix's block outputs: the operator's view. On an fp32 artifact they are the float
+    model's own block-2 outputs, so the deterministic attackers agree with the checkpoint attacked at block 2."""
+    ckpt, out = exported
+    args = ["--corpus", str(speaker_corpus), "--attackers", "pooled-lr,moments-lr", "--attacker-utts", "2",
+            "--threads", "1"]
+    assert veil_main(["privacy", "--artifact", str(out), "--backend", "executorch", "--cloud-layers", "2",
+                      "--out", str(tmp_path / "art"), *args]) == 0
+    assert veil_main(["privacy", "--checkpoint", str(ckpt), "--layers", "2", "--out", str(tmp_path / "ckp"), *args]) == 0
+    (art,) = json.loads((tmp_path / "art" / "privacy.json").read_text())["models"].values()
+    (ckp,) = json.loads((tmp_path / "ckp" / "privacy.json").read_text())["models"].values()
+    assert set(art["layers"]) == {"1", "2"}
+    for name in ("pooled-lr", "moments-lr"):
+        assert abs(art["layers"]["2"]["suite"][name]["accuracy"] - ckp["layers"]["2"]["suite"][name]["accuracy"]) <= 5.0
+    assert veil_main(["privacy", "--artifact", str(out), "--cloud-layers", "1", "--out", str(tmp_path / "x"), *args]) == 2
+
+
 def test_the_suite_from_python_on_a_checkpoint_layer_and_on_its_export(exported, speaker_corpus, one_torch_thread):
     """``attack_artifact`` runs the suite on what the export emits, ``attack_checkpoint_layer`` on the float
     layer: the fp32 artifact computes the float prefix, so the deterministic attackers agree."""

@@ -25,7 +25,9 @@ DEFAULT_SPLITS = ("test", "eval-speakers")
 def add_parser(sub) -> None:
     tr = sub.add_parser("transcribe", help="transcribe audio files with the full model")
     tr.add_argument("files", nargs="+")
-    tr.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED))
+    tr.add_argument("--checkpoint", action="append", default=None,
+                    help="model checkpoint (default: the default model); repeat it to see models side by side, one "
+                         "line per model and file")
     tr.set_defaults(func=run)
 
     ev = sub.add_parser("evaluate", help="CER/WER of a checkpoint on corpus splits")
@@ -45,14 +47,17 @@ def run(args) -> int:
 
 
 def transcribe(args) -> int:
-    model, config = load_checkpoint(args.checkpoint)
-    tok = tokenizer_from(config)
-    noise = replay_noise()  # a noisy bottleneck's channel: the same text on every run
+    checkpoints = args.checkpoint or [str(DEFAULT_ANONYMIZED)]  # `append` with a default would add to it
+    models = [load_checkpoint(c) for c in checkpoints]
+    width = max(len(Path(c).stem) for c in checkpoints)
     for path in args.files:
-        pcm = torch.from_numpy(load_audio(path, min_samples=model.cfg.frontend.win_length))
-        with torch.no_grad():
-            out = model(pcm[None], torch.tensor([pcm.shape[0]]), generator=noise)
-        print(f"{path}\t{greedy_decode(out['log_probs'], out['frame_lengths'], tok)[0]}")
+        pcm = torch.from_numpy(load_audio(path, min_samples=max(m.cfg.frontend.win_length for m, _ in models)))
+        for checkpoint, (model, config) in zip(checkpoints, models):
+            noise = replay_noise()  # a noisy bottleneck's channel: the same text on every run
+            with torch.no_grad():
+                out = model(pcm[None], torch.tensor([pcm.shape[0]]), generator=noise)
+            text = greedy_decode(out["log_probs"], out["frame_lengths"], tokenizer_from(config))[0]
+            print(f"{path}\t{Path(checkpoint).stem:{width}s}\t{text}" if len(models) > 1 else f"{path}\t{text}")
     return 0
 
 

@@ -49,6 +49,9 @@ def add_parser(sub) -> None:
     pv.add_argument("--artifact", default=None, metavar="EXPORT_DIR",
                     help="attack what the exported prefix emits, run chunk by chunk in its runtime (its split layer)")
     pv.add_argument("--backend", action="append", default=[], help="with --artifact: only this backend (repeatable)")
+    pv.add_argument("--cloud-layers", default=None, metavar="LAYERS",
+                    help="with --artifact: also attack the suffix's own blocks (e.g. '7..8') run on what the cloud "
+                         "received, the operator's view (the export's checkpoint, sha256-checked)")
     pv.add_argument("--out", default="privacy")
     pv.add_argument("--attacker-seeds", type=int, default=1, metavar="N",
                     help="repeat the suite with N attacker seeds (seed, seed+1, ...): mean and sd per attacker and "
@@ -68,7 +71,7 @@ def privacy(args) -> int:
     run_privacy(PrivacyRequest(checkpoint=Path(args.checkpoint), baseline=Path(args.baseline) if args.baseline else None,
                                corpus=Path(args.corpus), layers=args.layers, out=Path(args.out),
                                attack=attack_settings(args), attacker_seeds=args.attacker_seeds,
-                               artifact=Path(args.artifact) if args.artifact else None, backends=args.backend,
+                               artifact=Path(args.artifact) if args.artifact else None, backends=args.backend, cloud_layers=args.cloud_layers,
                                readme=Path(args.readme) if args.readme else None))
     print(f"wrote {args.out}/privacy.json, privacy.md, privacy.png")
     return 0

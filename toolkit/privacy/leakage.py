@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
@@ -37,6 +38,8 @@ from toolkit.errors import VeilError
 from toolkit.files import file_sha256
 from toolkit.headlines import refresh
 from toolkit.layer_range import parse_layer_range
+from toolkit.exporting.manifest import ExportManifest
+from toolkit.model.asr import split
 from toolkit.model.checkpoint import load_checkpoint
 from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, display_path
 from toolkit.privacy.artifact import ExportedPrefix, load_runners, read_export
@@ -103,6 +106,7 @@ class PrivacyRequest:
     attacker_seeds: int = 1                 # repeat the attacks with seeds seed, seed+1, ...: mean and sd
     artifact: Path | None = None            # an export folder
     backends: list[str] = field(default_factory=list)  # with artifact: only these backends
+    cloud_layers: str | None = None         # with artifact: also the suffix's own blocks on what the cloud receives
     progress: bool = True
     readme: Path | None = None              # also rewrite this README's privacy table (toolkit/headlines.py)
 
@@ -309,6 +313,29 @@ def prefix_embeddings(prefix: ExportedPrefix, runner, data: AttackData, progress
     return [prefix.received(x) for x in ev], [prefix.received(x) for x in tr]
 
 
+@torch.no_grad()
+def cloud_embeddings(model, split_layer: int, received: list[np.ndarray], layers: list[int],
+                     batch: int = 64) -> dict[int, list[np.ndarray]]:
+    """The suffix's own block outputs ``{k: [(T_i, d) per utterance]}`` for ``layers`` (> ``split_layer``), run
+    on what the cloud received (``received``: an artifact's output plus the phone's noise): the operator's view."""
+    suffix = split(model.eval(), split_layer)[1]
+    out = {k: [None] * len(received) for k in layers}
+    order = sorted(range(len(received)), key=lambda i: len(received[i]))
+    for start in range(0, len(order), batch):
+        idx = order[start:start + batch]
+        t = max(len(received[i]) for i in idx)
+        x = torch.zeros(len(idx), t, received[idx[0]].shape[1])
+        mask = torch.zeros(len(idx), t, dtype=torch.bool)
+        for j, i in enumerate(idx):
+            x[j, : len(received[i])] = torch.from_numpy(received[i])
+            mask[j, : len(received[i])] = True
+        _, kept = suffix.run(x, mask, keep=tuple(layers))
+        for k in layers:
+            for j, i in enumerate(idx):
+                out[k][i] = kept[k][j, : len(received[i])].numpy().astype(np.float32)
+    return out
+
+
 def attack_checkpoint_layer(model, layer: int, data: AttackData, options: SuiteOptions | None = None,
                             seeds: list[int] = (0,), log=None) -> dict:
     """The suite on one layer of a float model (a ``VeilModel`` or a checkpoint path): one results row."""
@@ -353,8 +380,13 @@ def _run_privacy(req: PrivacyRequest, options: SuiteOptions) -> dict:
         prefixes = read_export(Path(req.artifact), req.backends)
         k = prefixes[0].split_layer
         if req.layers not in (None, str(k)):
-            raise VeilError(f"--layers {req.layers}: an exported prefix emits only its split layer ({k})")
-        layers = [k]
+            raise VeilError(f"--layers {req.layers}: an exported prefix emits only its split layer ({k}); "
+                            f"--cloud-layers attacks the suffix's blocks on it")
+        cloud_layers, cloud_model = [], None
+        if req.cloud_layers:
+            cloud_model = ExportManifest.read(Path(req.artifact)).load_checkpoint()[0]  # sha256-checked
+            cloud_layers = parse_layer_range(req.cloud_layers, k + 1, cloud_model.cfg.total_blocks, "--cloud-layers")
+        layers = [k, *cloud_layers]
         for model in loaded.values():
             if not 1 <= k <= model.cfg.n_blocks:
                 raise VeilError(f"{baseline}: baseline has {model.cfg.n_blocks} blocks, the artifact's layer is {k}")
@@ -369,7 +401,7 @@ def _run_privacy(req: PrivacyRequest, options: SuiteOptions) -> dict:
         if baseline and loaded["baseline"].cfg.n_blocks != model.cfg.n_blocks:
             raise VeilError(f"{checkpoint}: baseline and anonymized models have different depths "
                             f"{sorted({loaded['baseline'].cfg.n_blocks, model.cfg.n_blocks})}")
-        layers = parse_layer_range(req.layers, 0, model.cfg.n_blocks)
+        layers = parse_layer_range(req.layers, 0, model.cfg.total_blocks)  # the cloud stack too: the operator holds it
         loaded["anonymized"] = model
         sources["anonymized"] = {"kind": "checkpoint", "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
 
@@ -393,6 +425,9 @@ def _run_privacy(req: PrivacyRequest, options: SuiteOptions) -> dict:
         if src["kind"] == "artifact":
             p, runner = obj
             emb_eval, emb_train = ({layers[0]: e} for e in prefix_embeddings(p, runner, data, req.progress))
+            for emb in (emb_eval, emb_train):
+                if cloud_layers:  # the operator runs its suffix on what it received
+                    emb.update(cloud_embeddings(cloud_model, p.split_layer, emb[layers[0]], cloud_layers))
             grl, split = None, p.split_layer
         else:
             emb_eval, emb_train = checkpoint_embeddings(obj, data, layers, req.progress)
