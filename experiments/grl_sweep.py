@@ -1,8 +1,8 @@
 """`veil sweep` (the GRL sweep): the paper's experiment as a recipe — the GRL at every location k, beside a baseline.
 
     veil sweep --corpus C --out DIR [--layers 1..L] [--steps N] [--init-from CKPT] [--parallel P]
-               [--train-arg "--speaker-head tdnn"]... [--skip-train] [--dry-run] [--readme README.md]
-    veil render RESULTS.json [--readme README.md]      (also: veil sweep --render RESULTS.json)
+               [--train-arg "--speaker-head tdnn"]... [--skip-train] [--dry-run] [--readme docs/results.md]
+    veil render RESULTS.json [--readme docs/results.md]      (also: veil sweep --render RESULTS.json)
 
 The steps are those of every recipe (``experiments/runner.py``: plan -> train -> cached evaluate -> render):
 

@@ -18,7 +18,7 @@ batching on and off in the same run, and what the service costs over the plain t
   at batch 1 and at the batched run's mean batch size: the cost the service adds is visible.
 - ``--time-cap`` bounds the whole run. JSON first (benchmarks/results/serve-load-<date>.json), Markdown
   rendered from it (toolkit/serve/load_report.py; again from the JSON: ``veil render RESULT.json``); with
-  ``--readme README.md`` the README's load table too.
+  ``--readme docs/results.md`` the README's load table too.
 """
 from __future__ import annotations
 
@@ -314,7 +314,7 @@ def main() -> int:
                     help="unpaced sessions for the saturated-throughput step of each config (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(RESULTS_DIR))
-    ap.add_argument("--readme", metavar="README", help="also rewrite the load table in this README")
+    ap.add_argument("--readme", metavar="PAGE", help="also rewrite the load table in this page (docs/results.md)")
     ap.add_argument("--rebaseline", metavar="JSON",
                     help="measure only the torch baseline again, into this recorded result (the service runs stay "
                          "as recorded); re-render any result with `veil render JSON`")

@@ -64,8 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ONNX baseline, ceiling kernels and sweep exports (default exports/.bench-cache)")
     p.add_argument("--quick", action="store_true", help="smoke run: allows fewer than 50 runs, marked in the JSON")
     p.add_argument("--no-plots", action="store_true", help="JSON and Markdown only")
-    p.add_argument("--readme", default=None, metavar="README",
-                   help="also rewrite the benchmark table of this README (between <!-- veil:bench --> markers)")
+    p.add_argument("--readme", default=None, metavar="PAGE",
+                   help="also rewrite the benchmark table of this page (docs/results.md, <!-- veil:bench --> markers)")
 
 
 def command_line(args) -> str:

@@ -30,8 +30,8 @@ def add_parity_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--localize", choices=["auto", "always", "never"], default="auto",
                    help="find the layer where the gap opens: auto = failing or within 6 dB of the SNR gate")
     p.add_argument("--no-bundle", action="store_true", help="do not write ExecuTorch .bpte check bundles")
-    p.add_argument("--readme", default=None, metavar="README",
-                   help="also rewrite the export table of this README (between <!-- veil:parity --> markers)")
+    p.add_argument("--readme", default=None, metavar="PAGE",
+                   help="also rewrite the export table of this page (docs/results.md, <!-- veil:parity --> markers)")
 
 
 def request_from(args, export_dir: Path, checkpoint: Path | None = None) -> ParityRequest:
