@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="add 20 seeded loud chunks (full-scale tones, sweeps, noise, clipped and DC-shifted speech) "
                         "to the calibration audio; recorded in the manifest. Off by default: on the shipped model it "
                         "lifts LiteRT's loud-audio worst case but costs speech SNR and does not pass the stress gates "
-                        "(export/README.md, 'Loud input')")
+                        "(docs/export-notes.md, 'Loud input')")
     p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="LibriSpeech-layout corpus root")
     p.add_argument("--verbose", action="store_true", help="show converter output and full tracebacks")
     p.add_argument("--no-parity", action="store_true",
