@@ -68,9 +68,7 @@ class BenchRequest:
     sweep: str | None = None                # cut-point sweep: the split layers, e.g. "1..6" (toolkit.layer_range)
     recipe: str | None = None
     device: str | None = None
-    executor_runner: str | None = None
-    benchmark_model: str | None = None
-    benchmark_litert_model: str | None = None  # LiteRT's CompiledModel benchmark, for NPU artifacts (--device android)
+    tools: dict[str, str] = field(default_factory=dict)  # phone tool kind -> local binary (phone_tools.PHONE_TOOLS)
     npu_libs: str | None = None              # the phone's LiteRT dispatch library + vendor NPU runtime
     ios_log: str | None = None              # saved `xcodebuild test` log of the iOS XCTest (--device ios)
     app: bool = False                       # also measure in the Veil demo app (--device android --app)
@@ -500,9 +498,8 @@ def measure_device(req: BenchRequest, manifests: list[ExportManifest], chunk, ch
         say(f"device: ios, from the xcodebuild log {req.ios_log} ...")
         return phones.ios_bench(req.ios_log, arts, chunk_seconds, macs)
     say(f"device: {req.device} ...")
-    device = phones.android_bench(req.device, arts, chunk, req.threads, req.runs, req.warmup, req.executor_runner,
-                                  req.benchmark_model, chunk_seconds, macs, work,
-                                  benchmark_litert_model=req.benchmark_litert_model, npu_libs=req.npu_libs)
+    device = phones.android_bench(req.device, arts, chunk, req.threads, req.runs, req.warmup, req.tools,
+                                  chunk_seconds, macs, work, npu_libs=req.npu_libs)
     if req.app:
         say(f"device: {req.device}, in the app {android_app.PACKAGE} ...")
         app = android_app.app_bench(req.device, manifests, chunk, req.threads, req.runs, req.warmup, work,
