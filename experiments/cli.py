@@ -93,8 +93,8 @@ def add_parser(sub) -> None:
     a.add_argument("--baseline-privacy", default=None, metavar="PRIVACY_JSON",
                    help="baseline results from this other report (e.g. one `--baseline --layers all` run)")
     a.add_argument("--baseline-model", default="baseline", metavar="NAME",
-                   help="the baseline's name in --baseline-privacy (default baseline; a checkpoint attacked alone: "
-                        "anonymized)")
+                   help="the baseline's name in --baseline-privacy (default baseline; a checkpoint attacked alone is "
+                        "named by its file, e.g. normalized; reports before 2026-12 named it anonymized)")
     a.add_argument("--train-command", default=None)
     a.add_argument("--date", default=None, help="when the attempt was made (default today, YYYY-MM-DD)")
     a.add_argument("--log", default=None, help=f"attempts log (default benchmarks/results/{attempts.ATTEMPTS_FILE})")

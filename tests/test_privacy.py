@@ -127,11 +127,11 @@ def test_cli_end_to_end(speaker_corpus, tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads((out / "privacy.json").read_text())
-    assert set(report["models"]) == {"baseline", "anonymized"}
-    row = report["models"]["anonymized"]["layers"]["1"]
+    assert set(report["models"]) == {"baseline", "anon"}  # each model named as it is (its file), not by a role
+    row = report["models"]["anon"]["layers"]["1"]
     assert 0 <= row["closed_lr"]["accuracy"] <= 100 and 0 <= row["open_xvector"]["eer"] <= 100
     assert row["closed_lr"]["n_speakers"] == 8 and report["attacker_train_speakers"] == 4
-    assert set(report["ignorant"]) == {"anonymized"} and set(report["ignorant"]["anonymized"]) == {"0", "1"}
+    assert set(report["ignorant"]) == {"anon"} and set(report["ignorant"]["anon"]) == {"0", "1"}
     base_lr = report["models"]["baseline"]["layers"]["1"]["closed_lr"]["accuracy"]
     if base_lr:
         assert row["vs_baseline"]["closed_lr_rel"] == pytest.approx(100 * (row["closed_lr"]["accuracy"] - base_lr) / base_lr)
@@ -225,7 +225,7 @@ def test_privacy_attacks_the_exported_artifact(exported, speaker_corpus, tmp_pat
     assert attacked["backend"] == "executorch" and attacked["recipe"] == "fp32" and attacked["split_layer"] == 1
     assert attacked["sha256"] == file_sha256(pte) and attacked["path"] == str(pte)
     assert attacked["checkpoint"]["sha256"] == file_sha256(ckpt) and attacked["runtime"] == "ExecuTorchRunner"
-    anon, base = report["models"]["anonymized"], report["models"]["baseline"]
+    anon, base = report["models"]["executorch/fp32"], report["models"]["baseline"]
     assert anon["kind"] == "artifact" and set(anon["layers"]) == set(base["layers"]) == {"1"}
     # the fp32 artifact emits what the float checkpoint computes: the closed-set attacks agree
     for kind in ("closed_lr", "closed_mlp"):
