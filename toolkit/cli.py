@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from toolkit.errors import run_guarded
@@ -41,6 +42,8 @@ EXTENSIONS = {"bench": "experiments.cli"}
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command, or with ``command`` of the module that adds that one."""
     p = argparse.ArgumentParser(prog="veil", description="Private split speech recognition toolkit.")
+    p.add_argument("--verbose", action="store_true", dest="veil_verbose",
+                   help="show the third-party warnings Veil silences (export/frame.py KNOWN_WARNINGS)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
     for name in modules:
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
+    if args.veil_verbose or getattr(args, "verbose", False):
+        os.environ["VEIL_VERBOSE"] = "1"
     return run_guarded(f"veil {args.command}", args.func, args)
 
 

@@ -13,6 +13,7 @@ that backend alone. Mistakes print one line and exit 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -65,6 +66,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    if args.verbose:
+        os.environ["VEIL_VERBOSE"] = "1"  # converters' own warnings too (export/frame.py)
     out, _ = export_prefix(ExportRequest(checkpoint=Path(args.checkpoint), target=args.target, recipes=args.recipe,
                                          split_layer=args.split_layer, out=Path(args.out) if args.out else None,
                                          corpus=Path(args.corpus), calibration_split=args.calibration_split,
