@@ -21,7 +21,6 @@ from toolkit.exporting.prefix_export import ExportRequest, export_prefix
 from toolkit.layer_range import parse_layer_range
 from toolkit.model.asr import VeilModel, split
 from toolkit.model.checkpoint import save_checkpoint
-from toolkit.paths import DEFAULT_CORPUS
 from toolkit.text.tokenizer import CharTokenizer
 
 from tests.conftest import small_config
@@ -422,13 +421,6 @@ def test_android_npu_artifact_runs_through_the_compiled_model_benchmark(tmp_path
 
 
 # ---- the real thing, small ------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def corpus(request) -> Path:
-    if (DEFAULT_CORPUS / "eval-speakers").is_dir() and (DEFAULT_CORPUS / "dev").is_dir():
-        return DEFAULT_CORPUS
-    return request.getfixturevalue("tiny_corpus")
-
 
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory) -> Path:

@@ -149,3 +149,14 @@ def test_importing_the_toolkit_loads_nothing_of_the_lab():
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_every_module_imports(module):
     importlib.import_module(module)
+
+
+def test_tests_read_one_corpus_the_same_on_every_machine():
+    """Every test reads conftest's `corpus` (built with a fixed seed); none switches to data/corpus when a developer
+    has built it, and no test module defines a corpus fixture of its own."""
+    bad = []
+    for path in sorted(p for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_imports.py"):
+        text = path.read_text()
+        if "DEFAULT_CORPUS" in text or '"data" / "corpus"' in text or "def corpus(" in text:
+            bad.append(path.name)
+    assert not bad, bad
