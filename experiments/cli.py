@@ -40,6 +40,13 @@ def add_lab_run_flags(p, what: str) -> None:
 
 
 def add_parser(sub) -> None:
+    add_sweep(sub)
+    add_frontier(sub)
+    add_attempts(sub)
+    add_render(sub)
+
+
+def add_sweep(sub) -> None:
     sw = sub.add_parser("sweep", help="the paper's experiment: baseline + a GRL model per layer k, WER and leakage")
     sw.add_argument("--out", default=None, metavar="DIR", help="run directories DIR/baseline, DIR/grl-K")
     sw.add_argument("--layers", default=None, metavar="LAYERS", help="GRL locations: '1..6', '2,4', 'all' (default)")
@@ -54,6 +61,9 @@ def add_parser(sub) -> None:
                      title="attackers (--threads also sets the WER evaluation's torch threads)")
     sw.set_defaults(func=run)
 
+
+
+def add_frontier(sub) -> None:
     fr = sub.add_parser("frontier", help="an information bottleneck at the split: WER, strongest attacker and "
                                           "payload per bottleneck size (train + evaluate + chart)")
     fr.add_argument("--out", required=True, metavar="DIR", help="run directories DIR/bn-dD[-GxK][-nS]")
@@ -79,6 +89,9 @@ def add_parser(sub) -> None:
                     help="results file (default benchmarks/results/privacy-frontier-<date>.json; .md, .png beside)")
     fr.set_defaults(func=run)
 
+
+
+def add_attempts(sub) -> None:
     at = sub.add_parser("attempts", help="the privacy attempts log: append a result, render Markdown")
     asub = at.add_subparsers(dest="attempts_command", metavar="ACTION", required=True)
     a = asub.add_parser("add", help="append an attempt from a `veil privacy` result JSON")
@@ -107,6 +120,9 @@ def add_parser(sub) -> None:
     r.add_argument("--log", default=None)
     r.set_defaults(func=run)
 
+
+
+def add_render(sub) -> None:
     re = sub.add_parser("render", help="re-render a recorded result (bench, sweep, parity, privacy, evaluate, "
                                        "attempts, service load) from its JSON")
     re.add_argument("result", metavar="RESULT.json")

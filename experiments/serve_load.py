@@ -297,7 +297,7 @@ def holds(step: dict, p99_ms: float) -> bool:
     return not step["errors"] and q is not None and q <= p99_ms
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     shipped_k = int(read_config(DEFAULT_ANONYMIZED)["model"]["split_layer"])
     ap.add_argument("--export", default=str(default_export_dir(DEFAULT_ANONYMIZED, shipped_k)),
@@ -318,7 +318,11 @@ def main() -> int:
     ap.add_argument("--rebaseline", metavar="JSON",
                     help="measure only the torch baseline again, into this recorded result (the service runs stay "
                          "as recorded); re-render any result with `veil render JSON`")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     if args.rebaseline:
         result = read_json(args.rebaseline, f"{args.rebaseline}: result not found")
         os.sched_setaffinity(0, {CLIENT_CORE})
