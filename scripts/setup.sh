@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1
                  fortunes fortunes-min)
+# nginx: tests/test_serve_proxy.py runs deploy/nginx.conf, the reverse proxy of docs/SERVE.md, in front of veil serve
+DEBIAN_PACKAGES+=(nginx)
 # The Android demo's Kotlin core (android_demo/core) builds offline against Debian's own Maven repository
 # (/usr/share/maven-repo): Kotlin 1.3.31 with its Maven plugin, JUnit 5 under Surefire, the Maven plugins the
 # build runs, kotlinx-coroutines (a kotlin-maven-plugin dependency) and AOSP's org.json (what Android ships).

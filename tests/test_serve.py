@@ -230,8 +230,9 @@ def test_an_idle_client_times_out_with_4408(shipped):
 def test_session_limits_global_and_per_token_and_the_rate_limit(shipped):
     frames = vector_frames("int8")
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    with ServerThread(make_service(shipped, admission=AdmissionLimits(max_sessions=2, max_sessions_per_token=1,
-                                                                      rate_per_token=0))) as url:
+    other = {"Authorization": "Bearer another-token"}
+    limits = AdmissionLimits(max_sessions=2, max_sessions_per_token=1, rate_per_token=0, max_preauth=1)
+    with ServerThread(make_service(shipped, tokens=(TOKEN, "another-token"), admission=limits)) as url:
         with connect(ws_url(url), additional_headers=auth, proxy=None, compression=None) as first:
             first.send(frames[0])
             assert isinstance(p.decode_frame(first.recv(timeout=5)), p.Ready)
@@ -240,11 +241,15 @@ def test_session_limits_global_and_per_token_and_the_rate_limit(shipped):
             assert err.value.response.status_code == 429
             replies, close = exchange(url, frames[:1])  # same token in HELLO
             assert (replies[-1].code, close) == (4430, 4430)
-            with connect(ws_url(url), proxy=None, compression=None):  # the second of 2 sessions, not yet a token
+            with connect(ws_url(url), proxy=None, compression=None):  # no token yet: the pre-auth pool's one place
                 with pytest.raises(InvalidStatus) as err:
                     connect(ws_url(url), proxy=None, compression=None)
                 assert err.value.response.status_code == 503
                 assert p.decode_frame(err.value.response.body).name == "server_busy"
+                with connect(ws_url(url), additional_headers=other, proxy=None, compression=None):  # session 2 of 2
+                    with pytest.raises(InvalidStatus) as err:
+                        connect(ws_url(url), additional_headers=auth, proxy=None, compression=None)
+                    assert err.value.response.status_code == 503  # the server is full before any token counts
     with ServerThread(make_service(shipped, admission=AdmissionLimits(rate_per_token=1.0, burst_per_token=3))) as url:
         replies, close = exchange(url, frames[:1] + [frames[1]] * 3)  # HELLO counts once it named its token
         assert [r.type.name for r in replies] == ["READY", "PARTIAL", "PARTIAL", "ERROR"]

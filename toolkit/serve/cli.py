@@ -21,6 +21,7 @@ from toolkit.serve.admission import AdmissionLimits
 from toolkit.serve.app import Service, ServiceConfig
 from toolkit.serve.auth import TOKENS_ENV, TokenStore, hash_token, new_token
 from toolkit.serve.batcher import BatchConfig
+from toolkit.serve.connection import ConnectionLimits
 from toolkit.serve.client import PrefixRunner, read_token, stream_utterance
 from toolkit.serve.server import Listen, serve_forever
 from toolkit.serve.session import SessionLimits
@@ -69,6 +70,19 @@ def add_parser(sub) -> None:
     lim.add_argument("--max-sessions-per-token", type=int, default=32, help="open sessions per token (4430)")
     lim.add_argument("--rate-limit", type=float, default=50.0, help="messages per second per token (0: none)")
     lim.add_argument("--rate-burst", type=float, default=100.0, help="burst of --rate-limit")
+    dl = s.add_argument_group("connection deadlines (below the protocol; docs/SERVE.md)")
+    dl.add_argument("--head-timeout-s", type=float, default=5.0,
+                    help="the request line and headers must arrive within this (408, or a plain close if nothing "
+                         "came)")
+    dl.add_argument("--body-timeout-s", type=float, default=10.0,
+                    help="a POST body must arrive within this, plus 1 s per --min-body-rate bytes received (4408)")
+    dl.add_argument("--min-body-rate", type=float, default=16384.0,
+                    help="bytes per second that extend --body-timeout-s (0: a fixed body deadline)")
+    dl.add_argument("--hello-timeout-s", type=float, default=5.0,
+                    help="the HELLO must arrive within this after the upgrade (or start the POST body) (4408)")
+    dl.add_argument("--max-preauth", type=int, default=32,
+                    help="connections without an Authorization header waiting for their HELLO token (503 / 4503 "
+                         "beyond); they hold no session slot")
     lim.add_argument("--shutdown-grace-s", type=float, default=15.0,
                      help="on SIGTERM, let open sessions finish this long, then end them (4502)")
     r = s.add_argument_group("scale-out")
@@ -163,10 +177,14 @@ def run_serve(args) -> int:
     positive = {"--max-batch": args.max_batch, "--max-message-bytes": args.max_message_bytes,
                 "--max-sessions": args.max_sessions, "--max-sessions-per-token": args.max_sessions_per_token,
                 "--max-utterance-s": args.max_utterance_s, "--partial-window-s": args.partial_window_s,
-                "--idle-timeout-s": args.idle_timeout_s, "--max-batch-frames": args.max_batch_frames}
+                "--idle-timeout-s": args.idle_timeout_s, "--max-batch-frames": args.max_batch_frames,
+                "--head-timeout-s": args.head_timeout_s, "--body-timeout-s": args.body_timeout_s,
+                "--hello-timeout-s": args.hello_timeout_s, "--max-preauth": args.max_preauth}
     for flag, value in positive.items():
         if value <= 0:
             raise VeilError(f"{flag} must be positive, got {value}")
+    if args.min_body_rate < 0:
+        raise VeilError(f"--min-body-rate must be 0 or more, got {args.min_body_rate}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("veil.serve").setLevel(args.log_level.upper())
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # its INFO lines name client addresses
@@ -194,9 +212,12 @@ def run_serve(args) -> int:
     models = load_models(args)
     config = ServiceConfig(
         session=SessionLimits(args.max_message_bytes, args.max_utterance_s, args.partial_window_s, args.idle_timeout_s),
-        admission=AdmissionLimits(args.max_sessions, args.max_sessions_per_token, args.rate_limit, args.rate_burst),
+        admission=AdmissionLimits(args.max_sessions, args.max_sessions_per_token, args.rate_limit, args.rate_burst,
+                                  args.max_preauth),
         batch=BatchConfig(args.max_batch, args.max_wait_ms, args.max_batch_frames),
-        shutdown_grace_seconds=args.shutdown_grace_s)
+        shutdown_grace_seconds=args.shutdown_grace_s,
+        connection=ConnectionLimits(args.head_timeout_s, args.body_timeout_s, args.min_body_rate,
+                                    args.hello_timeout_s))
     service = Service(models, tokens, config)
     listen = Listen(args.host, args.port, args.tls_cert, args.tls_key)
 

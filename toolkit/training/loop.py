@@ -306,6 +306,22 @@ def _build_model(cfg: TrainConfig, out: Path, speakers: list, tokenizer: CharTok
     return model, False, model.bottleneck is not None and "bottleneck.down.weight" not in taken
 
 
+def _resume(cfg: TrainConfig, out: Path, model: VeilModel, opt, provenance: dict) -> tuple[int, int, float]:
+    """Step, schedule length and best dev CER of the run in ``out`` (its optimizer state loaded into ``opt``);
+    its training seconds carried into ``provenance``."""
+    prev = json.loads((out / "last.json").read_text())["provenance"]
+    provenance["train_seconds"] = prev.get("train_seconds", 0.0)
+    if (out / "train_state.safetensors").exists():
+        step = _load_state(out, model, opt)
+    else:  # weights only (e.g. a committed checkpoint): continue the schedule with fresh Adam moments
+        step = int(prev["steps"])
+        tqdm.write(f"{out}: no optimizer state, resuming weights at step {step} with a fresh optimizer", file=sys.stderr)
+    # a time-budgeted run resumes with the schedule it fitted, not the requested --steps
+    fitted = (prev.get("train_config") or {}).get("steps")
+    total = int(fitted) if cfg.time_budget_min and fitted else cfg.steps
+    return step, total, prev.get("best_dev_cer", math.inf)
+
+
 def _set_up(cfg: TrainConfig, command: str) -> Run:
     """Processes, data, model, optimizer, teacher; resumes from ``out`` when it holds a run."""
     rank, world, device = _start_processes(cfg)
@@ -343,22 +359,7 @@ def _set_up(cfg: TrainConfig, command: str) -> Run:
         "device": device, "train_config": {k: v for k, v in cfg.__dict__.items() if k != "model"},
         "train_seconds": 0.0,
     }
-    step, best_cer = 0, math.inf
-    if resume:
-        prev = json.loads((out / "last.json").read_text())["provenance"]
-        best_cer = prev.get("best_dev_cer", math.inf)
-        provenance["train_seconds"] = prev.get("train_seconds", 0.0)
-        if (out / "train_state.safetensors").exists():
-            step = _load_state(out, model, opt)
-        else:  # weights only (e.g. a committed checkpoint): continue the schedule with fresh Adam moments
-            step = int(prev["steps"])
-            tqdm.write(f"{out}: no optimizer state, resuming weights at step {step} with a fresh optimizer",
-                       file=sys.stderr)
-        # a time-budgeted run resumes with the schedule it fitted, not the requested --steps
-        fitted = (prev.get("train_config") or {}).get("steps")
-        total = int(fitted) if cfg.time_budget_min and fitted else cfg.steps
-    else:
-        total = cfg.steps
+    step, total, best_cer = _resume(cfg, out, model, opt, provenance) if resume else (0, cfg.steps, math.inf)
     provenance["train_config"]["steps"] = total
     return Run(cfg, out, rank, world, device, model, ddp_model, opt, trained, frozen, tokenizer, speakers, train_set,
                dev_set, [torch.tensor(tokenizer.encode(u.text), dtype=torch.long) for u in train_utts],
