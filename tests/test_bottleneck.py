@@ -19,7 +19,7 @@ from toolkit.model.bottleneck import VectorQuantizer
 from toolkit.model.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.privacy.artifact import load_runners, read_export
 from toolkit.privacy.embeddings import artifact_embeddings, layer_embeddings
-from toolkit.privacy.frontier import same_phone_blocks, transmit
+from experiments.evaluate import same_phone_blocks, transmit
 from toolkit.serve.suffix import ServedSuffix
 from toolkit.data.dataset import AudioSet, collate
 from toolkit.data.librispeech import read_librispeech

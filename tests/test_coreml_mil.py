@@ -27,7 +27,6 @@ from toolkit.exporting.manifest import FLOAT_MODULES, INPUT_NAME, OUTPUT_NAME
 from toolkit.model.asr import ModelConfig, VeilModel, split
 from toolkit.parity import coreml_offline
 from toolkit.parity.metrics import embedding_metrics
-from toolkit.paths import DEFAULT_CORPUS
 
 RECIPES = [r.name for r in export.get_backend("coreml").RECIPES]
 FP16 = 10  # MIL proto DataType FLOAT16
@@ -279,9 +278,8 @@ def prefix(model):
 
 
 @pytest.fixture(scope="module")
-def audio(request, model) -> tuple[list[np.ndarray], object]:
-    """Two real eval-speakers utterances and the chunk geometry the phone cuts them with."""
-    corpus = DEFAULT_CORPUS if (DEFAULT_CORPUS / "eval-speakers").is_dir() else request.getfixturevalue("tiny_corpus")
+def audio(corpus, model) -> tuple[list[np.ndarray], object]:
+    """Two real eval-speakers utterances (conftest's corpus) and the chunk geometry the phone cuts them with."""
     _, pcms = pick_audio(corpus, "eval-speakers", 2)
     return pcms, model.cfg.chunk
 

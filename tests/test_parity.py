@@ -28,7 +28,6 @@ from toolkit.model.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.parity import gates
 from toolkit.parity.bundled import verify_bundled_program
 from toolkit.parity.localize import stage_prefixes
-from toolkit.paths import DEFAULT_CORPUS
 from toolkit.text.tokenizer import CharTokenizer
 
 UTTS = "4"
@@ -43,13 +42,6 @@ def _single_thread(one_torch_thread):
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("parity")
-
-
-@pytest.fixture(scope="module")
-def corpus(request) -> Path:
-    if (DEFAULT_CORPUS / "train").is_dir() and (DEFAULT_CORPUS / "eval-speakers").is_dir():
-        return DEFAULT_CORPUS
-    return request.getfixturevalue("tiny_corpus")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from pathlib import Path
 from toolkit.exporting.manifest import write_bottleneck
 from toolkit.model.checkpoint import load_checkpoint
 from toolkit.paths import DEFAULT_ANONYMIZED
-from toolkit.privacy.frontier import same_phone_blocks
+from experiments.evaluate import same_phone_blocks
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

@@ -15,6 +15,7 @@ DEFAULT_ANONYMIZED = MODELS_DIR / "anonymized.safetensors"  # every command's de
 NORMALIZED = MODELS_DIR / "normalized.safetensors"
 EXPORTS_DIR = REPO_ROOT / "exports"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+RESULTS_PAGE = REPO_ROOT / "docs" / "results.md"  # every result table, generated (`--readme docs/results.md`)
 TESTVECTORS_DIR = REPO_ROOT / "testvectors"  # the streaming protocol's cross-language test vectors
 
 

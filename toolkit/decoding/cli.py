@@ -37,8 +37,8 @@ def add_parser(sub) -> None:
                     help=f"corpus split (repeatable; default {' and '.join(DEFAULT_SPLITS)})")
     ev.add_argument("--limit", type=int, default=0, help="only the first N utterances of each split")
     ev.add_argument("--json", help="also write the results to this JSON file")
-    ev.add_argument("--readme", default=None, metavar="README",
-                    help="also rewrite the accuracy table of this README (between <!-- veil:accuracy --> markers)")
+    ev.add_argument("--readme", default=None, metavar="PAGE",
+                    help="also rewrite the accuracy table of this page (docs/results.md, <!-- veil:accuracy --> markers)")
     ev.set_defaults(func=run)
 
 

@@ -1,6 +1,6 @@
 """`veil privacy`: how much speaker identity leaks from a model's embeddings, per layer.
 
-For every requested layer and every attacked source (the anonymized checkpoint, or with ``--artifact`` each
+For every requested layer and every attacked source (the checkpoint, named by its file, or with ``--artifact`` each
 exported prefix run in its real runtime; and the baseline checkpoint when given) the attacker suite
 (:mod:`toolkit.privacy.suite`: attackers by name, each trained on *this source's* embeddings) runs:
 - closed set: attackers trained on 60 % of each eval speaker's utterances, tested on the other 40 %;
@@ -356,6 +356,13 @@ def attack_artifact(export_dir: Path, data: AttackData, options: SuiteOptions | 
 
 # ---- the recipe -------------------------------------------------------------------------------------------------
 
+def attacked_name(checkpoint: Path, taken) -> str:
+    """A checkpoint's name in the report: its file's stem (``normalized``), as it is, never a role it may not have;
+    ``(attacked)`` is added when the baseline already has that name."""
+    stem = Path(checkpoint).stem
+    return f"{stem} (attacked)" if stem in taken else stem
+
+
 def run_privacy(req: PrivacyRequest) -> dict:
     """Attack the request's sources; write privacy.json/.md/.png into ``req.out``; return the report."""
     if req.attacker_seeds < 1:
@@ -392,18 +399,19 @@ def _run_privacy(req: PrivacyRequest, options: SuiteOptions) -> dict:
                 raise VeilError(f"{baseline}: baseline has {model.cfg.n_blocks} blocks, the artifact's layer is {k}")
         runnable, skipped = load_runners(prefixes)
         for p, runner in runnable:
-            name = "anonymized" if len(runnable) == 1 else p.name
+            name = p.name  # backend/recipe: the report names what it attacked
             sources[name] = {"kind": "artifact", **p.describe(), "runtime": type(runner).__name__}
             loaded[name] = (p, runner)
     else:
         checkpoint = Path(req.checkpoint)
         model = load_checkpoint(checkpoint)[0]
         if baseline and loaded["baseline"].cfg.n_blocks != model.cfg.n_blocks:
-            raise VeilError(f"{checkpoint}: baseline and anonymized models have different depths "
+            raise VeilError(f"{checkpoint}: it and the baseline have different depths "
                             f"{sorted({loaded['baseline'].cfg.n_blocks, model.cfg.n_blocks})}")
         layers = parse_layer_range(req.layers, 0, model.cfg.total_blocks)  # the cloud stack too: the operator holds it
-        loaded["anonymized"] = model
-        sources["anonymized"] = {"kind": "checkpoint", "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
+        name = attacked_name(checkpoint, loaded)
+        loaded[name] = model
+        sources[name] = {"kind": "checkpoint", "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
 
     data = load_attack_data(Path(req.corpus), attack.attacker_utts or None, attack.eval_limit, attack.seed,
                             req.progress)

@@ -78,12 +78,18 @@ def bind(listen: Listen) -> socket.socket:
 
 
 class DenialLogFilter(logging.Filter):
-    """uvicorn 0.54's websockets-sansio protocol logs a spurious ERROR after a WebSocket denial response (an
-    upgrade refused with 401/429/503, which is how this service answers) because it never marks that handshake
-    complete. The refusal itself is logged by the service; drop the false alarm."""
+    """uvicorn 0.54's websockets-sansio protocol logs a spurious ERROR when the app returns before a handshake
+    completes: after a WebSocket denial response (an upgrade refused with 401/429/503, which is how this service
+    answers) and when a client closes mid-handshake. The service logs the refusal or the disconnect itself, so the
+    line is downgraded to DEBUG (shown with ``veil serve --log-level debug``), not an ERROR."""
+
+    MESSAGE = "ASGI callable returned without completing handshake."
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "ASGI callable returned without completing handshake."
+        if record.getMessage() != self.MESSAGE:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger("veil.serve").isEnabledFor(logging.DEBUG)
 
 
 logging.getLogger("uvicorn.error").addFilter(DenialLogFilter())

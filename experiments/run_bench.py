@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Re-run the recorded benchmark of a shipped model in one command:
 
-    .venv/bin/python benchmarks/run_bench.py [--checkpoint models/anonymized.safetensors] [--sweep] [--quick]
-                                             [--readme README.md]
+    .venv/bin/python -m experiments.run_bench [--checkpoint models/anonymized.safetensors] [--sweep] [--quick]
+                                             [--readme docs/results.md]
 
 1. makes sure the export folders ``exports/<checkpoint>-k<K>[-fp32|-int8-dynamic]`` exist for this exact
    checkpoint (re-exported when their manifest does not check out or names another checkpoint sha256): the
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="round-robin passes (veil bench --rounds)")
     p.add_argument("--ceiling", default="matmul", choices=["full", "matmul", "none"],
                    help="machine ceiling; 'full' adds ExecuTorch/LiteRT Linear kernels (4 more exports)")
-    p.add_argument("--readme", default=None, metavar="README", help="also rewrite this README's benchmark table")
+    p.add_argument("--readme", default=None, metavar="PAGE", help="also rewrite this page's benchmark table (docs/results.md)")
     args = p.parse_args(argv)
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
