@@ -2,7 +2,7 @@
 """Load benchmark of `veil serve` on loopback: how many real-time phone streams one core holds, with dynamic
 batching on and off in the same run, and what the service costs over the plain torch suffix.
 
-    nice -n 5 .venv/bin/python -m experiments.serve_load --export exports/anonymized-k4-fp32
+    nice -n 5 .venv/bin/python -m experiments.serve_load --export exports/k6-d16-n0.5-k6-fp32
 
 - The server (`veil serve`, the shipped model, 1 torch thread) runs pinned to core 0 (`taskset -c 0`); this
   generator pins itself to core 1.
@@ -53,7 +53,7 @@ from toolkit.errors import read_json  # noqa: E402
 from toolkit.files import write_json, write_text  # noqa: E402
 from toolkit.headlines import refresh  # noqa: E402
 from toolkit.model.checkpoint import read_config  # noqa: E402
-from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, RESULTS_DIR, default_export_dir, display_path  # noqa: E402
+from toolkit.paths import DEFAULT_MODEL, DEFAULT_CORPUS, RESULTS_DIR, default_export_dir, display_path  # noqa: E402
 from toolkit.serve import protocol as p  # noqa: E402
 from toolkit.serve.auth import hash_token, new_token  # noqa: E402
 from toolkit.serve.client import PrefixRunner, hello_for  # noqa: E402
@@ -299,8 +299,8 @@ def holds(step: dict, p99_ms: float) -> bool:
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    shipped_k = int(read_config(DEFAULT_ANONYMIZED)["model"]["split_layer"])
-    ap.add_argument("--export", default=str(default_export_dir(DEFAULT_ANONYMIZED, shipped_k)),
+    shipped_k = int(read_config(DEFAULT_MODEL)["model"]["split_layer"])
+    ap.add_argument("--export", default=str(default_export_dir(DEFAULT_MODEL, shipped_k)),
                     help="export of the shipped model")
     ap.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     ap.add_argument("--utterances", type=int, default=32)

@@ -89,7 +89,7 @@ def test_the_readmes_give_the_complete_aar_fallback_and_a_first_device_run():
     assert 'implementation(files("libs/executorch.aar"))' in android
     assert 'implementation("com.facebook.fbjni:fbjni:0.7.0")' in android
     assert 'implementation("com.facebook.soloader:soloader:0.10.5")' in android
-    assert "## First device run" in android and "veil bench exports/anonymized-k4 --device android --app" in android
+    assert "## First device run" in android and "veil bench exports/k6-d16-n0.5-k6 --device android --app" in android
     ios = (REPO / "ios_demo" / "README.md").read_text()
     assert "6.1 or newer" in ios and "≥ 5.9" not in ios
     assert "## First device run" in ios and "--device ios --ios-log" in ios

@@ -32,7 +32,7 @@ from toolkit.serve.admission import AdmissionLimits
 from toolkit.serve.app import Service, ServiceConfig
 from toolkit.serve.auth import TokenStore, hash_token
 from toolkit.serve.batcher import BatchConfig, _Item, length_groups
-from toolkit.paths import DEFAULT_ANONYMIZED
+from toolkit.paths import DEFAULT_MODEL
 from toolkit.serve.cli import load_models, make_token_file
 from toolkit.serve.client import ServerRefused, StreamClient, transcribe_http
 from toolkit.serve.server import Listen, ServerThread, exposed_interfaces, ray_reach
@@ -422,5 +422,5 @@ def test_ray_engine_refuses_loopback_with_other_interfaces_in_reach():
 def test_veil_serve_with_no_model_flag_serves_the_default_private_model():
     """No --checkpoint and no --export: the default model, whose phone adds N(0, S^2) to a 16-dim payload."""
     (served,) = load_models(Namespace(checkpoint=[], export=[]))
-    assert served.checkpoint == DEFAULT_ANONYMIZED and served.identity.split_layer == 4
+    assert served.checkpoint == DEFAULT_MODEL and served.identity.split_layer == 4
     assert served.dim == 16 and served.codebook is None

@@ -17,7 +17,7 @@ from toolkit.files import write_json
 from toolkit.headlines import refresh
 from toolkit.model.bottleneck import replay_noise
 from toolkit.model.checkpoint import load_checkpoint, tokenizer_from
-from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, display_path
+from toolkit.paths import DEFAULT_MODEL, DEFAULT_CORPUS, display_path
 
 DEFAULT_SPLITS = ("test", "eval-speakers")
 
@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     tr.set_defaults(func=run)
 
     ev = sub.add_parser("evaluate", help="CER/WER of a checkpoint on corpus splits")
-    ev.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED))
+    ev.add_argument("--checkpoint", default=str(DEFAULT_MODEL))
     ev.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     ev.add_argument("--split", action="append", default=None,
                     help=f"corpus split (repeatable; default {' and '.join(DEFAULT_SPLITS)})")
@@ -47,7 +47,7 @@ def run(args) -> int:
 
 
 def transcribe(args) -> int:
-    checkpoints = args.checkpoint or [str(DEFAULT_ANONYMIZED)]  # `append` with a default would add to it
+    checkpoints = args.checkpoint or [str(DEFAULT_MODEL)]  # `append` with a default would add to it
     models = [load_checkpoint(c) for c in checkpoints]
     width = max(len(Path(c).stem) for c in checkpoints)
     for path in args.files:

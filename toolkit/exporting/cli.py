@@ -22,7 +22,7 @@ from toolkit.errors import run_guarded
 from toolkit.exporting.calibration import CALIBRATION_UTTS
 from toolkit.exporting.prefix_export import ExportRequest, export_prefix, targets
 from toolkit.parity import cli as parity_cli
-from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
+from toolkit.paths import DEFAULT_MODEL, DEFAULT_CORPUS
 
 
 def recipe_help() -> str:
@@ -35,7 +35,7 @@ def recipe_help() -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED), help="model checkpoint (.safetensors)")
+    p.add_argument("--checkpoint", default=str(DEFAULT_MODEL), help="model checkpoint (.safetensors)")
     p.add_argument("--target", default="all", metavar="|".join(targets()),
                    help="android: .pte + .tflite; ios: .mlpackage; all: the three (default); a backend: that one")
     p.add_argument("--recipe", action="append", default=[], metavar="NAME", help=recipe_help())

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from toolkit.config_flags import add_config_flags, build_config, given_flags
-from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
+from toolkit.paths import DEFAULT_MODEL, DEFAULT_CORPUS
 from toolkit.privacy.leakage import AttackSettings, PrivacyRequest, run_privacy
 from toolkit.privacy.suite import ATTACKERS, SETS
 
@@ -41,7 +41,7 @@ def attacker_catalogue() -> str:
 def add_parser(sub) -> None:
     pv = sub.add_parser("privacy", help="speaker leakage of a model's embeddings per layer (attacker suite)",
                         epilog=attacker_catalogue(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    pv.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED))
+    pv.add_argument("--checkpoint", default=str(DEFAULT_MODEL))
     pv.add_argument("--baseline", default=None, help="also attack this baseline (and run the ignorant attacker)")
     pv.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     pv.add_argument("--layers", default=None, metavar="LAYERS",

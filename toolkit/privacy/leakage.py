@@ -13,7 +13,7 @@ From Python (the material once, then any layer of a checkpoint or any export)::
 
     data = load_attack_data(Path("data/corpus"))          # eval speakers + every training utterance
     row = attack_checkpoint_layer(model_or_path, 4, data, SuiteOptions(attackers="fast"), seeds=[0])
-    row = attack_artifact(Path("exports/anonymized-k4"), data, SuiteOptions(), seeds=[0, 1, 2])
+    row = attack_artifact(Path("exports/k6-d16-n0.5-k6"), data, SuiteOptions(), seeds=[0, 1, 2])
     row["strongest"]["open"]            # {"attacker": "ecapa-plda", "eer": ..., ...} (first seed)
     row["spread"]["strongest"]["open"]  # over seeds: {"attacker", "mean", "sd", "values", "per_seed_best"}
 """
@@ -41,7 +41,7 @@ from toolkit.layer_range import parse_layer_range
 from toolkit.exporting.manifest import ExportManifest
 from toolkit.model.asr import split
 from toolkit.model.checkpoint import load_checkpoint
-from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, display_path
+from toolkit.paths import DEFAULT_MODEL, DEFAULT_CORPUS, display_path
 from toolkit.privacy.artifact import ExportedPrefix, load_runners, read_export
 from toolkit.privacy.attackers import open_set_attack, utterance_split
 from toolkit.privacy.ecapa import EcapaSettings
@@ -97,7 +97,7 @@ SWEEP_DEFAULTS = {"attackers": "legacy", "attacker_utts": 10}
 class PrivacyRequest:
     """One ``veil privacy`` run: attack ``checkpoint``'s layers (or, with ``artifact``, what an export folder's
     artifacts emit at their split layer), beside ``baseline`` when given."""
-    checkpoint: Path = DEFAULT_ANONYMIZED
+    checkpoint: Path = DEFAULT_MODEL
     baseline: Path | None = None
     corpus: Path = DEFAULT_CORPUS
     layers: str | None = None               # toolkit.layer_range syntax; default all (0 = log-mel)

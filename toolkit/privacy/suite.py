@@ -22,7 +22,7 @@ Use from Python (one source, one layer; ``seeds`` repeats the seeded attackers):
     from toolkit.privacy.leakage import attack_artifact, attack_checkpoint_layer, load_attack_data
     data = load_attack_data(Path("data/corpus"))  # once: eval speakers + every training utterance
     row = attack_checkpoint_layer(model_or_checkpoint_path, 4, data, SuiteOptions(attackers="fast"), seeds=[0])
-    row = attack_artifact(Path("exports/anonymized-k4"), data, SuiteOptions(), seeds=[0, 1, 2], backend="executorch")
+    row = attack_artifact(Path("exports/k6-d16-n0.5-k6"), data, SuiteOptions(), seeds=[0, 1, 2], backend="executorch")
     row["strongest"]["open"]               # {"attacker": "allstats-plda", "eer": ..., ...} (first seed)
     row["spread"]["strongest"]["open"]     # best mean over seeds: {"attacker", "mean", "sd", "per_seed_best"}
     row["suite"]["ecapa"]["eer"]           # any attacker by name

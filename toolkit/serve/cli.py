@@ -16,7 +16,7 @@ from toolkit.errors import VeilError
 from toolkit.exporting.manifest import ExportManifest
 from toolkit.files import write_json
 from toolkit.model.checkpoint import read_config
-from toolkit.paths import DEFAULT_ANONYMIZED, NORMALIZED, TESTVECTORS_DIR, default_export_dir, display_path
+from toolkit.paths import DEFAULT_MODEL, NORMALIZED, TESTVECTORS_DIR, default_export_dir, display_path
 from toolkit.serve.admission import AdmissionLimits
 from toolkit.serve.app import Service, ServiceConfig
 from toolkit.serve.auth import TOKENS_ENV, TokenStore, hash_token, new_token
@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
     m = s.add_argument_group("models")
     m.add_argument("--checkpoint", action="append", default=[], metavar="PATH[:K]",
                    help="serve this checkpoint's suffix after block K (default K: its split layer); repeatable. "
-                        "Default: models/anonymized.safetensors")
+                        "Default: the default model, models/k6-d16-n0.5.safetensors")
     m.add_argument("--export", action="append", default=[], metavar="EXPORT_DIR",
                    help="serve the suffix matching this export's manifest.json (its checkpoint and split layer)")
     n = s.add_argument_group("network")
@@ -100,7 +100,7 @@ def add_parser(sub) -> None:
                                                              f"{DEFAULT_SERVER})")
     st.add_argument("--export", default=None, metavar="EXPORT_DIR",
                     help="export folder (manifest.json + artifacts); default: export-prefix's folder for the "
-                         "shipped model, exports/anonymized-k4")
+                         "shipped model, exports/k6-d16-n0.5-k6")
     st.add_argument("--backend", default="executorch", choices=list(backends.BACKENDS),
                     help="which of the export's artifacts runs the prefix (coreml: macOS only)")
     st.add_argument("--codec", default=None, choices=["int8", "fp16", "fp32", "vq"],
@@ -149,7 +149,7 @@ def load_models(args) -> list[ServedSuffix]:
     models = [ServedSuffix.load(*parse_checkpoint_arg(c)) for c in args.checkpoint]
     models += [ServedSuffix.for_export(ExportManifest.read(export_dir)) for export_dir in args.export]
     if not models:
-        models = [ServedSuffix.load(DEFAULT_ANONYMIZED)]
+        models = [ServedSuffix.load(DEFAULT_MODEL)]
     seen = {}
     for m in models:
         if m.identity in seen:
@@ -255,7 +255,7 @@ def run_ray(args, tokens, token_note: str) -> int:
         raise VeilError("--engine ray: terminate TLS at the reverse proxy in front of Ray Serve (docs/SERVE.md)")
     if args.port == 0:
         raise VeilError("--engine ray needs a fixed --port (Ray Serve's proxy binds it)")
-    checkpoint, k = DEFAULT_ANONYMIZED, None
+    checkpoint, k = DEFAULT_MODEL, None
     if args.checkpoint:
         checkpoint, k = parse_checkpoint_arg(args.checkpoint[0])
     elif args.export:
@@ -291,7 +291,7 @@ def run_ray(args, tokens, token_note: str) -> int:
 
 def default_export() -> Path:
     """Where `export-prefix` writes the shipped model's prefix by default."""
-    return default_export_dir(DEFAULT_ANONYMIZED, int(read_config(DEFAULT_ANONYMIZED)["model"]["split_layer"]))
+    return default_export_dir(DEFAULT_MODEL, int(read_config(DEFAULT_MODEL)["model"]["split_layer"]))
 
 
 def run_stream(args) -> int:

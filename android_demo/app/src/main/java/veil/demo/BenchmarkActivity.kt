@@ -31,7 +31,7 @@ import veil.core.VeilException
  * Benchmark mode (after ExecuTorch's minibench BenchmarkActivity and LiteRT's benchmark APK): started from the shell,
  *
  * ```
- * adb shell am start -W -S -n veil.demo/.BenchmarkActivity --es export anonymized-k4 --es backend executorch \
+ * adb shell am start -W -S -n veil.demo/.BenchmarkActivity --es export k6-d16-n0.5-k6 --es backend executorch \
  *     --es recipe int8-static --ei threads 2 --ei warmup 5 --ei iterations 50 \
  *     [--es input /sdcard/Android/data/veil.demo/files/veil-bench/input.f32] [--es run_id ID] \
  *     [--es npu_libs /sdcard/Android/data/veil.demo/files/npu-libs]
