@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import json
 import platform
-import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from export.artifact import Artifact, Runner, example_tensors, file_sha256, in_module, library_versions
-from export.errors import ConversionFailed, ExportError, NeedsMacOS, converting
+from export.artifact import Artifact, Runner, file_sha256, in_module, library_versions
+from export.errors import ConversionFailed, ExportError, NeedsMacOS
+from export.frame import export_frame
 from export.recipes import RecipeRegistry
 
 NAME = "coreml"
@@ -168,14 +168,8 @@ def _mil_census(mlmodel, float_nodes: set[str]) -> dict:
 def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path: str | Path, *,
            calibration=(), float_modules: tuple[str, ...] = (), input_name: str = "input",
            output_name: str = "output") -> Artifact:
-    spec = RECIPES.for_export(recipe, calibration)
-    out_path = Path(out_path)
-    example_inputs = example_tensors(example_inputs)
-    start = time.perf_counter()
-    module = module.eval()
-    with converting(NAME, recipe):
+    def convert(spec, module, example_inputs, out_path) -> dict:
         with torch.no_grad():
-            reference = module(*example_inputs)
             program = torch.export.export(module, example_inputs).run_decompositions({})
         float_nodes = _float_node_names(program, tuple(float_modules))
         if float_modules and not float_nodes:
@@ -189,13 +183,13 @@ def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path
                                                  f"and uncompressed ({census})")
         mlmodel.save(str(out_path))
         normalize_package(out_path)
-    weights = out_path / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
-    return Artifact(NAME, recipe, out_path, input_name, tuple(example_inputs[0].shape), output_name,
-                    tuple(reference.shape), time.perf_counter() - start,
-                    {"minimum_deployment_target": MINIMUM_DEPLOYMENT_TARGET, "mil": census,
-                     "spec": describe(out_path), "libraries": library_info(),
-                     "weights_sha256": file_sha256(weights) if weights.is_file() else None,
-                     "deterministic": True, "normalized_for_determinism": NORMALIZED})
+        weights = out_path / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+        return {"minimum_deployment_target": MINIMUM_DEPLOYMENT_TARGET, "mil": census, "spec": describe(out_path),
+                "libraries": library_info(), "weights_sha256": file_sha256(weights) if weights.is_file() else None,
+                "deterministic": True, "normalized_for_determinism": NORMALIZED}
+
+    return export_frame(NAME, RECIPES, convert, module, example_inputs, recipe, out_path, calibration, input_name,
+                        output_name)
 
 
 def runs_here() -> bool:

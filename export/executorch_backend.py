@@ -12,15 +12,15 @@ imported inside the functions that use them: they are heavy, and only this backe
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from export import executorch_coreml
-from export.artifact import Artifact, Runner, example_tensors, in_module, library_versions, single_threaded
-from export.errors import ConversionFailed, ExportError, converting
+from export.artifact import Artifact, Runner, in_module, library_versions, single_threaded
+from export.errors import ConversionFailed, ExportError
+from export.frame import export_frame
 from export.recipes import RecipeRegistry
 from export.xnnpack_decompositions import decompose_for_xnnpack
 
@@ -137,16 +137,10 @@ def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path
            output_name: str = "output") -> Artifact:
     """Export ``module`` with ``recipe`` to ``out_path`` (.pte). ``calibration``: input tensors/arrays shaped
     like ``example_inputs[0]`` (static recipes only). Converter errors become :class:`ConversionFailed`."""
-    spec = RECIPES.for_export(recipe, calibration)
-    out_path = Path(out_path)
-    example_inputs = example_tensors(example_inputs)
-    start = time.perf_counter()
-    module = with_persistent_buffers(module.eval())
-    with converting(NAME, recipe):
+    def convert(spec, module, example_inputs, out_path) -> dict:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
         with torch.no_grad():
-            reference = module(*example_inputs)
             program, notes = spec.build(module, example_inputs, calibration, tuple(float_modules))
             edge = to_edge_transform_and_lower(program, partitioner=notes.pop("partitioners", None)
                                                or [XnnpackPartitioner()])
@@ -158,9 +152,10 @@ def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path
             raise ConversionFailed(NAME, recipe, f"{delegation['float_module_ops_in_coreml']} ops of float modules "
                                                  f"{list(float_modules)} went into the fp16 Core ML delegate")
         out_path.write_bytes(edge.to_executorch().buffer)
-    return Artifact(NAME, recipe, out_path, input_name, tuple(example_inputs[0].shape), output_name,
-                    tuple(reference.shape), time.perf_counter() - start,
-                    {"delegation": delegation, **notes, "libraries": library_info(), "deterministic": True})
+        return {"delegation": delegation, **notes, "libraries": library_info(), "deterministic": True}
+
+    return export_frame(NAME, RECIPES, convert, module, example_inputs, recipe, out_path, calibration, input_name,
+                        output_name, prepare=with_persistent_buffers)
 
 
 def runs_here() -> bool:

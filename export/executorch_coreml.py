@@ -19,7 +19,7 @@ import platform
 import torch
 
 from export.artifact import in_module
-from export.errors import NeedsMacOS
+from export.errors import ExportError, NeedsMacOS
 
 COMPUTE_UNIT = "CPU_AND_NE"   # coremltools.ComputeUnit: the Neural Engine, the CPU where an op cannot run on it
 DEPLOYMENT_TARGET = "iOS17"
@@ -108,3 +108,23 @@ def load_error(artifact, exc: Exception) -> Exception:
                           "runs only where ExecuTorch has its Core ML backend, on iOS/macOS (this runtime: "
                           f"CoreMLBackend is not registered; '{str(exc).splitlines()[0][:80]}')")
     return exc
+
+
+def coreml_payloads(pte_path, out_dir) -> list:
+    """The Core ML delegate payloads of a ``.pte``, each unpacked under ``out_dir`` as the ``.mlpackage`` the
+    delegate carries (ExecuTorch's own readers: the program's delegate data, the Core ML backend's
+    ``unflatten_directory_contents``). The MIL reference interpreter (``export.coreml_mil``) runs them on Linux;
+    a payload's input is what its delegate receives (for Veil's prefix: the standardized log-mel features)."""
+    from pathlib import Path
+
+    from executorch.backends.apple.coreml import executorchcoreml
+    from executorch.exir._serialize._program import _extract_delegate_payload
+    data = Path(pte_path).read_bytes()
+    packages = []
+    while (payload := _extract_delegate_payload(data, "CoreMLBackend", len(packages))) is not None:
+        folder = Path(out_dir) / f"coreml-delegate-{len(packages)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if not executorchcoreml.unflatten_directory_contents(payload, str(folder)):
+            raise ExportError(f"{Path(pte_path).name}: Core ML delegate {len(packages)} could not be unpacked")
+        packages.append(next(folder.rglob("*.mlpackage")))
+    return packages

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from export import litert_npu
-from export.artifact import Artifact, Runner, example_tensors, library_versions
-from export.errors import ConversionFailed, converting
+from export.artifact import Artifact, Runner, library_versions
+from export.errors import ConversionFailed
+from export.frame import export_frame
 from export.recipes import RecipeRegistry
 
 NAME = "litert"
@@ -228,15 +228,9 @@ def describe(model: bytes, float_modules: tuple[str, ...] = ()) -> dict:
 def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path: str | Path, *,
            calibration=(), float_modules: tuple[str, ...] = (), input_name: str = "input",
            output_name: str = "output") -> Artifact:
-    spec = RECIPES.for_export(recipe, calibration)
-    out_path = Path(out_path)
-    example_inputs = example_tensors(example_inputs)
-    start = time.perf_counter()
-    module = module.eval()
-    with converting(NAME, recipe):
+    def convert(spec, module, example_inputs, out_path) -> dict:
         import litert_torch
         with torch.no_grad():
-            reference = module(*example_inputs)
             edge = litert_torch.convert(_NamedIO(module, output_name).eval(),
                                         sample_kwargs={input_name: example_inputs[0]})
         model = spec.build(bytes(edge.model_content()), calibration, tuple(float_modules), input_name)
@@ -252,13 +246,15 @@ def export(module: torch.nn.Module, example_inputs: tuple, recipe: str, out_path
                                                  f"{census['float_module_ops']} ops found, "
                                                  f"{census['float_module_ops_quantized']} quantized")
         out_path.write_bytes(npu.compiled if npu else model)
-    census.pop("signatures")
-    details = {"ops": census, "signature": SIGNATURE, "libraries": library_info(), "deterministic": True}
-    if npu:
-        details["npu"] = {**npu.details, "source_sha256": hashlib.sha256(npu.source).hexdigest()}
-        details["deterministic"] = "not checked (vendor compiler)"
-    return Artifact(NAME, spec.name, out_path, input_name, tuple(example_inputs[0].shape), output_name,
-                    tuple(reference.shape), time.perf_counter() - start, details)
+        census.pop("signatures")
+        details = {"ops": census, "signature": SIGNATURE, "libraries": library_info(), "deterministic": True}
+        if npu:
+            details["npu"] = {**npu.details, "source_sha256": hashlib.sha256(npu.source).hexdigest()}
+            details["deterministic"] = "not checked (vendor compiler)"
+        return details
+
+    return export_frame(NAME, RECIPES, convert, module, example_inputs, recipe, out_path, calibration, input_name,
+                        output_name)
 
 
 def runs_here() -> bool:

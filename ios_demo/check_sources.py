@@ -20,12 +20,17 @@ checked here, against the Kotlin core it mirrors (android_demo/core), which *is*
   imports         VeilCore imports Foundation (and Dispatch, XCTest in tests) only; FoundationNetworking, Glibc and
                   Darwin only inside `#if canImport(...)` of that module; Apple-only frameworks (CoreML,
                   AVFoundation, SwiftUI, ...) only in the app
+  test imports    a test file that names a VeilCore type or function imports VeilCore (imports are per file)
+  corelibs        URLSessionWebSocketTask's completion-handler send/receive only under `#if canImport(Darwin) ||
+                  compiler(>=6.1)`: swift-corelibs-foundation keeps them private before 6.1
   package         Package.swift: tools version 5.9, the VeilCore library, target and test target, no dependencies
   traceability    ios_demo/TRACEABILITY.md is the table the tree gives (Kotlin -> Swift, files and tests)
   app             the Xcode project spec (project.yml) builds VeilDemo and VeilBenchTests against the local
-                  package; the microphone tap is at the hardware input format and re-installed on route and
-                  engine configuration changes; Core ML compiles the .mlpackage off the main thread with a
-                  selectable compute unit and one warm-up prediction
+                  package with a SWIFT_VERSION Xcode accepts (4.0, 4.2, 5.0, 6.0) and the local-network usage text;
+                  the microphone tap is at the input node's output bus format, re-installed on engine configuration
+                  and device route changes, and interruptions end the session; Core ML compiles the .mlpackage off
+                  the main thread through one serial Preparer, with a selectable compute unit, one warm-up
+                  prediction and the compiled cache excluded from backup
 
 `python ios_demo/check_sources.py` prints every violation (exit 1) or "ok"; tests/test_ios_sources.py runs each
 check on the tree and shows, on a copy with a planted violation, that the check catches it.
@@ -81,7 +86,10 @@ REFUSALS_SWIFT_ONLY = {
     "Manifest.swift": {("ManifestException", "missing_file"):
                        "a .mlpackage is a folder: the folder walk refuses a path that vanished, as fileOf does"},
 }
-REFUSALS_KOTLIN_ONLY: dict[str, dict[tuple[str, str], str]] = {}
+REFUSALS_KOTLIN_ONLY: dict[str, dict[tuple[str, str], str]] = {
+    "StreamingPipeline.swift": {("fail", "permission"): "Android's AudioRecord throws SecurityException without "
+                                "RECORD_AUDIO; the iOS app asks for the microphone before the session starts"},
+}
 # Messages that differ by platform, by file: Kotlin skeleton -> Swift skeleton.
 MESSAGES_BY_PLATFORM = {
     "Manifest.swift": {"{}: no {} (not an export folder; run `veil export --target android` first)":
@@ -530,6 +538,58 @@ def check_package(root: Path) -> list[str]:
     return problems
 
 
+XCODE_SWIFT_VERSIONS = ("4.0", "4.2", "5.0", "6.0")
+# corelibs-foundation keeps URLSessionWebSocketTask's completion-handler send/receive private before Swift 6.1
+CALLBACK_WEBSOCKET = re.compile(r"\.(send|receive)\s*(\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\))?\s*\{|completionHandler:")
+CORELIBS_GUARD = "compiler(>=6.1)"
+
+
+def check_corelibs(root: Path) -> list[str]:
+    """URLSessionWebSocketTask's callback send/receive only inside `#if ... compiler(>=6.1)` (not its #else): on
+    Linux they are private in swift-corelibs-foundation before 6.1, and VeilCore must build there."""
+    problems = []
+    for path in sorted((root / SWIFT_MAIN).glob("*.swift")):
+        stack: list[list] = []  # [condition, in_else]
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            s = line.strip()
+            if s.startswith("#if "):
+                stack.append([s[4:], False])
+            elif s.startswith("#elseif") and stack:
+                stack[-1] = [s[len("#elseif "):], False]
+            elif s.startswith("#else") and stack:
+                stack[-1][1] = True
+            elif s.startswith("#endif") and stack:
+                stack.pop()
+            elif not s.startswith("//") and CALLBACK_WEBSOCKET.search(s) and "webSocketTask" not in s:
+                if not any(CORELIBS_GUARD in cond and not in_else for cond, in_else in stack):
+                    problems.append(f"{path.relative_to(root)}:{i}: a completion-handler WebSocket call outside "
+                                    f"`#if canImport(Darwin) || {CORELIBS_GUARD}`: private in swift-corelibs-foundation "
+                                    f"before 6.1, so VeilCore would not build on Linux 5.9-6.0 (use the async form there)")
+    return problems
+
+
+def _core_names(root: Path) -> set[str]:
+    names = set()
+    for path in (root / SWIFT_MAIN).glob("*.swift"):
+        names |= set(re.findall(r"^public (?:final )?(?:class|struct|enum|protocol) (\w+)", path.read_text(), re.M))
+        names |= set(re.findall(r"^public func (\w+)", path.read_text(), re.M))
+    return names
+
+
+def check_test_imports(root: Path) -> list[str]:
+    """Imports are per file: a test file that names a VeilCore type or function must `import VeilCore`."""
+    names = _core_names(root)
+    problems = []
+    for path in sorted((root / SWIFT_TEST).glob("*.swift")):
+        if any(module == "VeilCore" for _, module, _ in _imports(path)):
+            continue
+        used = sorted({n.text.decode() for n in _code_nodes(path)
+                       if n.type in ("type_identifier", "simple_identifier") and n.text.decode() in names})
+        if used:
+            problems.append(f"{path.relative_to(root)}: uses {', '.join(used)} from VeilCore without `import VeilCore`")
+    return problems
+
+
 BENCH = APP / "BenchTests/VeilPrefixBenchTests.swift"
 
 
@@ -562,6 +622,13 @@ def check_app(root: Path) -> list[str]:
                        ("NSMicrophoneUsageDescription", "the microphone usage description")):
         if want not in text:
             problems.append(f"{APP / 'project.yml'}: no {what} ({want.strip()!r})")
+    version = re.search(r'\n\s*SWIFT_VERSION:\s*"?([^"\n]+)"?', text)
+    if not version or version.group(1).strip() not in XCODE_SWIFT_VERSIONS:
+        problems.append(f"{APP / 'project.yml'}: SWIFT_VERSION is {version.group(1).strip() if version else 'unset'!r}; "
+                        f"Xcode takes a language mode, one of {', '.join(XCODE_SWIFT_VERSIONS)}")
+    if "NSLocalNetworkUsageDescription" not in text:
+        problems.append(f"{APP / 'project.yml'}: no NSLocalNetworkUsageDescription (the local-network prompt for a "
+                        f"ws://192.168... server)")
     for path in re.findall(r"- path: (\S+)", text):
         if not (root / APP / path).exists():
             problems.append(f"{APP / 'project.yml'}: source {path} does not exist")
@@ -573,13 +640,16 @@ def check_app(root: Path) -> list[str]:
         problems.append(f"{APP / 'Sources/AudioCapture.swift'}: no installTap")
     for tap in taps:
         fmt = _argument(tap, "format") or ""
-        source = re.search(rf"let {re.escape(fmt)} = [\w.]*inputFormat\(forBus: 0\)", audio.read_text()) if fmt else None
-        if not (fmt.endswith("inputFormat(forBus: 0)") or source):
+        source = re.search(rf"let {re.escape(fmt)} = [\w.]*outputFormat\(forBus: 0\)", audio.read_text()) if fmt else None
+        if not (fmt.endswith("outputFormat(forBus: 0)") or source):
             problems.append(f"{APP / 'Sources/AudioCapture.swift'}:{tap.start_point[0] + 1}: the tap's format is "
-                            f"{fmt!r}, not the hardware format inputNode.inputFormat(forBus: 0) (a 16 kHz tap aborts on "
-                            f"devices; convert with AVAudioConverter)")
+                            f"{fmt!r}, not the input node's output bus format inputNode.outputFormat(forBus: 0) (a 16 kHz "
+                            f"tap, or one whose channel count differs from the bus's, aborts on devices; convert with "
+                            f"AVAudioConverter)")
     audio_text = audio.read_text()
-    for want in ("AVAudioConverter(from:", "AVAudioSession.routeChangeNotification", ".AVAudioEngineConfigurationChange"):
+    for want in ("AVAudioConverter(from:", "AVAudioSession.routeChangeNotification", ".AVAudioEngineConfigurationChange",
+                 "AVAudioSession.interruptionNotification", "class AudioCapture: Microphone",
+                 "case .newDeviceAvailable, .oldDeviceUnavailable"):
         if want not in audio_text:
             problems.append(f"{APP / 'Sources/AudioCapture.swift'}: no {want}")
     restart = _function(tree, "restart")
@@ -597,8 +667,18 @@ def check_app(root: Path) -> list[str]:
     if "load" not in body or "run" not in body[body.index("load"):]:
         problems.append(f"{APP / 'Sources/StreamingSession.swift'}: PreparedPrefix.prepare must load the model and "
                         f"then run one warm-up prediction")
-    if "work.async" not in (root / APP / "Sources/SessionModel.swift").read_text():
+    model = (root / APP / "Sources/SessionModel.swift").read_text()
+    if "work.async" not in model:
         problems.append(f"{APP / 'Sources/SessionModel.swift'}: the prefix must be prepared off the main thread")
+    session = (root / APP / "Sources/StreamingSession.swift").read_text()
+    if "final class Preparer" not in session or "queue.sync" not in session or "preparer.prepared(" not in model:
+        problems.append(f"{APP / 'Sources/StreamingSession.swift'}: preparations must go through one serial Preparer "
+                        f"(a Start during the start-up preparation would compile the same model twice)")
+    if "requestRecordPermission {" in model or "requestRecordPermission() {" in model:
+        problems.append(f"{APP / 'Sources/SessionModel.swift'}: the permission's completion handler is main-actor "
+                        f"isolated but AVFAudio calls it off the main thread; await requestRecordPermission()")
+    if "isExcludedFromBackup = true" not in (root / APP / "Sources/CoreMLPrefix.swift").read_text():
+        problems.append(f"{APP / 'Sources/CoreMLPrefix.swift'}: compiled models must be excluded from backup")
 
     bench = root / BENCH
     if not bench.is_file():
@@ -685,7 +765,8 @@ def check_traceability(root: Path) -> list[str]:
 
 CHECKS = {"syntax": check_syntax, "mirrors": check_mirrors, "tests": check_tests, "vector keys": check_vector_keys,
           "refusals": check_refusals, "error codes": check_error_codes, "bench keys": check_bench_keys,
-          "float16": check_float16, "rounding": check_rounding, "imports": check_imports, "package": check_package,
+          "float16": check_float16, "rounding": check_rounding, "imports": check_imports,
+          "test imports": check_test_imports, "corelibs": check_corelibs, "package": check_package,
           "app": check_app, "traceability": check_traceability}
 
 

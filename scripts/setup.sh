@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1
                  fortunes fortunes-min)
+# nginx: tests/test_serve_proxy.py runs deploy/nginx.conf, the reverse proxy of docs/SERVE.md, in front of veil serve
+DEBIAN_PACKAGES+=(nginx)
 # The Android demo's Kotlin core (android_demo/core) builds offline against Debian's own Maven repository
 # (/usr/share/maven-repo): Kotlin 1.3.31 with its Maven plugin, JUnit 5 under Surefire, the Maven plugins the
 # build runs, kotlinx-coroutines (a kotlin-maven-plugin dependency) and AOSP's org.json (what Android ships).
@@ -23,6 +25,11 @@ if ((${#missing[@]})); then
   [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # the tests run their own nginx on 127.0.0.1; where an init system started the packaged one (port 80, every
+  # interface), stop it and keep it off
+  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+    $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
 fi
 
 # Kotlin 2.x, the compiler of the Android app (android_demo/gradle/libs.versions.toml), from the npm registry's

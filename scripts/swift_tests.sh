@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The Swift tests of the iOS demo's core (ios_demo/VeilCore): `swift test` where a Swift toolchain (>= 5.9) is on
-# the PATH (a Mac with Xcode, or Linux with swift.org's toolchain); elsewhere one line saying they were not run.
+# The Swift tests of the iOS demo's core (ios_demo/VeilCore): `swift test` where a Swift toolchain is on the PATH
+# (a Mac with Xcode 15+, or Linux with swift.org's toolchain 6.1+); elsewhere one line saying they were not run.
 # What runs everywhere instead: ios_demo/check_sources.py's static checks, in pytest (tests/test_ios_sources.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."

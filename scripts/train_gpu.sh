@@ -4,9 +4,11 @@
 # per run, under the device tool's 16 MiB per file) + logs under $OUT.
 #
 #   RECIPE=sweep bash scripts/train_gpu.sh      # baseline, GRL k = 1..6, two TDNN variants (from the baseline)
-#   RECIPE=anonymity bash scripts/train_gpu.sh  # split-norm + adversary variants (from the shipped anonymized)
+#   RECIPE=anonymity bash scripts/train_gpu.sh  # split-norm + adversary variants (from the normalized model)
 #   RECIPE=anonymity-continue bash scripts/train_gpu.sh  # the two split-4 winners, continued
-#   RECIPE=frontier bash scripts/train_gpu.sh   # bottleneck points behind the shipped anonymized prefix (frozen)
+#   RECIPE=frontier bash scripts/train_gpu.sh   # bottleneck points behind the normalized model's prefix (frozen)
+#   RECIPE=private bash scripts/train_gpu.sh    # frontier v2: split 6, noisy 16-dim channel, cloud stack, trained end
+#                                               # to end with distillation, split CTC and the statistics adversary
 #   env: VEIL_DATA (/tmp/veil), BUDGET_MIN (6.5), LIMIT_MIN (7.3), LR, WARMUP
 #
 # The device machine has torch but not soundfile/jiwer: their wheels are installed from .whl/ if present.
@@ -51,7 +53,7 @@ if [ "$RECIPE" = sweep ]; then
   )
 elif [ "$RECIPE" = anonymity ]; then
   # every run: per-chunk instance norm of the split-layer output, x-vector-style (TDNN) adversaries
-  INIT=${INIT:-models/anonymized.safetensors}; LR=${LR:-1e-3}; WARMUP=${WARMUP:-200}
+  INIT=${INIT:-models/normalized.safetensors}; LR=${LR:-1e-3}; WARMUP=${WARMUP:-200}
   a="--split-norm chunk --speaker-head tdnn"
   RUN=(
     [s3-l3]="$a --split-layer 3 --grl-layer 3 --lambda-max 3"
@@ -72,9 +74,9 @@ elif [ "$RECIPE" = anonymity-continue ]; then
     [s4-l3-r-c]="$a --lambda-max 3 --init-from $CONT/s4-l3-r.safetensors"
   )
 elif [ "$RECIPE" = frontier ]; then
-  # the points of `veil frontier` (same run names): the shipped anonymized model's own architecture and adversary,
+  # the points of `veil frontier` (same run names): the normalized model's own architecture and adversary,
   # its phone blocks frozen, a bottleneck after them; evaluate here with `veil frontier --skip-train --out RUNS`
-  INIT=${INIT:-models/anonymized.safetensors}; LR=${LR:-1e-3}; WARMUP=${WARMUP:-200}
+  INIT=${INIT:-models/normalized.safetensors}; LR=${LR:-1e-3}; WARMUP=${WARMUP:-200}
   a="--config ${INIT%.safetensors}.json --freeze-prefix --bottleneck-dim"
   RUN=(
     [bn-d32-2x256]="$a 32 --vq-codes 256 --vq-groups 2" [bn-d32-1x256]="$a 32 --vq-codes 256 --vq-groups 1"
@@ -82,8 +84,21 @@ elif [ "$RECIPE" = frontier ]; then
     [bn-d32-1x16]="$a 32 --vq-codes 16 --vq-groups 1" [bn-d32-1x8]="$a 32 --vq-codes 8 --vq-groups 1"
     [bn-d16]="$a 16" [bn-d8]="$a 8"
   )
+elif [ "$RECIPE" = private ]; then
+  # the frontier v2 points (docs/privacy.md): the normalized model's blocks 1-4 frozen, blocks 5-6 on the phone,
+  # 16 dims at unit RMS + noise, a cloud stack; distilled from the normalized model
+  INIT=${INIT:-models/normalized.safetensors}; LR=${LR:-1e-3}; WARMUP=${WARMUP:-200}
+  a="--config ${INIT%.safetensors}.json --blocks 6 --split-layer 6 --norm-layer 4 --split-norm chunk \
+ --split-norm-floor 0.01 --grl-layer 6 --bottleneck-dim 16 --split-ctc --freeze-blocks 4 --distill-from $INIT \
+ --distill-weight 1.0 --fisher-weight 0.1"
+  RUN=(
+    [k6-d16-n0.5]="$a --suffix-blocks 2 --bottleneck-noise 0.5" [k6-d16-n1]="$a --suffix-blocks 2 --bottleneck-noise 1"
+    [k6-d16-n1.5]="$a --suffix-blocks 2 --bottleneck-noise 1.5"
+    [k6-d16-n1-s6x256]="$a --suffix-blocks 6 --suffix-dim 256 --bottleneck-noise 1"
+    [k6-d16-n1-f1]="${a/--fisher-weight 0.1/--fisher-weight 1} --suffix-blocks 2 --bottleneck-noise 1"
+  )
 else
-  echo "RECIPE must be sweep, anonymity, anonymity-continue or frontier" >&2; exit 2
+  echo "RECIPE must be sweep, anonymity, anonymity-continue, frontier or private" >&2; exit 2
 fi
 common="--corpus $DATA/corpus ${INIT:+--init-from $INIT} --steps 4000 --time-budget $BUDGET --time-limit $LIMIT \
  --batch-seconds 320 --batch-utts 160 --lr $LR --warmup $WARMUP --eval-every 1000 --load-workers 4 $EXTRA"

@@ -18,10 +18,18 @@ TINY_PLAN = CorpusPlan(n_speakers=6, n_eval_speakers=2, train_per_speaker=3, dev
 
 
 @pytest.fixture(scope="session")
-def tiny_corpus(tmp_path_factory):
+def corpus(tmp_path_factory):
+    """The corpus every test reads: tiny, synthesized by the real builder with a fixed seed, so it is the same on
+    every machine. Never data/corpus (what `make demo` builds): a developer's machine tests what CI tests."""
     root = tmp_path_factory.mktemp("corpus") / "tiny"
     build_corpus(root, seed=7, size=1.0, plan=TINY_PLAN, progress=False, jobs=2)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(corpus):
+    """The same corpus under its earlier name (files being edited elsewhere still ask for it)."""
+    return corpus
 
 
 def small_config(**overrides) -> ModelConfig:

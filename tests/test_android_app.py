@@ -117,7 +117,7 @@ elif args[:2] == ["shell", "run-as"]:
 def _export(tmp_path: Path) -> ExportManifest:
     """An export folder as push_export sees it (the files are pushed, not run, so their bytes do not matter: the
     manifest is taken as read, without ExportManifest.read's checks of the files)."""
-    export = tmp_path / "anonymized-k4"
+    export = tmp_path / "k6-d16-n0.5-k6"
     export.mkdir()
     manifest = json.loads((Path(__file__).parents[1] / "android_demo/core/src/test/resources/export-manifest.json")
                           .read_text())
@@ -149,7 +149,7 @@ def test_app_bench_pushes_starts_polls_and_merges(tmp_path, monkeypatch):
     assert app["version"] == "0.1.0" and len(app["artifacts"]) == 4  # 2 artifacts x 2 thread counts
     calls = _calls(log)
     pushed = [c[2] for c in calls if c[0] == "push"]
-    remote = "/sdcard/Android/data/veil.demo/files/exports/anonymized-k4"
+    remote = "/sdcard/Android/data/veil.demo/files/exports/k6-d16-n0.5-k6"
     assert pushed[1:] == [f"{remote}/prefix-k4-int8-static.pte", f"{remote}/prefix-k4-int8-static.tflite",
                           f"{remote}/manifest.json"]
     assert pushed[0].startswith("/sdcard/Android/data/veil.demo/files/veil-bench/input-")
@@ -160,7 +160,7 @@ def test_app_bench_pushes_starts_polls_and_merges(tmp_path, monkeypatch):
     first = starts[0]
     assert first[3:7] == ["-W", "-S", "-n", "veil.demo/.BenchmarkActivity"]
     extras = _extras(first)
-    assert extras == {"export": "anonymized-k4", "backend": "executorch", "recipe": "int8-static", "threads": "1",
+    assert extras == {"export": "k6-d16-n0.5-k6", "backend": "executorch", "recipe": "int8-static", "threads": "1",
                       "warmup": "5", "iterations": "50", "input": pushed[0], "run_id": extras["run_id"]}
     assert [(_extras(c)["backend"], _extras(c)["threads"]) for c in starts] == [
         ("executorch", "1"), ("executorch", "2"), ("litert", "1"), ("litert", "2")]
@@ -188,7 +188,7 @@ def test_a_vq_exports_codebook_is_checked_and_pushed_before_its_manifest(tmp_pat
         "dtype": "float32", "byte_order": "little"}}
     adb = Adb(*android_app.pick_device("android:SER1"))
     android_app.push_export(adb, manifest)
-    remote = "/sdcard/Android/data/veil.demo/files/exports/anonymized-k4"
+    remote = "/sdcard/Android/data/veil.demo/files/exports/k6-d16-n0.5-k6"
     assert [c[2] for c in _calls(log) if c[0] == "push"][-2:] == [f"{remote}/codebook.f32", f"{remote}/manifest.json"]
     (manifest.dir / "codebook.f32").write_bytes(book[:-4])  # changed after export: never pushed
     with pytest.raises(VeilError, match="sha256 differs"):

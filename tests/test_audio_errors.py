@@ -1,4 +1,5 @@
 """Bad audio gives one clear line naming the file, through the library and through the CLI."""
+import shutil
 import subprocess
 import sys
 
@@ -74,3 +75,49 @@ def test_cli_help_lists_subcommands():
     r = _veil("--help")
     for cmd in ("corpus", "train", "transcribe", "evaluate"):
         assert cmd in r.stdout
+
+
+FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "opus": ("OGG", "OPUS")}
+
+
+def _cut(tmp_path, ext: str, keep: float):
+    """A 3-s tone written whole in ``ext``, then cut to ``keep`` of its bytes (the header stays intact)."""
+    whole = tmp_path / f"whole.{ext}"
+    t = np.arange(48000) / 16000
+    sf.write(str(whole), (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000, format=FORMATS[ext][0],
+             subtype=FORMATS[ext][1])
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut-{keep}.{ext}"
+    cut.write_bytes(data[:max(1, int(len(data) * keep))] if keep < 1 else data[:-1])
+    return whole, cut
+
+
+@pytest.mark.parametrize("ext", sorted(FORMATS))
+@pytest.mark.parametrize("keep", [0.6, 1.0])  # 1.0: all but the last byte
+def test_a_truncated_file_is_refused_not_transcribed_in_part(tmp_path, ext, keep):
+    whole, cut = _cut(tmp_path, ext, keep)
+    assert len(load_audio(whole)) == 48000
+    with pytest.raises(VeilError, match="truncated or corrupt audio") as err:
+        load_audio(cut)
+    assert str(err.value).startswith(f"{cut}: ") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("ext", sorted(FORMATS))
+def test_every_command_that_reads_audio_refuses_a_truncated_file(tmp_path, small_model, tiny_corpus, ext):
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", small_model, CharTokenizer(), ["a", "b", "c", "d"], {})
+    _, cut = _cut(tmp_path, ext, 0.6)
+    r = _veil("transcribe", str(cut), "--checkpoint", str(ckpt))
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert r.stderr.startswith(f"veil transcribe: {cut}: truncated or corrupt audio (")
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    if ext != "flac":
+        return
+    corpus = tmp_path / "corpus"  # a corpus utterance cut short stops `veil evaluate` (and training, privacy...)
+    shutil.copytree(tiny_corpus, corpus)
+    victim = sorted((corpus / "test").rglob("*.flac"))[0]
+    victim.write_bytes(victim.read_bytes()[:len(victim.read_bytes()) // 2])
+    r = _veil("evaluate", "--checkpoint", str(ckpt), "--corpus", str(corpus), "--split", "test")
+    assert r.returncode == 2 and f"{victim}: truncated or corrupt audio" in r.stderr, r.stderr
+    lines = [ln for ln in r.stderr.replace("\r", "\n").splitlines() if ln.strip() and "utt/s]" not in ln]
+    assert lines == [f"veil evaluate: {victim}: " + r.stderr.split(f"veil evaluate: {victim}: ")[1].splitlines()[0]]
+    assert "Traceback" not in r.stderr

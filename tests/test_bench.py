@@ -14,14 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit.bench import ceiling, phones, report
-from toolkit.bench.cut_points import privacy_by_layer, rejoin_privacy
+from toolkit.bench import phone_tools, ceiling, phones, report
+from experiments.cut_points import privacy_by_layer, rejoin_privacy
 from toolkit.cli import main as veil_main
 from toolkit.exporting.prefix_export import ExportRequest, export_prefix
 from toolkit.layer_range import parse_layer_range
 from toolkit.model.asr import VeilModel, split
 from toolkit.model.checkpoint import save_checkpoint
-from toolkit.paths import DEFAULT_CORPUS
 from toolkit.text.tokenizer import CharTokenizer
 
 from tests.conftest import small_config
@@ -36,11 +35,11 @@ def fixture(name: str) -> str:
 # ---- parsers on real output samples -------------------------------------------------------------------------
 
 def test_executor_runner_1x_log_with_iterations():
-    p = phones.parse_executor_runner(fixture("executor_runner_1x_k1.txt"))
+    p = phone_tools.parse_executor_runner(fixture("executor_runner_1x_k1.txt"))
     assert p["ok"] and p["load_ms"] == pytest.approx(4463.268273)
     assert p["latencies_ms"] == [pytest.approx(241.944288)]
     assert p["executions"] == 1 and p["total_ms"] == pytest.approx(241.944288)
-    m = phones.measurement_from_tool(p, threads=1, warmup=0, chunk_seconds=2.0, macs=int(1e9))
+    m = phone_tools.measurement_from_tool(p, threads=1, warmup=0, chunk_seconds=2.0, macs=int(1e9))
     assert m["status"] == "ok" and m["p50_ms"] == pytest.approx(241.944288)
     assert m["rtf"] == pytest.approx(0.241944288 / 2.0)
     assert m["gmacs"] == pytest.approx(1.0 / 0.241944288)
@@ -48,29 +47,29 @@ def test_executor_runner_1x_log_with_iterations():
 
 
 def test_executor_runner_summary_line_and_planned_memory():
-    p = phones.parse_executor_runner(fixture("executor_runner_add_host.txt"))
+    p = phone_tools.parse_executor_runner(fixture("executor_runner_add_host.txt"))
     assert p["ok"] and p["latencies_ms"] == [] and p["load_ms"] is None
     assert p["executions"] == 1 and p["mean_ms"] == pytest.approx(0.691078)
     assert p["planned_buffer_bytes"] == 48
-    m = phones.measurement_from_tool(p, 1, 0, 2.0, None)
+    m = phone_tools.measurement_from_tool(p, 1, 0, 2.0, None)
     assert m["latency_statistic"] == "mean" and m["mean_ms"] == pytest.approx(0.691078) and m["p50_ms"] is None
 
 
 def test_executor_runner_pre_1_0_log_has_no_timing():
-    p = phones.parse_executor_runner(fixture("executor_runner_0x_resnet18.txt"))
+    p = phone_tools.parse_executor_runner(fixture("executor_runner_0x_resnet18.txt"))
     assert p["ok"] and p["mean_ms"] is None and p["latencies_ms"] == []
     assert p["planned_buffer_bytes"] == 64346944
 
 
 def test_executor_runner_failure_is_not_a_pass():
-    p = phones.parse_executor_runner("E 00:00:00.1 executorch:executor_runner.cpp:300] Execution of method forward "
+    p = phone_tools.parse_executor_runner("E 00:00:00.1 executorch:executor_runner.cpp:300] Execution of method forward "
                                      "failed with status 0x12\n")
     assert not p["ok"] and "failed with status 0x12" in p["error"]
-    assert phones.measurement_from_tool(p, 1, 0, 2.0, None)["status"] == "failed"
+    assert phone_tools.measurement_from_tool(p, 1, 0, 2.0, None)["status"] == "failed"
 
 
 def test_benchmark_model_android_with_memory():
-    p = phones.parse_benchmark_model(fixture("benchmark_model_android_tf42507.txt"))
+    p = phone_tools.parse_benchmark_model(fixture("benchmark_model_android_tf42507.txt"))
     assert p["ok"] and p["threads"] == 4 and p["runs"] == 50
     assert p["mean_ms"] == pytest.approx(33.2094) and p["min_ms"] == pytest.approx(32.641)
     assert p["max_ms"] == pytest.approx(34.005) and p["std_ms"] == pytest.approx(0.450)
@@ -78,27 +77,27 @@ def test_benchmark_model_android_with_memory():
     assert p["warmup_mean_ms"] == pytest.approx(34.8251)
     assert p["memory_init_mb"] == 0 and p["memory_overall_mb"] == pytest.approx(12.8672)
     assert p["model_size_mb"] == pytest.approx(0.004448)
-    m = phones.measurement_from_tool(p, 4, 1, 2.0, None)
+    m = phone_tools.measurement_from_tool(p, 4, 1, 2.0, None)
     assert m["latency_statistic"] == "mean" and m["rtf"] == pytest.approx(0.0332094 / 2)
     assert m["peak_rss_inference_bytes"] == int(12.8672 * 1024 * 1024)
 
 
 def test_benchmark_model_android_single_thread():
-    p = phones.parse_benchmark_model(fixture("benchmark_model_android_gr802.txt"))
+    p = phone_tools.parse_benchmark_model(fixture("benchmark_model_android_gr802.txt"))
     assert p["ok"] and p["threads"] == 1 and p["runs"] == 1000
     assert p["mean_ms"] == pytest.approx(1.03966) and p["init_ms"] == pytest.approx(17.851)
     assert p["memory_overall_mb"] is None
 
 
 def test_benchmark_model_old_summary_format():
-    p = phones.parse_benchmark_model(fixture("benchmark_model_android_old_yuenshome.txt"))
+    p = phone_tools.parse_benchmark_model(fixture("benchmark_model_android_old_yuenshome.txt"))
     assert p["ok"] and p["runs"] == 15
     assert p["mean_ms"] == pytest.approx(66.7676) and p["init_ms"] == pytest.approx(9.933)
     assert p["first_inference_ms"] == pytest.approx(127.425)
 
 
 def test_benchmark_model_error_output():
-    p = phones.parse_benchmark_model("STARTING!\nERROR: Could not open 'x.tflite'.\nFailed to initialize the interpreter\n")
+    p = phone_tools.parse_benchmark_model("STARTING!\nERROR: Could not open 'x.tflite'.\nFailed to initialize the interpreter\n")
     assert not p["ok"] and "Failed" in p["error"]
 
 
@@ -320,7 +319,7 @@ def test_android_plumbing_with_fake_adb(tmp_path, monkeypatch):
     arts.append(({"backend": "executorch", "recipe": "coreml-ane", "file": "p-ane.pte", "size_bytes": 1},
                  tmp_path / "p-ane.pte"))
     out = phones.android_bench("android", arts, np.zeros((1, 16), np.float32), [1, 2], runs=50, warmup=0,
-                               executor_runner=str(runner), benchmark_model=str(bm), chunk_seconds=2.0, macs=None,
+                               tools={"executorch": str(runner), "litert": str(bm)}, chunk_seconds=2.0, macs=None,
                                work_dir=tmp_path)
     assert out["serial"] == "SER1" and out["model"] == "Pixel Fake" and out["abi"] == "arm64-v8a"
     assert [a["backend"] for a in out["artifacts"]] == ["executorch", "litert", "executorch"]
@@ -332,21 +331,58 @@ def test_android_plumbing_with_fake_adb(tmp_path, monkeypatch):
     assert "--cpu_threads=2" in et["measurements"][1]["command"]
     assert lite["measurements"][0]["mean_ms"] == pytest.approx(33.2094)
     assert "--num_threads=1" in lite["measurements"][0]["command"]
-    skipped = phones.android_bench("android", arts[:1], np.zeros((1, 16), np.float32), [1], 50, 0, None, None, 2.0,
+    skipped = phones.android_bench("android", arts[:1], np.zeros((1, 16), np.float32), [1], 50, 0, {}, 2.0,
                                    None, tmp_path)
     assert skipped["artifacts"][0]["status"].startswith("skipped: pass --executor-runner")
 
 
+def test_a_new_phone_tool_is_one_registry_entry(tmp_path, monkeypatch, capsys):
+    """A fake runner kind, added in one place, is a `veil bench` flag, runs over adb, and is a tool name the
+    report schema accepts (and only registered tools are)."""
+    fake = phone_tools.PhoneTool(
+        "fake", "fake_runner", lambda name, t, warmup, runs: f"cd {phone_tools.DEVICE_DIR} && ./fake_runner {name} {t}",
+        lambda text: {"tool": "fake_runner", "ok": "mean=" in text, "error": None,
+                      "mean_ms": float(text.split("mean=")[1].split()[0]) if "mean=" in text else None},
+        lambda parsed, warmup: {"mean_ms": parsed["mean_ms"], "runs": 1}, "a runner made up by this test")
+    monkeypatch.setitem(phone_tools.PHONE_TOOLS, "fake", fake)
+    monkeypatch.setattr(phones, "artifact_kind", lambda entry: "fake")
+    with pytest.raises(SystemExit):
+        veil_main(["bench", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "fake = a runner made up by this test" in help_text and "--fake-runner PATH" in help_text
+    adb = tmp_path / "bin"
+    adb.mkdir()
+    (adb / "adb").write_text("#!/bin/sh\ncase \"$*\" in *devices*) printf 'List of devices attached\\nS1\\tdevice\\n';; "
+                             "*fake_runner*) echo 'mean=12.5 ms';; *getprop*) echo 'Pixel Fake';; esac\n")
+    (adb / "adb").chmod(0o755)
+    monkeypatch.setenv("PATH", str(adb) + os.pathsep + os.environ["PATH"])
+    monkeypatch.delenv("ADB", raising=False)
+    binary, art = tmp_path / "fake_runner", tmp_path / "p.bin"
+    binary.write_bytes(b"\x7fELF")
+    art.write_bytes(b"x")
+    out = phones.android_bench("android", [({"backend": "executorch", "recipe": "fp32", "file": "p.bin",
+                                             "size_bytes": 1}, art)], np.zeros((1, 16), np.float32), [1], 5, 0,
+                               {"fake": str(binary)}, 2.0, None, tmp_path)
+    (row,) = out["artifacts"]
+    assert row["tool"] == "fake_runner" and row["measurements"][0]["mean_ms"] == 12.5
+    doc = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "2026-11-26-vm.json").read_text())
+    doc["device"] = out
+    report.validate(doc)
+    monkeypatch.delitem(phone_tools.PHONE_TOOLS, "fake")
+    with pytest.raises(report.SchemaError, match="'fake_runner' is no known phone tool"):
+        report.validate(doc)
+
+
 def test_benchmark_litert_model_results_and_its_failure_without_an_npu():
-    ok = phones.parse_benchmark_litert_model(fixture("benchmark_litert_model_cpu_host.txt"))
+    ok = phone_tools.parse_benchmark_litert_model(fixture("benchmark_litert_model_cpu_host.txt"))
     assert ok["ok"] and ok["runs"] == 5 and ok["fully_accelerated"] is True
     assert (ok["init_ms"], ok["first_inference_ms"], ok["mean_ms"], ok["median_ms"]) == (48.74, 45.11, 31.86, 32.04)
-    m = phones.measurement_from_tool(ok, 1, 2, 2.0, None)
+    m = phone_tools.measurement_from_tool(ok, 1, 2, 2.0, None)
     assert m["status"] == "ok" and m["p50_ms"] == 32.04 and m["latency_statistic"] == "p50"
     assert m["rtf"] == pytest.approx(0.03204 / 2.0) and m["fully_accelerated"] is True
-    failed = phones.parse_benchmark_litert_model(fixture("benchmark_litert_model_npu_unavailable_host.txt"))
+    failed = phone_tools.parse_benchmark_litert_model(fixture("benchmark_litert_model_npu_unavailable_host.txt"))
     assert not failed["ok"] and "Failed to allocate tensors" in failed["error"]
-    assert phones.measurement_from_tool(failed, 1, 2, 2.0, None)["status"] == "failed"
+    assert phone_tools.measurement_from_tool(failed, 1, 2, 2.0, None)["status"] == "failed"
 
 
 def test_android_npu_artifact_runs_through_the_compiled_model_benchmark(tmp_path, monkeypatch):
@@ -364,8 +400,8 @@ def test_android_npu_artifact_runs_through_the_compiled_model_benchmark(tmp_path
              "npu": recorded["export_prefix_npu_section"]}
     arts = [(entry, tmp_path / "p.tflite")]
     out = phones.android_bench("android", arts, np.zeros((1, 16), np.float32), [1], runs=5, warmup=2,
-                               executor_runner=None, benchmark_model=None, chunk_seconds=2.0, macs=None,
-                               work_dir=tmp_path, benchmark_litert_model=str(tool), npu_libs=str(libs))
+                               tools={"litert-npu": str(tool)}, chunk_seconds=2.0, macs=None,
+                               work_dir=tmp_path, npu_libs=str(libs))
     (row,) = out["artifacts"]
     assert out["soc"] == "SM8650" and row["tool"] == "benchmark_litert_model" and row["status"] == "ran"
     assert (row["accelerator"], row["soc"], row["device_soc"], row["soc_matches"]) == ("npu", "SM8650", "SM8650", True)
@@ -376,22 +412,15 @@ def test_android_npu_artifact_runs_through_the_compiled_model_benchmark(tmp_path
     assert "ADSP_LIBRARY_PATH=npu" in m["command"]
     table = "\n".join(report.android_lines(out))
     assert "SoC SM8650" in table and "| p.tflite | benchmark_litert_model | npu (SM8650) | 1 |" in table
-    no_libs = phones.android_bench("android", arts, np.zeros((1, 16), np.float32), [1], 5, 2, None, None, 2.0, None,
-                                   tmp_path, benchmark_litert_model=str(tool))
+    no_libs = phones.android_bench("android", arts, np.zeros((1, 16), np.float32), [1], 5, 2,
+                                   {"litert-npu": str(tool)}, 2.0, None, tmp_path)
     assert no_libs["artifacts"][0]["status"].startswith("skipped: pass --npu-libs")
-    no_tool = phones.android_bench("android", arts, np.zeros((1, 16), np.float32), [1], 5, 2, None, None, 2.0, None,
+    no_tool = phones.android_bench("android", arts, np.zeros((1, 16), np.float32), [1], 5, 2, {}, 2.0, None,
                                    tmp_path)
     assert no_tool["artifacts"][0]["status"].startswith("skipped: pass --benchmark-litert-model")
 
 
 # ---- the real thing, small ------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def corpus(request) -> Path:
-    if (DEFAULT_CORPUS / "eval-speakers").is_dir() and (DEFAULT_CORPUS / "dev").is_dir():
-        return DEFAULT_CORPUS
-    return request.getfixturevalue("tiny_corpus")
-
 
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory) -> Path:

@@ -19,7 +19,7 @@ from toolkit.model.bottleneck import VectorQuantizer
 from toolkit.model.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.privacy.artifact import load_runners, read_export
 from toolkit.privacy.embeddings import artifact_embeddings, layer_embeddings
-from toolkit.privacy.frontier import same_phone_blocks, transmit
+from experiments.evaluate import same_phone_blocks, transmit
 from toolkit.serve.suffix import ServedSuffix
 from toolkit.data.dataset import AudioSet, collate
 from toolkit.data.librispeech import read_librispeech
@@ -296,12 +296,12 @@ def test_veil_transcribe_of_the_noisy_default_model_gives_the_same_text_every_ru
     """The default model's channel adds noise; `veil transcribe` draws it seeded (NOISE_SEED), not from torch's
     global generator, which is moved between the two runs."""
     from toolkit.cli import main
-    from toolkit.paths import DEFAULT_ANONYMIZED
-    assert load_checkpoint(DEFAULT_ANONYMIZED)[0].cfg.bottleneck_noise > 0
+    from toolkit.paths import DEFAULT_MODEL
+    assert load_checkpoint(DEFAULT_MODEL)[0].cfg.bottleneck_noise > 0
     flacs = sorted(str(f) for f in (tiny_corpus / "test").rglob("*.flac"))[:2]
     texts = []
     for seed in (1, 2):
         torch.manual_seed(seed)
-        assert main(["transcribe", *flacs, "--checkpoint", str(DEFAULT_ANONYMIZED)]) == 0
+        assert main(["transcribe", *flacs, "--checkpoint", str(DEFAULT_MODEL)]) == 0
         texts.append(capsys.readouterr().out)
     assert texts[0] == texts[1] and texts[0].count("\t") == 2

@@ -5,7 +5,7 @@ import argparse
 from toolkit.cli import COMMANDS, build_parser
 from toolkit.exporting import cli as export_cli
 
-ALL_COMMANDS = ("corpus", "corpus build", "train", "transcribe", "evaluate", "publish", "export", "parity", "bench",
+ALL_COMMANDS = ("corpus", "corpus build", "train", "transcribe", "evaluate", "publish", "export-prefix", "parity", "bench",
                 "privacy", "sweep", "frontier", "attempts", "attempts add", "attempts add-frontier", "attempts render", "render", "serve", "stream",
                 "protocol", "protocol vectors")
 
@@ -24,7 +24,7 @@ def test_every_help_renders_and_every_command_is_there():
         assert p.format_help()
         names.append(p.prog)
     assert sorted(names) == sorted(["veil"] + [f"veil {cmd}" for cmd in ALL_COMMANDS])
-    assert all(module.startswith("toolkit.") and module.endswith(".cli") for module in COMMANDS.values())
+    assert all(module.split(".")[0] in ("toolkit", "experiments") and module.endswith(".cli") for module in COMMANDS.values())
     for command, module in COMMANDS.items():  # each command is registered with the module that adds it
         top = [p.prog for p in _all_parsers(build_parser(command))]
         assert f"veil {command}" in top and set(top) <= {"veil"} | {f"veil {c}" for c in ALL_COMMANDS}

@@ -4,7 +4,7 @@ A 2-block model (d=64) is exported once per backend x recipe of the registries (
 recipe added to a backend is tested here without editing a list. ``.pte`` and
 ``.tflite`` files run in ``executorch.runtime`` and ``ai_edge_litert``; ``.mlpackage`` files are checked
 through their spec, and on Linux loading one for execution must raise ``needs-macos``. Calibration and
-check audio are real corpus utterances: ``data/corpus`` when it exists, else conftest's tiny corpus.
+check audio are real corpus utterances: conftest's tiny corpus, the same on every machine.
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from toolkit.files import file_sha256
 from toolkit.model.asr import ModelConfig, VeilModel, split
 from toolkit.model.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.parity.stress import STRESS_SEED, stress_cases
-from toolkit.paths import DEFAULT_CORPUS
 from toolkit.text.tokenizer import CharTokenizer
 
 ON_MACOS = platform.system() == "Darwin"
@@ -82,13 +81,6 @@ def work(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module", autouse=True)
 def _single_thread(one_torch_thread):
     yield
-
-
-@pytest.fixture(scope="module")
-def corpus(request) -> Path:
-    if (DEFAULT_CORPUS / "train").is_dir() and (DEFAULT_CORPUS / "dev").is_dir():
-        return DEFAULT_CORPUS
-    return request.getfixturevalue("tiny_corpus")  # conftest: synthesized by the real corpus builder
 
 
 @pytest.fixture(scope="module")
@@ -492,8 +484,8 @@ def test_cli_rejects_bad_requests(capsys, work, checkpoint, args, fragments):
 
 
 def test_cli_error_is_one_line_also_as_veil_export(capsys, work, checkpoint):
-    rc = veil_main(["export", "--checkpoint", str(checkpoint), "--target", "desktop"])
-    assert_one_line_error(capsys, rc, "unknown target 'desktop'", prog="veil export")
+    rc = veil_main(["export-prefix", "--checkpoint", str(checkpoint), "--target", "desktop"])
+    assert_one_line_error(capsys, rc, "unknown target 'desktop'", prog="veil export-prefix")
 
 
 def test_cli_missing_checkpoint(capsys, work):

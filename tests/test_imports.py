@@ -3,7 +3,9 @@
 Every module of the ``toolkit`` and ``export`` packages is parsed (ast) for the project modules it imports,
 module level and inside functions alike, and imported for real (importlib). The graph must have no cycle, no
 library module may import a CLI module (``*.cli``: only CLI modules import each other, e.g. export runs
-parity), ``export`` never imports ``toolkit``, and a project import sits at the top of the file (a local
+parity), ``export`` never imports ``toolkit``, neither ``export`` nor ``toolkit`` imports ``experiments`` (the
+research recipes; the ``veil`` registry names their commands by string, and ``import toolkit`` loads none of
+them), and a project import sits at the top of the file (a local
 import is only for a heavy optional runtime, which no project module is, except the one module that wraps
 an optional extra: the Ray Serve deployment).
 """
@@ -11,12 +13,16 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from toolkit import cli as toolkit_cli
+
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("toolkit", "export")
+PACKAGES = ("toolkit", "export", "experiments")
 # A measurement harness: each fresh worker imports only the runtime it measures, inside the functions that
 # take the memory baseline around it (toolkit/bench/worker.py explains why).
 LOCAL_IMPORTS_ALLOWED = {"toolkit.bench.worker"}
@@ -63,8 +69,12 @@ def imported_modules(path: Path) -> list[tuple[str, bool, int]]:
 GRAPH = {mod: imported_modules(path) for mod, path in MODULES.items()}
 
 
+# A script that drives `veil` commands in-process, as a user would type them (a command line of its own).
+DRIVERS = {"experiments.run_bench"}
+
+
 def is_cli(module: str) -> bool:
-    return module.endswith(".cli")
+    return module.endswith(".cli") or module in DRIVERS
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -121,6 +131,32 @@ def test_project_imports_are_at_the_top_of_the_file():
     assert not bad, bad
 
 
+def test_the_product_never_imports_the_lab():
+    bad = [f"{mod} imports {m} (line {line})" for mod, edges in GRAPH.items() if mod.split(".")[0] != "experiments"
+           for m, _, line in edges if m.split(".")[0] == "experiments"]
+    assert not bad, bad
+
+
+def test_importing_the_toolkit_loads_nothing_of_the_lab():
+    """In a fresh interpreter: ``import toolkit`` and the command registry load no module of ``experiments``."""
+    code = ("import sys, toolkit, toolkit.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'experiments'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+    assert set(toolkit_cli.COMMANDS.values()) & {"experiments.cli"}  # the registry does name the lab's commands
+
+
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_every_module_imports(module):
     importlib.import_module(module)
+
+
+def test_tests_read_one_corpus_the_same_on_every_machine():
+    """Every test reads conftest's `corpus` (built with a fixed seed); none switches to data/corpus when a developer
+    has built it, and no test module defines a corpus fixture of its own."""
+    bad = []
+    for path in sorted(p for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_imports.py"):
+        text = path.read_text()
+        if "DEFAULT_CORPUS" in text or '"data" / "corpus"' in text or "def corpus(" in text:
+            bad.append(path.name)
+    assert not bad, bad

@@ -84,9 +84,49 @@ PLANTED = {
                 "swift-tools-version:5.9"),
     "traceability": (lambda r: _edit(r, "ios_demo/TRACEABILITY.md", "| `Fp16.kt` | `Fp16.swift` |\n", ""),
                      "TRACEABILITY.md is not what the tree gives"),
-    "app": (lambda r: _edit(r, "ios_demo/VeilDemo/Sources/AudioCapture.swift", "format: hardwareFormat)",
-                            "format: target)"), "not the hardware format"),
+    "app": (lambda r: _edit(r, "ios_demo/VeilDemo/Sources/AudioCapture.swift", "format: format)",
+                            "format: target)"), "not the input node's output bus format"),
+    "test imports": (lambda r: _edit(r, f"{TESTS}/TestFiles.swift", "import VeilCore\n", ""),
+                     "uses IllegalStateException from VeilCore without `import VeilCore`"),
+    "corelibs": (lambda r: _edit(r, f"{CORE}/URLSessionTransport.swift", "#if canImport(Darwin) || compiler(>=6.1)",
+                                 "#if canImport(Darwin) || compiler(>=5.9)", count=2),
+                 "a completion-handler WebSocket call outside"),
 }
+
+
+# The review's iOS build blockers, each put back into a copy of the file: the check that catches it.
+BLOCKERS = {
+    "SWIFT_VERSION 5.9": ("app", lambda r: _edit(r, "ios_demo/VeilDemo/project.yml", 'SWIFT_VERSION: "5.0"',
+                                                   'SWIFT_VERSION: "5.9"'), "SWIFT_VERSION is '5.9'"),
+    "callback WebSocket send/receive unguarded": (
+        "corelibs", lambda r: _edit(r, f"{CORE}/URLSessionTransport.swift",
+                                    "#if canImport(Darwin) || compiler(>=6.1)\n        task.send(",
+                                    "#if canImport(Darwin)\n        task.send("),
+        "URLSessionTransport.swift"),
+    "TestFiles.swift without import VeilCore": (
+        "test imports", lambda r: _edit(r, f"{TESTS}/TestFiles.swift", "import VeilCore\n", ""), "TestFiles.swift"),
+    "tap at inputFormat(forBus: 0)": (
+        "app", lambda r: _edit(r, "ios_demo/VeilDemo/Sources/AudioCapture.swift",
+                               "let format = input.outputFormat(forBus: 0)", "let format = input.inputFormat(forBus: 0)"),
+        "not the input node's output bus format"),
+    "permission completion handler": (
+        "app", lambda r: _edit(r, "ios_demo/VeilDemo/Sources/SessionModel.swift",
+                               "let granted = await AVAudioApplication.requestRecordPermission()",
+                               "AVAudioApplication.requestRecordPermission { granted in }; let granted = true"),
+        "await requestRecordPermission()"),
+    "no local network usage text": (
+        "app", lambda r: _edit(r, "ios_demo/VeilDemo/project.yml", "NSLocalNetworkUsageDescription", "NSLocalNetwork"),
+        "no NSLocalNetworkUsageDescription"),
+}
+
+
+@pytest.mark.parametrize("blocker", list(BLOCKERS))
+def test_each_ios_build_blocker_put_back_is_caught(tree, blocker):
+    check, plant, expected = BLOCKERS[blocker]
+    assert check_sources.CHECKS[check](tree) == [], "the copy starts clean"
+    plant(tree)
+    problems = check_sources.CHECKS[check](tree)
+    assert problems and any(expected in p for p in problems), problems
 
 
 @pytest.mark.parametrize("name", list(PLANTED))

@@ -145,10 +145,10 @@ def test_a_relative_checkpoint_path_is_found_from_the_repository_root(exported, 
     run elsewhere (the service, a benchmark) still find it."""
     ckpt, out, _ = exported
     d = copy_with(out, tmp_path / "relative",
-                  lambda data: data["checkpoint"].update(path="models/anonymized.safetensors"))
+                  lambda data: data["checkpoint"].update(path="models/k6-d16-n0.5.safetensors"))
     m = ExportManifest.read(d)
     monkeypatch.chdir(tmp_path)
-    assert m.checkpoint_file() == REPO_ROOT / "models" / "anonymized.safetensors"
+    assert m.checkpoint_file() == REPO_ROOT / "models" / "k6-d16-n0.5.safetensors"
     assert m.checkpoint_file(ckpt) == ckpt
 
 

@@ -19,7 +19,8 @@ from toolkit.data.dataset import AudioSet, collate
 from toolkit.data.librispeech import read_librispeech
 from toolkit.exporting.cli import main as export_main
 from toolkit.files import file_sha256
-from toolkit.model.asr import VeilModel
+from toolkit.chunking import run_chunked, torch_runner
+from toolkit.model.asr import VeilModel, split
 from toolkit.model.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.privacy.artifact import load_runners, read_export
 from toolkit.privacy.attackers import (closed_set_attack, eer, min_dcf, open_set_attack, train_xvector,
@@ -127,11 +128,11 @@ def test_cli_end_to_end(speaker_corpus, tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads((out / "privacy.json").read_text())
-    assert set(report["models"]) == {"baseline", "anonymized"}
-    row = report["models"]["anonymized"]["layers"]["1"]
+    assert set(report["models"]) == {"baseline", "anon"}  # each model named as it is (its file), not by a role
+    row = report["models"]["anon"]["layers"]["1"]
     assert 0 <= row["closed_lr"]["accuracy"] <= 100 and 0 <= row["open_xvector"]["eer"] <= 100
     assert row["closed_lr"]["n_speakers"] == 8 and report["attacker_train_speakers"] == 4
-    assert set(report["ignorant"]) == {"anonymized"} and set(report["ignorant"]["anonymized"]) == {"0", "1"}
+    assert set(report["ignorant"]) == {"anon"} and set(report["ignorant"]["anon"]) == {"0", "1"}
     base_lr = report["models"]["baseline"]["layers"]["1"]["closed_lr"]["accuracy"]
     if base_lr:
         assert row["vs_baseline"]["closed_lr_rel"] == pytest.approx(100 * (row["closed_lr"]["accuracy"] - base_lr) / base_lr)
@@ -151,8 +152,8 @@ def test_cli_end_to_end(speaker_corpus, tmp_path):
     assert row["vs_baseline"]["strongest_eer_pp"] == pytest.approx(
         row["strongest"]["open"]["eer"] - report["models"]["baseline"]["layers"]["1"]["strongest"]["open"]["eer"])
     md = (out / "privacy.md").read_text()
-    assert "## Strongest attacker" in md and f"| anonymized | 1 | {row['strongest']['closed']['attacker']} |" in md
-    assert "| anonymized | 1 | allstats-plda | open |" in md and "Veil's original attackers" in md
+    assert "## Strongest attacker" in md and f"| anon | 1 | {row['strongest']['closed']['attacker']} |" in md
+    assert "| anon | 1 | allstats-plda | open |" in md and "Veil's original attackers" in md
     unknown = subprocess.run([sys.executable, "-m", "toolkit.cli", "privacy", "--checkpoint", str(paths["anon"]),
                               "--corpus", str(speaker_corpus), "--attackers", "fast,gmm"], capture_output=True, text=True)
     assert unknown.returncode == 2 and "unknown attacker 'gmm'" in unknown.stderr
@@ -165,22 +166,25 @@ def test_cli_end_to_end(speaker_corpus, tmp_path):
 # ---- embeddings: the float path and the exported artifact ----------------------------------------------------
 
 @pytest.mark.parametrize("split_norm", ["none", "chunk"])
-def test_layer_embeddings_stop_early_but_match_the_full_forward(speaker_corpus, split_norm):
-    """Layers computed only as deep as needed equal the model's own forward (chunked prefix, whole suffix)."""
+def test_layer_embeddings_stop_early_and_match_the_deployed_phone_and_cloud(speaker_corpus, split_norm):
+    """The attacked embeddings (the batched training forward, run only as deep as needed) equal what the deployed
+    system computes: the phone's Prefix run chunk by chunk as a phone runs it (block 1, the split), then the
+    cloud's Suffix on the frames it received (block 2)."""
     torch.manual_seed(0)
     model = VeilModel(small_config(grl_layers=[], split_norm=split_norm)).eval()
     data = AudioSet.load(read_librispeech(speaker_corpus / "eval-speakers")[:6], progress=False)
     ours = layer_embeddings(model, data, [1, 2], progress=False)
     only_first = layer_embeddings(model, data, [1], progress=False)[1]
+    prefix, suffix = split(model)
     for i in range(len(data)):
-        pcm, lengths = collate([data.pcm[i]])
+        pcm = data.pcm[i].astype(np.float32) / 32768.0
+        phone, _ = run_chunked(torch_runner(prefix), pcm, model.cfg.chunk)
         with torch.no_grad():
-            res = model(pcm, lengths, return_layers=True)
-        n = int(res["frame_lengths"][0])
-        for k in (1, 2):
-            # batched vs alone: float32 sums in another order (thread count, padding); the per-chunk norm
-            # divides by a std, so the bound is relative as well
-            np.testing.assert_allclose(ours[k][i], res["layers"][k][0, :n].numpy(), rtol=1e-5, atol=1e-5)
+            _, cloud = suffix.run(torch.from_numpy(phone)[None], None, keep=(2,))
+        # batched vs alone: float32 sums in another order (thread count, padding); the per-chunk norm
+        # divides by a std, so the bound is relative as well
+        np.testing.assert_allclose(ours[1][i], phone, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(ours[2][i], cloud[2][0].numpy(), rtol=1e-4, atol=1e-4)
         np.testing.assert_array_equal(only_first[i], ours[1][i])
 
 
@@ -225,7 +229,7 @@ def test_privacy_attacks_the_exported_artifact(exported, speaker_corpus, tmp_pat
     assert attacked["backend"] == "executorch" and attacked["recipe"] == "fp32" and attacked["split_layer"] == 1
     assert attacked["sha256"] == file_sha256(pte) and attacked["path"] == str(pte)
     assert attacked["checkpoint"]["sha256"] == file_sha256(ckpt) and attacked["runtime"] == "ExecuTorchRunner"
-    anon, base = report["models"]["anonymized"], report["models"]["baseline"]
+    anon, base = report["models"]["executorch/fp32"], report["models"]["baseline"]
     assert anon["kind"] == "artifact" and set(anon["layers"]) == set(base["layers"]) == {"1"}
     # the fp32 artifact emits what the float checkpoint computes: the closed-set attacks agree
     for kind in ("closed_lr", "closed_mlp"):
@@ -234,6 +238,24 @@ def test_privacy_attacks_the_exported_artifact(exported, speaker_corpus, tmp_pat
     md = (report_dir / "privacy.md").read_text()
     assert "`prefix-k1-fp32.pte` — executorch fp32" in md and attacked["sha256"][:16] in md
     assert (report_dir / "privacy.png").stat().st_size > 10000
+
+
+def test_the_operator_attacks_the_suffixs_own_blocks_on_what_the_artifact_sent(exported, speaker_corpus, tmp_path):
+    """--cloud-layers: the export's checkpoint (sha256-checked) runs its suffix on the artifact's output, and the
+    suite attacks the suffix's block outputs: the operator's view. On an fp32 artifact they are the float
+    model's own block-2 outputs, so the deterministic attackers agree with the checkpoint attacked at block 2."""
+    ckpt, out = exported
+    args = ["--corpus", str(speaker_corpus), "--attackers", "pooled-lr,moments-lr", "--attacker-utts", "2",
+            "--threads", "1"]
+    assert veil_main(["privacy", "--artifact", str(out), "--backend", "executorch", "--cloud-layers", "2",
+                      "--out", str(tmp_path / "art"), *args]) == 0
+    assert veil_main(["privacy", "--checkpoint", str(ckpt), "--layers", "2", "--out", str(tmp_path / "ckp"), *args]) == 0
+    (art,) = json.loads((tmp_path / "art" / "privacy.json").read_text())["models"].values()
+    (ckp,) = json.loads((tmp_path / "ckp" / "privacy.json").read_text())["models"].values()
+    assert set(art["layers"]) == {"1", "2"}
+    for name in ("pooled-lr", "moments-lr"):
+        assert abs(art["layers"]["2"]["suite"][name]["accuracy"] - ckp["layers"]["2"]["suite"][name]["accuracy"]) <= 5.0
+    assert veil_main(["privacy", "--artifact", str(out), "--cloud-layers", "1", "--out", str(tmp_path / "x"), *args]) == 2
 
 
 def test_the_suite_from_python_on_a_checkpoint_layer_and_on_its_export(exported, speaker_corpus, one_torch_thread):

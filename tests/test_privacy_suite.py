@@ -8,7 +8,7 @@ from scipy.stats import norm
 
 from toolkit.errors import VeilError
 from toolkit.privacy.attackers import utterance_split
-from toolkit.privacy.attempts import entries_from_frontier, entry_from_privacy, render_attempts
+from experiments.attempts import entries_from_frontier, entry_from_privacy, render_attempts
 from toolkit.privacy.ecapa import EcapaSettings, train_ecapa
 from toolkit.privacy.framewise import FrameSettings
 from toolkit.privacy.scoring import PLDA, SpeakerProjection, VectorClassifier, cosine_verification, verification

@@ -7,14 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from export import snr_db
 from toolkit import payload
 from toolkit.chunking import chunk_pcm
 from toolkit.serve import protocol as p
 from toolkit.serve.protocol import ProtocolError
 from toolkit.serve.session import run_direct
 from toolkit.serve.suffix import ServedSuffix
-from toolkit.serve.vectors import conversation, write_vectors
+from toolkit.model.asr import split
+from toolkit.model.checkpoint import load_checkpoint
+from toolkit.serve.vectors import conversation, prefix_outputs, read_prefix_outputs, write_vectors
 
 VECTORS = Path(__file__).resolve().parent.parent / "testvectors"
 INDEX = json.loads((VECTORS / "index.json").read_text())
@@ -158,9 +162,22 @@ def test_vector_scenarios_replay_on_the_reference_state_machine(shipped_suffix):
                 assert (r.text, r.frames) == (e["text"], e["frames"]), scenario["name"]
 
 
+def test_the_vectors_prefix_outputs_are_the_float_prefix_of_their_model():
+    """On the machine that wrote them, bit for bit; on another CPU, within float rounding (SNR >= 60 dB): the
+    committed outputs, not this machine's last bits, are what the protocol vectors are made from."""
+    model, _ = load_checkpoint(VECTORS.parent / "models" / "normalized.safetensors")
+    pcm = np.fromfile(VECTORS / "chunker" / "pcm.f32", dtype="<f4")
+    torch.set_num_threads(1)
+    fresh = prefix_outputs(split(model)[0].eval(), pcm, model.cfg.chunk_samples)
+    committed = read_prefix_outputs(VECTORS, len(fresh))
+    for a, b in zip(fresh, committed):
+        assert snr_db(b, a) >= 60.0
+
+
 def test_regenerating_the_vectors_reproduces_the_committed_folder(tmp_path):
     out = tmp_path / "tv"
-    write_vectors(out, VECTORS.parent / "models" / "normalized.safetensors", VECTORS / "chunker" / "pcm.f32")
+    write_vectors(out, VECTORS.parent / "models" / "normalized.safetensors", VECTORS / "chunker" / "pcm.f32",
+                  embeddings_from=VECTORS)
     committed = sorted(f.relative_to(VECTORS) for f in VECTORS.rglob("*") if f.is_file())
     fresh = sorted(f.relative_to(out) for f in out.rglob("*") if f.is_file())
     assert fresh == committed

@@ -43,7 +43,7 @@ def test_headline_tables_are_rewritten_between_their_markers(tmp_path, capsys):
     assert veil_main(["render", str(tmp_path / "bench.json"), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "old table" not in text and text.startswith("# Title\n\nintro\n") and text.endswith("## Later\n\ntext\n")
-    assert "| executorch int8-static | 3.35 | 3.31 | 2.72 |" in text and "rerun it with `--readme README.md`" in text
+    assert "| executorch int8-static | 3.35 | 3.31 | 2.72 |" in text and "rerun it with `--readme docs/results.md`" in text
     # the accuracy table comes from `veil evaluate --json`; the section is made when its markers are absent
     assert veil_main(["render", str(REPO / "models" / "metrics-normalized.json"), "--readme", str(readme)]) == 0
     text = readme.read_text()
@@ -71,7 +71,7 @@ def test_render_refuses_what_it_cannot_render(tmp_path, capsys):
     sweep = tmp_path / "sweep.json"
     shutil.copy(RECORDED / "2026-11-26-vm-sweep-executorch-int8-static.json", sweep)
     assert veil_main(["render", str(sweep), "--readme", str(tmp_path / "README.md")]) == 2
-    assert "has no README table" in capsys.readouterr().err
+    assert "has no results-page table" in capsys.readouterr().err
     assert veil_main(["render", str(tmp_path / "missing.json")]) == 2
     readme = tmp_path / "README.md"
     start, end = markers("x")

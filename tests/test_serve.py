@@ -32,7 +32,7 @@ from toolkit.serve.admission import AdmissionLimits
 from toolkit.serve.app import Service, ServiceConfig
 from toolkit.serve.auth import TokenStore, hash_token
 from toolkit.serve.batcher import BatchConfig, _Item, length_groups
-from toolkit.paths import DEFAULT_ANONYMIZED
+from toolkit.paths import DEFAULT_MODEL
 from toolkit.serve.cli import load_models, make_token_file
 from toolkit.serve.client import ServerRefused, StreamClient, transcribe_http
 from toolkit.serve.server import Listen, ServerThread, exposed_interfaces, ray_reach
@@ -230,8 +230,9 @@ def test_an_idle_client_times_out_with_4408(shipped):
 def test_session_limits_global_and_per_token_and_the_rate_limit(shipped):
     frames = vector_frames("int8")
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    with ServerThread(make_service(shipped, admission=AdmissionLimits(max_sessions=2, max_sessions_per_token=1,
-                                                                      rate_per_token=0))) as url:
+    other = {"Authorization": "Bearer another-token"}
+    limits = AdmissionLimits(max_sessions=2, max_sessions_per_token=1, rate_per_token=0, max_preauth=1)
+    with ServerThread(make_service(shipped, tokens=(TOKEN, "another-token"), admission=limits)) as url:
         with connect(ws_url(url), additional_headers=auth, proxy=None, compression=None) as first:
             first.send(frames[0])
             assert isinstance(p.decode_frame(first.recv(timeout=5)), p.Ready)
@@ -240,11 +241,15 @@ def test_session_limits_global_and_per_token_and_the_rate_limit(shipped):
             assert err.value.response.status_code == 429
             replies, close = exchange(url, frames[:1])  # same token in HELLO
             assert (replies[-1].code, close) == (4430, 4430)
-            with connect(ws_url(url), proxy=None, compression=None):  # the second of 2 sessions, not yet a token
+            with connect(ws_url(url), proxy=None, compression=None):  # no token yet: the pre-auth pool's one place
                 with pytest.raises(InvalidStatus) as err:
                     connect(ws_url(url), proxy=None, compression=None)
                 assert err.value.response.status_code == 503
                 assert p.decode_frame(err.value.response.body).name == "server_busy"
+                with connect(ws_url(url), additional_headers=other, proxy=None, compression=None):  # session 2 of 2
+                    with pytest.raises(InvalidStatus) as err:
+                        connect(ws_url(url), additional_headers=auth, proxy=None, compression=None)
+                    assert err.value.response.status_code == 503  # the server is full before any token counts
     with ServerThread(make_service(shipped, admission=AdmissionLimits(rate_per_token=1.0, burst_per_token=3))) as url:
         replies, close = exchange(url, frames[:1] + [frames[1]] * 3)  # HELLO counts once it named its token
         assert [r.type.name for r in replies] == ["READY", "PARTIAL", "PARTIAL", "ERROR"]
@@ -417,5 +422,5 @@ def test_ray_engine_refuses_loopback_with_other_interfaces_in_reach():
 def test_veil_serve_with_no_model_flag_serves_the_default_private_model():
     """No --checkpoint and no --export: the default model, whose phone adds N(0, S^2) to a 16-dim payload."""
     (served,) = load_models(Namespace(checkpoint=[], export=[]))
-    assert served.checkpoint == DEFAULT_ANONYMIZED and served.identity.split_layer == 4
+    assert served.checkpoint == DEFAULT_MODEL and served.identity.split_layer == 4
     assert served.dim == 16 and served.codebook is None

@@ -5,7 +5,6 @@ compute it too. (They once copied the prefix's forward without it: the shipped e
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,6 @@ from toolkit.parity import gates
 from toolkit.parity.coreml_offline import estimate_prefix
 from toolkit.text.tokenizer import CharTokenizer
 
-REPO_CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 FP16_GATE_DB = gates.default_gates()["fp16"]["snr"]
 
 
@@ -45,13 +43,6 @@ def test_fp16_estimate_of_a_split_norm_prefix_is_within_the_fp16_gate():
     assert got.dtype == np.float32 and got.shape == ref.shape
     snr = export.snr_db(ref, got)
     assert FP16_GATE_DB < snr < 100, f"fp16 estimate vs the prefix: SNR {snr:.1f} dB"
-
-
-@pytest.fixture(scope="module")
-def corpus(request) -> Path:
-    if (REPO_CORPUS / "train").is_dir() and (REPO_CORPUS / "eval-speakers").is_dir():
-        return REPO_CORPUS
-    return request.getfixturevalue("tiny_corpus")
 
 
 def test_parity_estimate_and_localization_of_a_split_norm_export(tmp_path, corpus, one_torch_thread):

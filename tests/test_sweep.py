@@ -14,8 +14,8 @@ from toolkit.data.librispeech import read_librispeech
 from toolkit.errors import VeilError
 from toolkit.model.asr import VeilModel
 from toolkit.model.checkpoint import save_checkpoint
-from toolkit.privacy import grl_sweep
-from toolkit.privacy.attempts import append_attempt, entry_from_privacy, read_log, render_attempts
+from experiments import grl_sweep
+from experiments.attempts import append_attempt, entry_from_privacy, read_log, render_attempts
 from toolkit.text.tokenizer import CharTokenizer
 
 FAST = ["--xvector-epochs", "2", "--attacker-utts", "2"]

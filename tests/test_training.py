@@ -86,4 +86,5 @@ def test_time_budget_fits_the_schedule(tiny_corpus, tmp_path, monkeypatch):
     prov = json.loads((out / "last.json").read_text())["provenance"]
     assert 6 < prov["train_config"]["steps"] < 100000
     assert res["step"] == prov["steps"] == prov["train_config"]["steps"]
-    assert loop.lr_at(prov["steps"] - 1, cfg) < 0.1 * cfg.lr  # the cosine reached its end with the budget
+    assert loop.lr_at(prov["steps"] - 1, cfg, prov["train_config"]["steps"]) < 0.1 * cfg.lr  # the cosine ended with the budget
+    assert cfg.steps == 100000  # the run fitted its own schedule; the config it was given is unchanged

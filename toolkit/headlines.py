@@ -1,10 +1,10 @@
-"""The README's headline tables, each kept current by the command that measures it.
+"""The results page's headline tables (docs/results.md, linked from the README), each kept current by the command that measures it.
 
 A table lives between two markers, ``<!-- veil:NAME:start -->`` and ``<!-- veil:NAME:end -->``. The measuring
-command with ``--readme README.md`` (``veil evaluate``, ``export-prefix`` / ``veil parity``, ``veil bench``,
-``veil privacy``), or ``veil render RESULT.json --readme README.md`` afterwards, renders the result's short
+command with ``--readme docs/results.md`` (``veil evaluate``, ``export-prefix`` / ``veil parity``, ``veil bench``,
+``veil privacy``), or ``veil render RESULT.json --readme docs/results.md`` afterwards, renders the result's short
 table and rewrites what is between them; everything else in the file is kept. The GRL sweep's table works the
-same way with its own markers (``toolkit/privacy/grl_sweep.py``).
+same way with its own markers (``experiments/grl_sweep.py``).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from toolkit.files import write_text
 def made_by(command: str, source: str | None = None) -> str:
     """A table caption's last sentence: the command that measured it, its result file, how to refresh it."""
     return (f"Made by `{command}`" + (f" ({source})" if source else "")
-            + "; rerun it with `--readme README.md` to refresh this table.")
+            + "; rerun it with `--readme docs/results.md` to refresh this table.")
 
 
 def markers(name: str) -> tuple[str, str]:

@@ -67,9 +67,7 @@ class BenchRequest:
     sweep: str | None = None                # cut-point sweep: the split layers, e.g. "1..6" (toolkit.layer_range)
     recipe: str | None = None
     device: str | None = None
-    executor_runner: str | None = None
-    benchmark_model: str | None = None
-    benchmark_litert_model: str | None = None  # LiteRT's CompiledModel benchmark, for NPU artifacts (--device android)
+    tools: dict[str, str] = field(default_factory=dict)  # phone tool kind -> local binary (phone_tools.PHONE_TOOLS)
     npu_libs: str | None = None              # the phone's LiteRT dispatch library + vendor NPU runtime
     ios_log: str | None = None              # saved `xcodebuild test` log of the iOS XCTest (--device ios)
     app: bool = False                       # also measure in the Veil demo app (--device android --app)
@@ -119,7 +117,7 @@ def read_exports(dirs: list[Path]) -> list[ExportManifest]:
     """The export folders, each checked at the boundary, all of one prefix (checkpoint and split layer) and
     one chunk geometry."""
     if not dirs:
-        raise VeilError("give at least one EXPORT_DIR (made by `veil export`), or --sweep-split with --recipe")
+        raise VeilError("give at least one EXPORT_DIR (made by `export-prefix`), or --sweep-split with --recipe")
     manifests = [ExportManifest.read(Path(d)) for d in dirs]
     first = manifests[0]
     for m in manifests[1:]:
@@ -275,36 +273,30 @@ def _with_status(target: dict, met: list[bool]) -> dict:
     return target
 
 
+def _speedup_target(what: str, baseline: dict | None, int8: list[dict], threads: list[int], goal: float) -> dict:
+    """The best int8 artifact's p50 speedup over ``baseline`` per thread count, against ``goal``."""
+    target = {"target": what, "per_threads": {}}
+    for th in threads:
+        base = _p50(baseline, th) if baseline else None
+        cands = [(base / _p50(t, th), t["name"]) for t in int8 if base and _p50(t, th)]
+        if cands:
+            best = max(cands)
+            target["per_threads"][str(th)] = {"best_int8": best[1], "speedup": best[0], "met": best[0] >= goal}
+    return _with_status(target, [v["met"] for v in target["per_threads"].values()])
+
+
 def evaluate_targets(targets: list[dict], payload_result: dict | None, threads: list[int],
                      float_frontend_bytes: int = 0) -> dict:
     out = {}
     torch_t = next((t for t in targets if t["role"] == "baseline" and t["backend"] == "torch"), None)
     int8 = [t for t in targets if t["role"] == "artifact" and t["dtype"] == "int8" and t.get("status") not in NOT_RUN_STATUSES]
-    speed = {"target": f">= {TARGETS['speedup_vs_torch']:g}x faster than the torch eager fp32 prefix (p50)",
-             "per_threads": {}}
-    for th in threads:
-        base = _p50(torch_t, th) if torch_t else None
-        cands = [(base / _p50(t, th), t["name"]) for t in int8 if base and _p50(t, th)]
-        if cands:
-            best = max(cands)
-            speed["per_threads"][str(th)] = {"best_int8": best[1], "speedup": best[0],
-                                             "met": best[0] >= TARGETS["speedup_vs_torch"]}
-    vals = [v["met"] for v in speed["per_threads"].values()]
-    speed["status"] = "not measured" if not vals else ("met" if all(vals) else ("not met" if not any(vals) else "partly met"))
-    out["speed"] = speed
-
     ort8 = next((t for t in targets if t["role"] == "baseline" and t["backend"] == "onnx" and t["dtype"] == "int8"),
                 None)
-    peer = {"target": f">= {TARGETS['speedup_vs_onnxruntime_int8']:g}x faster than ONNX Runtime int8 (p50)",
-            "per_threads": {}}
-    for th in threads:
-        base = _p50(ort8, th) if ort8 else None
-        cands = [(base / _p50(t, th), t["name"]) for t in int8 if base and _p50(t, th)]
-        if cands:
-            best = max(cands)
-            peer["per_threads"][str(th)] = {"best_int8": best[1], "speedup": best[0],
-                                            "met": best[0] >= TARGETS["speedup_vs_onnxruntime_int8"]}
-    out["vs_onnxruntime_int8"] = _with_status(peer, [v["met"] for v in peer["per_threads"].values()])
+    out["speed"] = _speedup_target(f">= {TARGETS['speedup_vs_torch']:g}x faster than the torch eager fp32 prefix "
+                                   f"(p50)", torch_t, int8, threads, TARGETS["speedup_vs_torch"])
+    out["vs_onnxruntime_int8"] = _speedup_target(f">= {TARGETS['speedup_vs_onnxruntime_int8']:g}x faster than ONNX "
+                                                 f"Runtime int8 (p50)", ort8, int8, threads,
+                                                 TARGETS["speedup_vs_onnxruntime_int8"])
 
     et8 = [t for t in int8 if t["backend"] == "executorch"]
     eff = {"target": f"ExecuTorch int8 achieved/peak >= {TARGETS['int8_achieved_over_peak']:.0%} of the int8 "
@@ -506,9 +498,8 @@ def measure_device(req: BenchRequest, manifests: list[ExportManifest], chunk, ch
         say(f"device: ios, from the xcodebuild log {req.ios_log} ...")
         return phones.ios_bench(req.ios_log, arts, chunk_seconds, macs)
     say(f"device: {req.device} ...")
-    device = phones.android_bench(req.device, arts, chunk, req.threads, req.runs, req.warmup, req.executor_runner,
-                                  req.benchmark_model, chunk_seconds, macs, work,
-                                  benchmark_litert_model=req.benchmark_litert_model, npu_libs=req.npu_libs)
+    device = phones.android_bench(req.device, arts, chunk, req.threads, req.runs, req.warmup, req.tools,
+                                  chunk_seconds, macs, work, npu_libs=req.npu_libs)
     if req.app:
         say(f"device: {req.device}, in the app {android_app.PACKAGE} ...")
         app = android_app.app_bench(req.device, manifests, chunk, req.threads, req.runs, req.warmup, work,

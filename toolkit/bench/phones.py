@@ -70,170 +70,13 @@ from pathlib import Path
 import numpy as np
 
 import export as backends
+from toolkit.bench.phone_tools import DEVICE_DIR, PHONE_TOOLS, finish, measurement_from_tool
 from toolkit.bench.runner import latency_summary
 from toolkit.errors import VeilError
 from toolkit.paths import REPO_ROOT
 
-DEVICE_DIR = "/data/local/tmp/veil"
-
-
 class NoDevice(VeilError):
     """No phone to measure on; the message starts with ``no-device:``."""
-
-
-# ---- parsers ------------------------------------------------------------------------------------------------
-
-_ET_LOADED = re.compile(r"Model loaded in ([0-9.]+) ms")
-_ET_ITER = re.compile(r"Iteration (\d+) of (\d+): ([0-9.]+) ms")
-_ET_DONE = re.compile(r"Model executed successfully(?: (\d+) time\(s\) in ([0-9.]+) ms)?")
-_ET_FAILED = re.compile(r"(Execution of method \S+ failed[^\n]*|Loading of method \S+ failed[^\n]*)")
-_ET_PLANNED = re.compile(r"Setting up planned buffer \d+, size (\d+)")
-
-
-def parse_executor_runner(text: str) -> dict:
-    """ExecuTorch ``executor_runner`` log -> {ok, load_ms, latencies_ms, executions, total_ms, mean_ms,
-    planned_buffer_bytes}. Older runners print only ``Model executed successfully.`` (no timing)."""
-    out: dict = {"tool": "executor_runner", "ok": False, "load_ms": None, "latencies_ms": [], "executions": None,
-                 "total_ms": None, "mean_ms": None, "planned_buffer_bytes": None, "error": None}
-    if m := _ET_LOADED.search(text):
-        out["load_ms"] = float(m.group(1))
-    out["latencies_ms"] = [float(m.group(3)) for m in _ET_ITER.finditer(text)]
-    planned = [int(m.group(1)) for m in _ET_PLANNED.finditer(text)]
-    if planned:
-        out["planned_buffer_bytes"] = sum(planned)
-    if m := _ET_DONE.search(text):
-        out["ok"] = True
-        if m.group(1):
-            out["executions"], out["total_ms"] = int(m.group(1)), float(m.group(2))
-            out["mean_ms"] = out["total_ms"] / max(1, out["executions"])
-    if out["latencies_ms"] and out["executions"] is None:
-        out["executions"] = len(out["latencies_ms"])
-    if m := _ET_FAILED.search(text):
-        out["ok"], out["error"] = False, m.group(1).strip()
-    return out
-
-
-_TFL_STATS = re.compile(r"count=(\d+) first=([0-9.]+) curr=([0-9.]+) min=([0-9.]+) max=([0-9.]+) "
-                        r"avg=([0-9.e+]+) std=([0-9.]+)")
-_TFL_TIMINGS = re.compile(r"Inference timings in us: Init: ([0-9.]+), First inference: ([0-9.]+), "
-                          r"Warmup \(avg\): ([0-9.e+]+), Inference \(avg\): ([0-9.e+]+)")
-_TFL_TIMINGS_OLD = re.compile(r"Average inference timings in us: Warmup: ([0-9.e+]+), Init: ([0-9.]+), "
-                              r"(?:no stats|Inference): ([0-9.e+]+)")
-_TFL_MEMORY = re.compile(r"(?:Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\): "
-                         r"init=([0-9.e+-]+) overall=([0-9.e+-]+)")
-_TFL_PEAK = re.compile(r"Overall peak memory footprint \(MB\) via periodic monitoring: ([0-9.e+-]+)")
-_TFL_SIZE = re.compile(r"The input model file size \(MB\): ([0-9.]+)")
-_TFL_THREADS = re.compile(r"(?:Num threads|#threads used for CPU inference): \[(\d+)\]")
-
-
-def parse_benchmark_model(text: str) -> dict:
-    """LiteRT/TFLite ``benchmark_model`` output -> {ok, init_ms, first_inference_ms, warmup_mean_ms, mean_ms,
-    runs, min_ms, max_ms, std_ms, memory_init_mb, memory_overall_mb, peak_memory_mb, model_size_mb, threads}.
-    The last ``count=...`` line is the timed run (the first one is warm-up)."""
-    out: dict = {"tool": "benchmark_model", "ok": False, "init_ms": None, "first_inference_ms": None,
-                 "warmup_mean_ms": None, "mean_ms": None, "runs": None, "min_ms": None, "max_ms": None,
-                 "std_ms": None, "memory_init_mb": None, "memory_overall_mb": None, "peak_memory_mb": None,
-                 "model_size_mb": None, "threads": None, "error": None}
-    stats = _TFL_STATS.findall(text)
-    if stats:
-        count, _first, _curr, lo, hi, avg, std = stats[-1]
-        out.update(runs=int(count), min_ms=float(lo) / 1e3, max_ms=float(hi) / 1e3, mean_ms=float(avg) / 1e3,
-                   std_ms=float(std) / 1e3)
-    if m := _TFL_TIMINGS.search(text):
-        out.update(ok=True, init_ms=float(m.group(1)) / 1e3, first_inference_ms=float(m.group(2)) / 1e3,
-                   warmup_mean_ms=float(m.group(3)) / 1e3, mean_ms=float(m.group(4)) / 1e3)
-    elif m := _TFL_TIMINGS_OLD.search(text):
-        out.update(ok=True, init_ms=float(m.group(2)) / 1e3, warmup_mean_ms=float(m.group(1)) / 1e3,
-                   mean_ms=float(m.group(3)) / 1e3, first_inference_ms=float(stats[0][1]) / 1e3 if stats else None)
-    if m := _TFL_MEMORY.search(text):
-        out["memory_init_mb"], out["memory_overall_mb"] = float(m.group(1)), float(m.group(2))
-    if m := _TFL_PEAK.search(text):
-        out["peak_memory_mb"] = float(m.group(1))
-    if m := _TFL_SIZE.search(text):
-        out["model_size_mb"] = float(m.group(1))
-    threads = _TFL_THREADS.findall(text)
-    if threads:
-        out["threads"] = int(threads[-1])
-    if not out["ok"]:
-        failed = [ln for ln in text.splitlines() if "ERROR" in ln or "Failed" in ln or "failed" in ln]
-        out["error"] = failed[-1].strip() if failed else "no 'Inference timings' line in benchmark_model output"
-    return out
-
-
-# LiteRT's CompiledModel benchmark (litert/tools/benchmark_litert_model, and its Python mirror in ai_edge_litert/tools)
-# prints one "BENCHMARK RESULTS" block: "Inference (avg):      3.21 ms (50 runs)", "Fully accelerated:     True", ...
-_LRT_LINE = re.compile(r"^\s*(?:\S+ \S+ \S+: )?(Model initialization|Warmup \(first\)|Warmup \(avg\)|Inference \(avg\)|"
-                       r"Inference \(min\)|Inference \(max\)|Inference \(median\)|Inference \(std\)|"
-                       r"Inference \(p5\)|Inference \(p95\)|Init footprint|Overall footprint|Peak memory):\s+"
-                       r"([0-9.]+)(?: (?:ms|MB))?(?: \((\d+) runs\))?", re.M)
-_LRT_FULLY = re.compile(r"Fully accelerated:\s+(\w+)")
-_LRT_KEYS = {"Model initialization": "init_ms", "Warmup (first)": "first_inference_ms", "Warmup (avg)": "warmup_mean_ms",
-             "Inference (avg)": "mean_ms", "Inference (min)": "min_ms", "Inference (max)": "max_ms",
-             "Inference (median)": "median_ms", "Inference (std)": "std_ms", "Inference (p5)": "p5_ms",
-             "Inference (p95)": "p95_ms", "Init footprint": "memory_init_mb", "Overall footprint": "memory_overall_mb",
-             "Peak memory": "peak_memory_mb"}
-
-
-def parse_benchmark_litert_model(text: str) -> dict:
-    """LiteRT ``benchmark_litert_model`` output (the C++ tool or ai_edge_litert's Python mirror) -> {ok, init_ms,
-    first_inference_ms, warmup_mean_ms, mean_ms, median_ms, runs, min_ms, max_ms, std_ms, p5_ms, p95_ms, memory,
-    fully_accelerated}. A run that did not reach its results block is not ok; its last error line is kept."""
-    out: dict = {"tool": "benchmark_litert_model", "ok": False, "runs": None, "fully_accelerated": None, "error": None,
-                 **{key: None for key in _LRT_KEYS.values()}}
-    for m in _LRT_LINE.finditer(text):
-        out[_LRT_KEYS[m.group(1)]] = float(m.group(2))
-        if m.group(1) == "Inference (avg)" and m.group(3):
-            out["runs"] = int(m.group(3))
-    if m := _LRT_FULLY.search(text):
-        out["fully_accelerated"] = m.group(1).lower() in ("true", "1")
-    out["ok"] = out["mean_ms"] is not None
-    if not out["ok"]:
-        failed = [ln.strip() for ln in text.splitlines() if "ERROR" in ln or "Error" in ln or "Failed" in ln]
-        out["error"] = failed[-1] if failed else "no 'Inference (avg)' line in benchmark_litert_model output"
-    return out
-
-
-def measurement_from_tool(parsed: dict, threads: int, warmup: int, chunk_seconds: float, macs: int | None) -> dict:
-    """A parsed tool output in the same schema as host measurements; what a tool does not report is None."""
-    if not parsed["ok"]:
-        return {"status": "failed", "error": parsed.get("error") or f"{parsed['tool']} did not finish"}
-    keys = ("runs", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "std_ms")
-    m = {k: None for k in keys}
-    if parsed["tool"] == "benchmark_litert_model":  # median, no per-run latencies: p50 is its median
-        m.update({k: parsed[k] for k in ("runs", "mean_ms", "min_ms", "max_ms", "std_ms")}, p50_ms=parsed["median_ms"])
-        mb = 1024 * 1024
-        m.update(load_ms=parsed["init_ms"], first_inference_ms=parsed["first_inference_ms"],
-                 peak_rss_load_bytes=int(parsed["memory_init_mb"] * mb) if parsed["memory_init_mb"] else None,
-                 peak_rss_inference_bytes=int(parsed["peak_memory_mb"] * mb) if parsed["peak_memory_mb"] else None,
-                 fully_accelerated=parsed["fully_accelerated"])
-        return _finish(m, threads, chunk_seconds, macs)
-    if parsed["tool"] == "executor_runner":
-        lat = parsed["latencies_ms"]
-        first = lat[0] if lat else None
-        timed = lat[warmup:] if len(lat) > warmup else lat
-        if timed:
-            m.update(latency_summary(timed))
-        elif parsed["mean_ms"] is not None:
-            m.update(runs=parsed["executions"], mean_ms=parsed["mean_ms"])
-        m.update(load_ms=parsed["load_ms"], first_inference_ms=first, peak_rss_load_bytes=None,
-                 peak_rss_inference_bytes=None)
-    else:
-        m.update({k: parsed[k] for k in ("runs", "mean_ms", "min_ms", "max_ms", "std_ms")})
-        mb = 1024 * 1024
-        m.update(load_ms=parsed["init_ms"], first_inference_ms=parsed["first_inference_ms"],
-                 peak_rss_load_bytes=int(parsed["memory_init_mb"] * mb) if parsed["memory_init_mb"] is not None else None,
-                 peak_rss_inference_bytes=int((parsed["peak_memory_mb"] or parsed["memory_overall_mb"] or 0) * mb)
-                 if (parsed["peak_memory_mb"] or parsed["memory_overall_mb"]) is not None else None)
-    return _finish(m, threads, chunk_seconds, macs)
-
-
-def _finish(m: dict, threads: int | None, chunk_seconds: float, macs: int | None) -> dict:
-    """status, threads, the latency statistic used (p50 when per-run latencies exist, else mean), RTF, GMAC/s."""
-    center = m["p50_ms"] if m["p50_ms"] is not None else m["mean_ms"]
-    m.update(status="ok", threads=threads, latency_statistic="p50" if m["p50_ms"] is not None else "mean",
-             rtf=(center / 1e3 / chunk_seconds) if center else None,
-             gmacs=(macs / (center / 1e3) / 1e9) if (center and macs) else None)
-    return m
 
 
 # XCTest performance lines, as xcodebuild (and `swift test`) print them, one per metric and test case:
@@ -350,7 +193,7 @@ def measurement_from_xctest(test: dict, chunk_seconds: float, macs: int | None) 
              cpu_time_mean_ms=(float(np.mean(cpu["values_ms"])) if cpu.get("values_ms") else cpu.get("average_ms")),
              latency_metric=f"{clock['name']}, {clock['unit']}", rsd_percent=clock["rsd_percent"],
              compute_units=marker.get("compute_units"))
-    return _finish(m, None, chunk_seconds, macs)
+    return finish(m, None, chunk_seconds, macs)
 
 
 # ---- adb ----------------------------------------------------------------------------------------------------
@@ -419,13 +262,6 @@ class Adb:
         return out
 
 
-ANDROID_TOOLS = {  # artifact kind -> (tool binary, the flag that names it)
-    "executorch": ("executor_runner", "--executor-runner"),
-    "litert": ("benchmark_model", "--benchmark-model"),
-    "litert-npu": ("benchmark_litert_model", "--benchmark-litert-model"),
-}
-
-
 def artifact_kind(entry: dict) -> str:
     """Which Android tool runs a manifest entry: an ahead-of-time NPU artifact needs LiteRT's CompiledModel
     benchmark (its DISPATCH_OP is not an op the classic interpreter of ``benchmark_model`` knows); an artifact
@@ -433,7 +269,7 @@ def artifact_kind(entry: dict) -> str:
     runs; else the backend's name."""
     if entry["backend"] == "litert" and "npu" in entry:
         return "litert-npu"
-    if (entry["backend"] in ANDROID_TOOLS
+    if (entry["backend"] in PHONE_TOOLS
             and backends.get_backend(entry["backend"]).RECIPES.get(entry["recipe"]).runs_on == "needs-macos"):
         return "apple"
     return entry["backend"]
@@ -450,18 +286,11 @@ def npu_row_fields(entry: dict, device_soc: str | None) -> dict:
             "ops_total": placement["ops_total"], "partitions": placement["partitions"]}
 
 
-def litert_npu_command(name: str, threads: int, warmup: int, runs: int) -> str:
-    return (f"cd {DEVICE_DIR} && LD_LIBRARY_PATH=npu:$LD_LIBRARY_PATH ADSP_LIBRARY_PATH=npu "
-            f"./benchmark_litert_model --graph={name} --use_npu=true --use_cpu=true --dispatch_library_path=npu "
-            f"--num_threads={threads} --warmup_runs={warmup} --num_runs={runs}")
-
-
 def android_bench(device_arg: str, artifacts: list[tuple[dict, Path]], chunk: np.ndarray, threads: list[int],
-                  runs: int, warmup: int, executor_runner: str | None, benchmark_model: str | None,
-                  chunk_seconds: float, macs: int | None, work_dir: Path, benchmark_litert_model: str | None = None,
-                  npu_libs: str | None = None) -> dict:
-    """Push and run every .pte/.tflite on the phone; returns {device, artifacts: [...]}. Artifacts whose
-    runner was not given are listed as skipped (with the flag to pass)."""
+                  runs: int, warmup: int, tools: dict[str, str], chunk_seconds: float, macs: int | None,
+                  work_dir: Path, npu_libs: str | None = None) -> dict:
+    """Push and run every artifact an Android tool runs (``tools``: kind -> local binary, PHONE_TOOLS); returns
+    {device, artifacts: [...]}. Artifacts whose tool was not given are listed as skipped (with the flag to pass)."""
     adb = Adb(*pick_device(device_arg))
     model = adb.check("shell", "getprop", "ro.product.model").strip()
     abi = adb.check("shell", "getprop", "ro.product.cpu.abi").strip()
@@ -470,60 +299,53 @@ def android_bench(device_arg: str, artifacts: list[tuple[dict, Path]], chunk: np
     np.ascontiguousarray(chunk, dtype="<f4").tofile(raw)
     adb.check("shell", "mkdir", "-p", DEVICE_DIR)
     adb.check("push", str(raw), f"{DEVICE_DIR}/input.raw")
-    local_tools = {"executorch": executor_runner, "litert": benchmark_model, "litert-npu": benchmark_litert_model}
-    pushed = set()
+    pushed: set[str] = set()
     results = []
     for entry, path in artifacts:
         kind = artifact_kind(entry)
+        base = {"file": entry["file"], "backend": entry["backend"], "recipe": entry["recipe"],
+                "size_bytes": entry["size_bytes"], "measurements": []}
         if kind == "apple":
-            results.append({"file": entry["file"], "backend": entry["backend"], "recipe": entry["recipe"],
-                            "size_bytes": entry["size_bytes"], "measurements": [],
-                            "status": "skipped: runs only on iOS/macOS (its Core ML delegate)"})
-        if kind not in ANDROID_TOOLS:
+            results.append({**base, "status": "skipped: runs only on iOS/macOS (its Core ML delegate)"})
+        if kind not in PHONE_TOOLS:
             continue
-        (tool, flag), local = ANDROID_TOOLS[kind], local_tools[kind]
-        row = {"file": entry["file"], "backend": entry["backend"], "recipe": entry["recipe"],
-               "size_bytes": entry["size_bytes"], "tool": tool, "measurements": [],
-               **(npu_row_fields(entry, soc) if kind == "litert-npu" else {"accelerator": "cpu"})}
-        if kind == "litert-npu" and local and not npu_libs:
+        tool, local = PHONE_TOOLS[kind], tools.get(kind)
+        row = {**base, "tool": tool.binary,
+               **(npu_row_fields(entry, soc) if tool.accelerator == "npu" else {"accelerator": tool.accelerator})}
+        if tool.needs_npu_libs and local and not npu_libs:
             row["status"] = "skipped: pass --npu-libs DIR (the phone's LiteRT dispatch library and vendor runtime)"
         if not local:
-            row["status"] = f"skipped: pass {flag} PATH (the {tool} binary built for Android)"
+            row["status"] = f"skipped: pass {tool.flag} PATH or --tool {kind}=PATH (the {tool.binary} binary built for Android)"
         if "status" in row:
             results.append(row)
             continue
-        if not Path(local).is_file():
-            raise VeilError(f"{local}: {flag} binary not found")
-        if tool not in pushed:
-            adb.check("push", local, f"{DEVICE_DIR}/{tool}")
-            adb.check("shell", "chmod", "755", f"{DEVICE_DIR}/{tool}")
-            pushed.add(tool)
-        if kind == "litert-npu" and "npu" not in pushed:
-            if not Path(npu_libs).is_dir():
-                raise VeilError(f"{npu_libs}: --npu-libs is not a directory")
-            adb.check("shell", "mkdir", "-p", f"{DEVICE_DIR}/npu")
-            for lib in sorted(Path(npu_libs).iterdir()):
-                adb.check("push", str(lib), f"{DEVICE_DIR}/npu/{lib.name}")
-            pushed.add("npu")
+        push_tool(adb, tool, local, npu_libs, pushed)
         adb.check("push", str(path), f"{DEVICE_DIR}/{path.name}")
         for t in threads:
-            if tool == "executor_runner":
-                cmd = (f"cd {DEVICE_DIR} && ./executor_runner --model_path={path.name} --inputs=input.raw "
-                       f"--num_executions={warmup + runs} --cpu_threads={t} --print_output=none")
-                parsed = parse_executor_runner(adb.check("shell", cmd))
-            elif tool == "benchmark_litert_model":
-                cmd = litert_npu_command(path.name, t, warmup, runs)
-                parsed = parse_benchmark_litert_model(adb.check("shell", cmd))
-            else:
-                cmd = (f"cd {DEVICE_DIR} && ./benchmark_model --graph={path.name} --num_threads={t} "
-                       f"--warmup_runs={warmup} --num_runs={runs} --report_peak_memory_footprint=true")
-                parsed = parse_benchmark_model(adb.check("shell", cmd))
-            m = measurement_from_tool(parsed, t, warmup, chunk_seconds, macs)
+            cmd = tool.command(path.name, t, warmup, runs)
+            m = measurement_from_tool(tool.parse(adb.check("shell", cmd)), t, warmup, chunk_seconds, macs)
             m["command"] = cmd
             row["measurements"].append(m)
         row["status"] = "ran"
         results.append(row)
     return {"kind": "android", "serial": adb.serial, "model": model, "abi": abi, "soc": soc, "artifacts": results}
+
+
+def push_tool(adb: Adb, tool, local: str, npu_libs: str | None, pushed: set[str]) -> None:
+    """The tool's binary (and for an NPU tool the vendor libraries), once per run."""
+    if not Path(local).is_file():
+        raise VeilError(f"{local}: {tool.flag} binary not found")
+    if tool.binary not in pushed:
+        adb.check("push", local, f"{DEVICE_DIR}/{tool.binary}")
+        adb.check("shell", "chmod", "755", f"{DEVICE_DIR}/{tool.binary}")
+        pushed.add(tool.binary)
+    if tool.needs_npu_libs and "npu" not in pushed:
+        if not Path(npu_libs).is_dir():
+            raise VeilError(f"{npu_libs}: --npu-libs is not a directory")
+        adb.check("shell", "mkdir", "-p", f"{DEVICE_DIR}/npu")
+        for lib in sorted(Path(npu_libs).iterdir()):
+            adb.check("push", str(lib), f"{DEVICE_DIR}/npu/{lib.name}")
+        pushed.add("npu")
 
 
 # ---- iOS: a saved xcodebuild log ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from toolkit.console import number as _f
 from toolkit.errors import VeilError
 from toolkit.files import json_safe, write_json, write_text
 from toolkit.bench import op_profile
+from toolkit.bench.phone_tools import tool_names
 from toolkit.headlines import made_by
 
 MEASUREMENT_KEYS = {"status": str, "threads": int, "load_ms": (int, float), "first_inference_ms": (int, float),
@@ -52,6 +53,11 @@ def validate(doc: dict) -> None:
             _check(m, MEASUREMENT_KEYS, f"artifacts[{i}].measurements[{j}]")
             if not m["p50_ms"] <= m["p90_ms"] <= m["p99_ms"]:
                 raise SchemaError(f"bench JSON: artifacts[{i}].measurements[{j}] percentiles out of order")
+    for i, a in enumerate((doc.get("device") or {}).get("artifacts", [])):
+        _check(a, {"file": str, "status": str, "measurements": list}, f"device.artifacts[{i}]")
+        if a.get("tool") is not None and a["tool"] not in tool_names():
+            raise SchemaError(f"bench JSON: device.artifacts[{i}].tool {a['tool']!r} is no known phone tool "
+                              f"({', '.join(sorted(tool_names()))})")
     for codec, c in doc["payload"].get("codecs", {}).items():
         _check(c, {"bytes_per_second": (int, float), "dwer": (int, float)}, f"payload.codecs.{codec}")
     for key in ("speed", "size", "payload"):

@@ -40,12 +40,15 @@ class AudioSet:
             if len(offs) == len(utts) + 1 and offs[-1] == flat.shape[0]:
                 return cls(utts, [flat[offs[i]:offs[i + 1]] for i in range(len(utts))])
         paths = [str(u.path) for u in utts]
+        # the bar is closed (its line ended) before an error about a file is printed below it
         if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                pcm = list(tqdm(pool.map(_decode, paths, chunksize=64), total=len(paths), desc=desc, unit="utt",
-                                disable=not progress, mininterval=2.0))
+            with ProcessPoolExecutor(workers) as pool, tqdm(pool.map(_decode, paths, chunksize=64), total=len(paths),
+                                                            desc=desc, unit="utt", disable=not progress,
+                                                            mininterval=2.0) as bar:
+                pcm = list(bar)
         else:
-            pcm = [_decode(p) for p in tqdm(paths, desc=desc, unit="utt", disable=not progress, mininterval=2.0)]
+            with tqdm(paths, desc=desc, unit="utt", disable=not progress, mininterval=2.0) as bar:
+                pcm = [_decode(p) for p in bar]
         if path is not None:
             _write_cache(path, pcm)
         return cls(utts, pcm)

@@ -16,7 +16,7 @@ It is off by default because, measured on the shipped split-4 prefix, it does no
 as the min/max over all chunks, speech calibration alone already covers full-scale input (7 kHz tone 12.6 dB
 with or without the loud set), and ExecuTorch's histogram observer, given the loud set, trades speech resolution
 for range (speech 24.5 -> 23.7 dB, the 7 kHz tone 7.9 -> 2.7 dB). What still fails the stress gates is not a
-range (export/README.md, "Loud input").
+range (docs/export-notes.md, "Loud input").
 """
 from __future__ import annotations
 

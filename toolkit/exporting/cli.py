@@ -1,4 +1,4 @@
-"""`export-prefix` and `veil export`: export a checkpoint's on-device prefix for Android and/or iOS.
+"""`export-prefix` (also `veil export-prefix`, the same command): export a checkpoint's on-device prefix for Android and/or iOS.
 
     export-prefix [--checkpoint PATH] [--target android|ios|all|BACKEND] [--recipe NAME | BACKEND=NAME]...
                   [--split-layer K] [--out DIR] [--calibration-utts N] [--corpus DIR] [--verbose]
@@ -13,6 +13,7 @@ that backend alone. Mistakes print one line and exit 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from toolkit.errors import run_guarded
 from toolkit.exporting.calibration import CALIBRATION_UTTS
 from toolkit.exporting.prefix_export import ExportRequest, export_prefix, targets
 from toolkit.parity import cli as parity_cli
-from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS
+from toolkit.paths import DEFAULT_MODEL, DEFAULT_CORPUS
 
 
 def recipe_help() -> str:
@@ -35,7 +36,7 @@ def recipe_help() -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED), help="model checkpoint (.safetensors)")
+    p.add_argument("--checkpoint", default=str(DEFAULT_MODEL), help="model checkpoint (.safetensors)")
     p.add_argument("--target", default="all", metavar="|".join(targets()),
                    help="android: .pte + .tflite; ios: .mlpackage; all: the three (default); a backend: that one")
     p.add_argument("--recipe", action="append", default=[], metavar="NAME", help=recipe_help())
@@ -60,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="add 20 seeded loud chunks (full-scale tones, sweeps, noise, clipped and DC-shifted speech) "
                         "to the calibration audio; recorded in the manifest. Off by default: on the shipped model it "
                         "lifts LiteRT's loud-audio worst case but costs speech SNR and does not pass the stress gates "
-                        "(export/README.md, 'Loud input')")
+                        "(docs/export-notes.md, 'Loud input')")
     p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="LibriSpeech-layout corpus root")
     p.add_argument("--verbose", action="store_true", help="show converter output and full tracebacks")
     p.add_argument("--no-parity", action="store_true",
@@ -69,12 +70,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="export the on-device prefix (ExecuTorch, LiteRT, Core ML) + manifest")
+    p = sub.add_parser("export-prefix", help="export the on-device prefix (ExecuTorch, LiteRT, Core ML) + manifest")
     add_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.verbose:
+        os.environ["VEIL_VERBOSE"] = "1"  # converters' own warnings too (export/frame.py)
     out, _ = export_prefix(ExportRequest(checkpoint=Path(args.checkpoint), target=args.target, recipes=args.recipe,
                                          split_layer=args.split_layer, out=Path(args.out) if args.out else None,
                                          corpus=Path(args.corpus), calibration_split=args.calibration_split,

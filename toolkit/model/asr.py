@@ -51,10 +51,15 @@ class ModelConfig:
         "choices": sorted(SPEAKER_HEADS), "help": "adversary behind each GRL: pooled-stats MLP, or an x-vector TDNN"})
     split_norm: str = field(default="none", metadata={
         "choices": SPLIT_NORMS, "help": "'chunk': instance-normalize the prefix output per chunk before it leaves"})
+    norm_layer: int = 0                 # the per-chunk normalization follows this block (0 = the split layer)
+    split_norm_floor: float = 1e-5      # variance floor of the per-chunk normalization (a steady tone has ~0)
     bottleneck_dim: int = 0             # >0: the phone projects its output to this many dims before it leaves
     vq_codes: int = 0                   # >0: vector-quantize the bottleneck; codes per codebook group
     vq_groups: int = 1                  # codebook groups (indices sent per frame) when --vq-codes is set
     bottleneck_noise: float = 0.0       # std of the Gaussian noise the phone adds to unit-RMS z (no codebook)
+    suffix_blocks: int = 0              # >0: the cloud runs its own stack of this many blocks after the split
+    suffix_dim: int = 0                 # width of the cloud's own blocks (0 = d_model)
+    split_ctc: bool = False             # training only: a CTC head on what the cloud receives (content pressure)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
 
     def __post_init__(self):
@@ -70,6 +75,25 @@ class ModelConfig:
     @property
     def chunk_frames(self) -> int:
         return self.chunk.chunk_frames
+
+    @property
+    def cloud_dim(self) -> int:
+        """Width of the cloud's own blocks (``suffix_blocks``), or of the model's blocks without them."""
+        return (self.suffix_dim or self.d_model) if self.suffix_blocks else self.d_model
+
+    @property
+    def total_blocks(self) -> int:
+        """Blocks 1..n_blocks, then the cloud's own blocks n_blocks+1..n_blocks+suffix_blocks."""
+        return self.n_blocks + self.suffix_blocks
+
+    @property
+    def norm_at(self) -> int:
+        """The block the per-chunk normalization follows (with ``split_norm='chunk'``)."""
+        return self.norm_layer or self.split_layer
+
+    def block_dim(self, k: int) -> int:
+        """Width of block ``k``'s output (what a cut or an attacker after block ``k`` sees), before a bottleneck."""
+        return self.cloud_dim if k > self.n_blocks else self.d_model
 
     @property
     def embedding_dim(self) -> int:
@@ -91,8 +115,21 @@ class ModelConfig:
         if not 1 <= self.split_layer <= self.n_blocks:
             raise ValueError(f"split_layer={self.split_layer} is outside 1..{self.n_blocks}")
         for k in self.grl_layers:
-            if not 1 <= k <= self.n_blocks:
-                raise ValueError(f"GRL layer {k} is outside 1..{self.n_blocks}")
+            if not 1 <= k <= self.total_blocks:
+                raise ValueError(f"GRL layer {k} is outside 1..{self.total_blocks}")
+        if self.suffix_blocks < 0 or self.suffix_dim < 0:
+            raise ValueError("suffix_blocks and suffix_dim must be >= 0")
+        if self.suffix_dim and not self.suffix_blocks:
+            raise ValueError("suffix_dim sets the width of the cloud's own blocks: it needs suffix_blocks > 0")
+        if self.suffix_blocks and self.split_layer != self.n_blocks:
+            raise ValueError(f"with a cloud stack (suffix_blocks={self.suffix_blocks}) the phone runs every one of the "
+                             f"n_blocks={self.n_blocks} blocks: split_layer must be {self.n_blocks}")
+        if self.cloud_dim % self.n_heads:
+            raise ValueError(f"suffix_dim={self.cloud_dim} is not divisible by n_heads={self.n_heads}")
+        if not 0 <= self.norm_layer <= self.split_layer:
+            raise ValueError(f"norm_layer={self.norm_layer} is outside 1..split_layer={self.split_layer} (0 = the split)")
+        if self.split_norm_floor <= 0:
+            raise ValueError("split_norm_floor must be > 0")
         if self.grl_layers and self.n_speakers < 2:
             raise ValueError("a speaker head needs n_speakers >= 2")
         if self.split_norm not in SPLIT_NORMS:
@@ -125,7 +162,8 @@ def frames_for(num_samples: torch.Tensor | int, frame_samples: int):
 def chunk_instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """(N, T, d): zero mean, unit variance per channel over the T frames of each chunk (no affine).
     Removes the chunk's global per-channel statistics (timbre, level, channel), as instance normalization
-    does in speaker-disentangling voice conversion; what is left varies frame to frame (content)."""
+    does in speaker-disentangling voice conversion; what is left varies frame to frame (content). ``eps`` is
+    the variance floor: a chunk whose channel barely varies (a steady tone) is not amplified past it."""
     mean = x.mean(dim=1, keepdim=True)
     var = ((x - mean) ** 2).mean(dim=1, keepdim=True)
     return (x - mean) * torch.rsqrt(var + eps)
@@ -160,16 +198,29 @@ class VeilModel(nn.Module):
         self.blocks = nn.ModuleList(
             ConformerBlock(cfg.d_model, cfg.n_heads, cfg.ff_mult, cfg.conv_kernel, cfg.dropout)
             for _ in range(cfg.n_blocks))
-        self.ctc_head = nn.Linear(cfg.d_model, cfg.vocab_size)
+        self.cloud_blocks = nn.ModuleList(
+            ConformerBlock(cfg.cloud_dim, cfg.n_heads, cfg.ff_mult, cfg.conv_kernel, cfg.dropout)
+            for _ in range(cfg.suffix_blocks))
+        self.ctc_head = nn.Linear(cfg.cloud_dim, cfg.vocab_size)
         self.bottleneck = Bottleneck(cfg.d_model, cfg.bottleneck_dim, cfg.vq_groups, cfg.vq_codes,
-                                     cfg.bottleneck_noise) if cfg.bottleneck_dim else None
+                                     cfg.bottleneck_noise, out_dim=cfg.cloud_dim) if cfg.bottleneck_dim else None
+        # without a bottleneck, a cloud stack of another width reads the split through its own projection
+        self.cloud_in = (nn.Linear(cfg.d_model, cfg.cloud_dim)
+                         if cfg.suffix_blocks and not cfg.bottleneck_dim and cfg.cloud_dim != cfg.d_model else None)
         self.speaker_heads = nn.ModuleDict({str(k): self.new_speaker_head(k) for k in cfg.grl_layers})
+        # training only: content pressure on what the cloud receives
+        self.split_ctc_head = nn.Linear(cfg.embedding_dim, cfg.vocab_size) if cfg.split_ctc else None
+
+    def block(self, i: int) -> nn.Module:
+        """Block ``i + 1`` (0-based ``i``): the model's blocks, then the cloud's own."""
+        n = self.cfg.n_blocks
+        return self.blocks[i] if i < n else self.cloud_blocks[i - n]
 
     def new_speaker_head(self, k: int) -> nn.Module:
         """A freshly initialized adversary for block ``k``'s output; at the split of a bottleneck model it sees
         what the cloud receives (the bottleneck's ``embedding_dim`` dims)."""
         cfg = self.cfg
-        d = cfg.embedding_dim if k == cfg.split_layer else cfg.d_model
+        d = cfg.embedding_dim if k == cfg.split_layer else cfg.block_dim(k)
         return SPEAKER_HEADS[cfg.speaker_head](d, cfg.n_speakers, cfg.speaker_hidden)
 
     # ---- the encoder as training runs it, batched -------------------------------------------------------
@@ -207,10 +258,11 @@ class VeilModel(nn.Module):
             x, commit = self.bottleneck.transmit(x, mask, generator)
             if cfg.split_layer in layers:
                 layers[cfg.split_layer] = x
-            if upto > cfg.split_layer:
-                x = self.bottleneck.up(x)
+        if upto > cfg.split_layer:
+            x = self.bottleneck.up(x) if self.bottleneck is not None else (
+                self.cloud_in(x) if self.cloud_in is not None else x)
         for i in range(cfg.split_layer, upto):
-            x = self.blocks[i](x, mask)
+            x = self.block(i)(x, mask)
             if i + 1 in keep:
                 layers[i + 1] = x
         return x, layers, frame_lengths, mask, commit
@@ -222,11 +274,14 @@ class VeilModel(nn.Module):
         """pcm (B, S) zero-padded, lengths (B,) in samples. Returns CTC log-probs (B, T, V), frame lengths,
         speaker logits per GRL layer, the bottleneck's commitment loss, and (optionally) every block's output."""
         cfg = self.cfg
-        keep = range(1, cfg.n_blocks + 1) if return_layers else cfg.grl_layers
-        x, layers, frame_lengths, mask, commit = self.encode(pcm, lengths, cfg.n_blocks, tuple(keep), augment,
-                                                             generator)
+        keep = {*(range(1, cfg.total_blocks + 1) if return_layers else cfg.grl_layers), cfg.split_layer}
+        x, layers, frame_lengths, mask, commit = self.encode(pcm, lengths, cfg.total_blocks, tuple(sorted(keep)),
+                                                             augment, generator)
+        received = layers[cfg.split_layer]  # what the cloud receives: the split's output, after the channel
         out = {"log_probs": torch.log_softmax(self.ctc_head(x), dim=-1), "frame_lengths": frame_lengths,
-               "mask": mask, "speaker_logits": {}, "commit": commit}
+               "mask": mask, "speaker_logits": {}, "commit": commit, "received": received}
+        if self.split_ctc_head is not None:
+            out["split_log_probs"] = torch.log_softmax(self.split_ctc_head(received), dim=-1)
         for k in cfg.grl_layers:
             out["speaker_logits"][k] = self.speaker_heads[str(k)](grad_reverse(layers[k], grl_lambda), mask)
         if return_layers:
@@ -250,7 +305,8 @@ class Prefix(nn.Module):
         self.blocks = nn.ModuleList(model.blocks[:split_layer])
         self.chunk_samples = model.cfg.chunk_samples
         cfg = model.cfg
-        self.norm_after = cfg.split_layer if cfg.split_norm == "chunk" and split_layer >= cfg.split_layer else 0
+        self.norm_after = cfg.norm_at if cfg.split_norm == "chunk" and split_layer >= cfg.norm_at else 0
+        self.norm_floor = cfg.split_norm_floor
         self.bottleneck = model.bottleneck if bottleneck and split_layer >= cfg.split_layer else None
         self.bottleneck_after = cfg.split_layer
 
@@ -269,7 +325,7 @@ class Prefix(nn.Module):
         for i, block in enumerate(self.blocks, 1):
             x = block(x)
             if i == self.norm_after:
-                x = chunk_instance_norm(x)
+                x = chunk_instance_norm(x, self.norm_floor)
             if self.bottleneck is not None and i == self.bottleneck_after:
                 x = self.bottleneck.phone(x)
                 if i < len(self.blocks):  # a deeper what-if prefix: the cloud's side of the bottleneck, here
@@ -281,48 +337,66 @@ class Prefix(nn.Module):
 
 class Suffix(nn.Module):
     """What the cloud runs: embeddings (B, T, d) + valid-frame mask (B, T) -> CTC log-probs (B, T, V).
-    Cut before a split-norm model's split layer (a what-if of the cut-point sweep), the suffix applies the
-    per-chunk normalization after block ``cfg.split_layer`` itself, over each ``chunk_frames`` group of frames
+    Cut before a split-norm model's normalization (a what-if of the cut-point sweep), the suffix applies the
+    per-chunk normalization after block ``cfg.norm_at`` itself, over each ``chunk_frames`` group of frames
     (the last, partial group over the frames it has). A bottleneck model's suffix cut at the split receives
     bottleneck vectors (``embedding_dim``): it quantizes them with the codebook (idempotent on codewords, so
-    the phone's ``z`` and the codewords decoded from a ``vq`` payload give the same result) and expands them."""
+    the phone's ``z`` and the codewords decoded from a ``vq`` payload give the same result) and expands them.
+    A model with a cloud stack (``suffix_blocks``) goes on through the cloud's own blocks after the split."""
 
     def __init__(self, model: VeilModel, split_layer: int):
         super().__init__()
-        self.blocks = nn.ModuleList(model.blocks[split_layer:])
-        self.ctc_head = model.ctc_head
         cfg = model.cfg
+        self.blocks = nn.ModuleList([*model.blocks[split_layer:], *model.cloud_blocks])
+        self.ctc_head = model.ctc_head
         self.first = split_layer + 1
-        self.norm_after = cfg.split_layer if cfg.split_norm == "chunk" and split_layer < cfg.split_layer else 0
+        self.norm_after = cfg.norm_at if cfg.split_norm == "chunk" and split_layer < cfg.norm_at else 0
+        self.norm_floor = cfg.split_norm_floor
         self.chunk_frames = cfg.chunk_frames
         self.bottleneck = model.bottleneck if split_layer <= cfg.split_layer else None
-        self.bottleneck_after = cfg.split_layer if self.bottleneck is not None and split_layer < cfg.split_layer else 0
+        self.cloud_in = model.cloud_in
+        self.at_split = split_layer == cfg.split_layer
+        self.split_after = cfg.split_layer if split_layer < cfg.split_layer else 0
 
     @property
     def codebook(self) -> torch.Tensor | None:
         """(groups, codes, dim / groups) codewords that ``vq`` payloads index, when this suffix receives them."""
-        if self.bottleneck is None or self.bottleneck_after or self.bottleneck.vq is None:
+        if self.bottleneck is None or not self.at_split or self.bottleneck.vq is None:
             return None
         return self.bottleneck.vq.codebook
 
+    def _enter_cloud(self, z: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if self.bottleneck is not None:
+            return self.bottleneck.up(self.bottleneck.receive(z, mask))
+        return self.cloud_in(z) if self.cloud_in is not None else z
+
     def forward(self, emb: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = emb
-        if self.bottleneck is not None and not self.bottleneck_after:
-            x = self.bottleneck.up(self.bottleneck.receive(x, mask))
+        return self.run(emb, mask)[0]
+
+    def run(self, emb: torch.Tensor, mask: torch.Tensor | None = None, keep=()) -> tuple[torch.Tensor, dict]:
+        """CTC log-probs and ``{k: output of block k}`` for k in ``keep``: the cloud's own activations, what
+        an operator who holds the suffix can read (the privacy suite attacks them too)."""
+        kept = {}
+        x = self._enter_cloud(emb, mask) if self.at_split else emb
         for i, block in enumerate(self.blocks, self.first):
             x = block(x, mask)
+            if i in keep:
+                kept[i] = x
             if i == self.norm_after:
                 cf = self.chunk_frames
-                x = torch.cat([chunk_instance_norm(x[:, j:j + cf]) for j in range(0, x.shape[1], cf)], dim=1)
-            if i == self.bottleneck_after:
-                x = self.bottleneck.up(self.bottleneck.transmit(self.bottleneck.phone(x), mask)[0])
-        return torch.log_softmax(self.ctc_head(x), dim=-1)
+                x = torch.cat([chunk_instance_norm(x[:, j:j + cf], self.norm_floor)
+                               for j in range(0, x.shape[1], cf)], dim=1)
+            if i == self.split_after:
+                if self.bottleneck is not None:  # what-if cut before the split: the channel runs here
+                    x = self.bottleneck.transmit(self.bottleneck.phone(x), mask)[0]
+                x = self._enter_cloud(x, mask)
+        return torch.log_softmax(self.ctc_head(x), dim=-1), kept
 
 
 def split(model: VeilModel, k: int | None = None) -> tuple[Prefix, Suffix]:
     """Cut after block ``k`` (default: the config's split layer). Shares weights with ``model``."""
     k = model.cfg.split_layer if k is None else k
-    if not 1 <= k <= model.cfg.n_blocks:
+    if not 1 <= k <= model.cfg.n_blocks:  # the phone can run the model's blocks, never the cloud's own
         raise ValueError(f"split layer {k} is outside 1..{model.cfg.n_blocks}")
     return Prefix(model, k), Suffix(model, k)
 

@@ -116,13 +116,14 @@ class VectorQuantizer(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """Phone side ``down`` (d -> dim), the optional codebook, cloud side ``up`` (dim -> d)."""
+    """Phone side ``down`` (d -> dim), the optional codebook, cloud side ``up`` (dim -> out_dim, default d: the
+    width of the cloud's first block)."""
 
-    def __init__(self, d: int, dim: int, groups: int = 0, codes: int = 0, noise: float = 0.0):
+    def __init__(self, d: int, dim: int, groups: int = 0, codes: int = 0, noise: float = 0.0, out_dim: int = 0):
         super().__init__()
         self.dim, self.noise = dim, noise
         self.down = nn.Linear(d, dim)
-        self.up = nn.Linear(dim, d)
+        self.up = nn.Linear(dim, out_dim or d)
         self.vq = VectorQuantizer(dim, groups, codes) if codes else None
 
     def phone(self, x: torch.Tensor) -> torch.Tensor:
@@ -157,7 +158,8 @@ class Bottleneck(nn.Module):
         basis = vt[: self.dim]
         self.down.weight.copy_(basis)
         self.down.bias.copy_(-basis @ mean)
-        self.up.weight.copy_(basis.T)
-        self.up.bias.copy_(mean)
+        if self.up.out_features == x.shape[1]:  # the cloud reads back the split's width: start as the PCA inverse
+            self.up.weight.copy_(basis.T)
+            self.up.bias.copy_(mean)
         if self.vq is not None:
             self.vq.init_from(self.down(x), seed=seed)

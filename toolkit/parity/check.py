@@ -153,18 +153,22 @@ def record_verdict(manifest: ExportManifest, report: dict, req: ParityRequest) -
     for entry in manifest.data["artifacts"]:
         for a in report["artifacts"]:
             if a["file"] == entry["file"]:
-                entry["parity"] = {"verdict": a["verdict"], "snr_db": a.get("numeric", {}).get("snr_db"),
-                                   "dwer": a.get("cloud", {}).get("dwer"), "failures": a.get("failures", [])}
+                measured = a.get("checked_on_linux", {}).get("mil_reference") or a
+                entry["parity"] = {"verdict": a["verdict"], "snr_db": measured.get("numeric", {}).get("snr_db"),
+                                   "dwer": measured.get("cloud", {}).get("dwer"), "failures": a.get("failures", [])}
+                if measured is not a:
+                    entry["parity"]["measured_by"] = measured["label"]
     manifest.write()
 
 
 def _status_line(a: dict) -> str:
-    if a["verdict"] in NOT_RUN_SUMMARY:
+    mil = a.get("checked_on_linux", {}).get("mil_reference")
+    if a["verdict"] in NOT_RUN_SUMMARY and not mil:
         return f"{a['verdict']} ({NOT_RUN_SUMMARY[a['verdict']]})"
-    n, c, st = a["numeric"], a["cloud"], a["stress"]
-    text = (f"SNR {n['snr_db']:.1f} dB, cos {n['cosine_mean']:.4f}, dWER {c['dwer']:+.2f}, "
-            f"identical {100 * c['identical_share']:.0f} %, stress worst {st['stress_snr_db']:.1f} dB "
-            f"({st['worst_case']}): {a['verdict']}")
+    n, c, st = (mil["numeric"], mil["cloud"], mil["stress"]) if mil else (a["numeric"], a["cloud"], a["stress"])
+    text = (f"{mil['label'] + ': ' if mil else ''}SNR {n['snr_db']:.1f} dB, cos {n['cosine_mean']:.4f}, "
+            f"dWER {c['dwer']:+.2f}, identical {100 * c['identical_share']:.0f} %, stress worst "
+            f"{st['stress_snr_db']:.1f} dB ({st['worst_case']}): {a['verdict']}")
     if a.get("failures"):
         text += " (" + "; ".join(gating.describe_failure(f) for f in a["failures"]) + ")"
     return text
@@ -179,7 +183,10 @@ def check_artifact(entry: dict, art: backends.Artifact, ref: Reference, manifest
         runner = backends.load(art)
     except backends.NotRunHere as exc:
         result.update(offline_checks(exc.status, entry, art, ref, manifest, gate))
-        result.update({"verdict": exc.status, "execution": {"status": exc.status, "detail": str(exc)}})
+        mil = result["checked_on_linux"].get("mil_reference")
+        result["failures"] = mil["failures"] if mil else []  # the package's own program is gated; Core ML is not run
+        result.update({"verdict": "fail" if result["failures"] else exc.status,
+                       "execution": {"status": exc.status, "detail": str(exc)}})
         return result
     outs = [run_chunked(runner, p, ref.chunk)[0] for p in ref.pcms]
     result["runtime"] = type(runner).__name__
@@ -242,8 +249,32 @@ def localize_gap(art: backends.Artifact, ref: Reference, manifest: ExportManifes
         return {"status": "failed", "detail": str(exc)}
 
 
-def coreml_offline_checks(art: backends.Artifact, ref: Reference, manifest: ExportManifest) -> tuple[dict, object]:
-    """What Linux can check of a .mlpackage; every number here is labelled: spec, weights, estimate. Returns the
+def coreml_mil_reference(art: backends.Artifact, ref: Reference, gate: dict) -> dict:
+    """The .mlpackage's own MIL program, evaluated by Veil's numpy interpreter (``export.coreml_mil``) on the
+    parity audio and the stress audio, gated like any runtime. Labelled ``mil-reference (Linux)``: Core ML itself
+    (its kernels, the Neural Engine's numerics) did not run."""
+    runner = coreml_offline.mil_runner(art)
+    outs = [run_chunked(runner, p, ref.chunk)[0] for p in ref.pcms]
+    mil = {"label": coreml_offline.MIL_LABEL, "how": coreml_offline.MIL_HOW,
+           "program": runner.interpreter.summary(), **_numbers(ref, outs),
+           "cosine_over_time": [round(float(v), 6) for v in
+                                metrics.frame_cosine(ref.embeddings[ref.plot_utt], outs[ref.plot_utt])],
+           "stress": run_stress(ref.stress, torch_runner(ref.prefix), runner)}
+    failures = gating.check(gate, {**mil["numeric"], **mil["cloud"], **_stress_values(mil["stress"])})
+    nonfinite = mil["numeric"]["nonfinite"] + mil["stress"]["nonfinite"]
+    if nonfinite:
+        failures.append({"metric": "nonfinite", "value": nonfinite, "gate": 0, "direction": "max", "unit": "values"})
+    mil["failures"] = failures
+    mil["verdict"] = "fail" if failures else "pass"
+    mil["seconds_per_chunk"] = {"median": float(np.median(runner.seconds)), "max": float(np.max(runner.seconds)),
+                                "chunks": len(runner.seconds), "chunk_seconds": ref.chunk.chunk_seconds}
+    return mil
+
+
+def coreml_offline_checks(art: backends.Artifact, ref: Reference, manifest: ExportManifest,
+                          gate: dict) -> tuple[dict, object]:
+    """What Linux can check of a .mlpackage; every number here is labelled: spec, weights, the package's program
+    run by the MIL reference interpreter (gated), and the torch estimate beside it as a cross-check. Returns the
     checks and the estimate module (which also meets the stress audio)."""
     spec = coreml_offline.spec_vs_manifest(art, manifest.data)
     weights = coreml_offline.package_weights(art.path)
@@ -258,7 +289,12 @@ def coreml_offline_checks(art: backends.Artifact, ref: Reference, manifest: Expo
                 "numeric": metrics.embedding_metrics(ref.embeddings, outs),
                 "cloud": metrics.cloud_metrics(ref.log_probs, metrics.decode(ref.suffix, outs), ref.texts,
                                                ref.tokenizer)}
-    return {"checked_on_linux": {"spec_vs_manifest": spec, "weights_vs_torch": matching, "fp16_estimate": estimate}}, est
+    checked = {"spec_vs_manifest": spec, "weights_vs_torch": matching}
+    try:
+        checked["mil_reference"] = coreml_mil_reference(art, ref, gate)
+    except coreml_offline.coreml_mil.UnsupportedMILOp as exc:  # reported, never a pass; the estimate still runs
+        checked["mil_reference_unavailable"] = str(exc)
+    return {"checked_on_linux": {**checked, "fp16_estimate": estimate}}, est
 
 
 NO_SUFFIX_METRICS = ("wer_float", "wer_artifact", "dwer", "dwer_abs", "cer_float", "cer_artifact", "dcer",
@@ -279,7 +315,7 @@ def offline_checks(status: str, entry: dict, art: backends.Artifact, ref: Refere
     ``needs-device``), every number labelled; the torch estimate also meets the stress audio, and where it misses
     the stress gate the stage where its gap opens is named."""
     if art.backend == "coreml":
-        checks, estimate_module = coreml_offline_checks(art, ref, manifest)
+        checks, estimate_module = coreml_offline_checks(art, ref, manifest, gate)
     elif "npu" in entry:
         checks, estimate_module = npu_offline.checks(entry, art, ref.prefix, ref.pcms, ref.chunk, manifest,
                                                      lambda outs: _numbers(ref, outs))

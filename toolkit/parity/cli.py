@@ -30,8 +30,8 @@ def add_parity_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--localize", choices=["auto", "always", "never"], default="auto",
                    help="find the layer where the gap opens: auto = failing or within 6 dB of the SNR gate")
     p.add_argument("--no-bundle", action="store_true", help="do not write ExecuTorch .bpte check bundles")
-    p.add_argument("--readme", default=None, metavar="README",
-                   help="also rewrite the export table of this README (between <!-- veil:parity --> markers)")
+    p.add_argument("--readme", default=None, metavar="PAGE",
+                   help="also rewrite the export table of this page (docs/results.md, <!-- veil:parity --> markers)")
 
 
 def request_from(args, export_dir: Path, checkpoint: Path | None = None) -> ParityRequest:
@@ -54,7 +54,7 @@ def run_and_report(req: ParityRequest) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("parity", help="check exported artifacts in their real runtimes against the float model")
-    p.add_argument("export_dir", metavar="EXPORT_DIR", help="folder written by `veil export` (manifest.json)")
+    p.add_argument("export_dir", metavar="EXPORT_DIR", help="folder written by `export-prefix` (manifest.json)")
     p.add_argument("--checkpoint", default=None, help="the float checkpoint (default: the manifest's)")
     p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="LibriSpeech-layout corpus root")
     p.add_argument("--backend", action="append", default=[], help="check only this backend (repeatable)")

@@ -1,7 +1,8 @@
 """Core ML parity pieces. Execution needs Apple's Core ML framework (macOS); what Linux can check is done
 here and labelled as such: the package's input/output spec against the manifest, its weights (dequantized
-from int8 / palettized storage) against the torch weights, and a torch *estimate* of the fp16 numerics. On
-macOS parity runs the real ``MLModel.predict`` through ``export.load`` instead.
+from int8 / palettized storage) against the torch weights, the package's own MIL program run by Veil's numpy
+reference interpreter (``mil-reference (Linux)``, gated), and a torch *estimate* of the fp16 numerics beside it
+as a cross-check. On macOS parity runs the real ``MLModel.predict`` through ``export.load`` instead.
 """
 from __future__ import annotations
 
@@ -13,9 +14,19 @@ import numpy as np
 import torch
 
 import export as backends
+from export import coreml_mil
 from toolkit.model.asr import Prefix
 
 COMPRESSED_SUFFIXES = ("_quantized", "_palettized", "_to_fp16", "_to_fp32")
+MIL_LABEL = coreml_mil.LABEL
+MIL_HOW = ("the .mlpackage's own MIL program and weights, evaluated op by op in numpy (export/coreml_mil.py): "
+           "each op rounded to its declared dtype, compressed weights dequantized as the program states; not "
+           "Core ML's kernels nor the Neural Engine's numerics (those need a Mac)")
+
+
+def mil_runner(art: backends.Artifact) -> coreml_mil.MILReferenceRunner:
+    """The package's program as a chunk runner, by the reference interpreter (any OS)."""
+    return coreml_mil.MILReferenceRunner(art)
 
 
 def spec_vs_manifest(artifact: backends.Artifact, manifest: dict) -> dict:

@@ -16,9 +16,15 @@ def rows(report: dict) -> list[dict]:
     out = []
     for a in report["artifacts"]:
         if "checked_on_linux" in a:
+            mil = a["checked_on_linux"].get("mil_reference")
+            n, c = (mil["numeric"], mil["cloud"]) if mil else ({}, {})
+            failed = "; ".join(describe_failure(f) for f in a.get("failures", []))
             out.append({"artifact": a["file"], "backend": a["backend"], "recipe": a["recipe"],
-                        "snr": None, "cos_mean": None, "cos_min": None, "dwer": None, "kl": None, "identical": None,
-                        "gate": a["gate"], "verdict": a["verdict"], "note": offline_note(a["checked_on_linux"])})
+                        "snr": n.get("snr_db"), "cos_mean": n.get("cosine_mean"), "cos_min": n.get("cosine_min"),
+                        "dwer": c.get("dwer"), "kl": c.get("kl_mean"),
+                        "identical": 100 * c["identical_share"] if c else None, "gate": a["gate"],
+                        "verdict": a["verdict"] + (f" ({mil['label']} {mil['verdict']})" if mil else ""),
+                        "note": "; ".join(filter(None, [failed, offline_note(a["checked_on_linux"])]))})
             continue
         n, c = a["numeric"], a["cloud"]
         note = "; ".join(describe_failure(f) for f in a["failures"])
@@ -37,7 +43,11 @@ def rows(report: dict) -> list[dict]:
 def offline_note(checked: dict) -> str:
     """One line of what was checked of an artifact that did not run here."""
     est = checked.get("fp16_estimate") or {}
-    parts = [f"not executed; estimate SNR {_num(est.get('numeric', {}).get('snr_db'), '{:.1f}')} dB, "
+    mil = checked.get("mil_reference")
+    parts = [f"numbers: {mil['label']}, the package's MIL program in numpy; Core ML not executed"] if mil else []
+    if checked.get("mil_reference_unavailable"):
+        parts.append(checked["mil_reference_unavailable"])
+    parts += [f"{'torch ' if mil else 'not executed; '}estimate SNR {_num(est.get('numeric', {}).get('snr_db'), '{:.1f}')} dB, "
              f"dWER {_num(est.get('cloud', {}).get('dwer'), '{:+.2f}')}"]
     if "placement" in checked:
         p = checked["placement"]
@@ -62,9 +72,13 @@ def offline_note(checked: dict) -> str:
 
 
 def stress_rows(a: dict) -> tuple[str, dict] | None:
-    """(label, stress result) of an artifact: measured in its runtime, or its torch estimate's."""
+    """(label, stress result) of an artifact: measured in its runtime, by the MIL reference interpreter (a Core ML
+    package off macOS), or its torch estimate's."""
     if "stress" in a:
         return "runtime", a["stress"]
+    mil = a.get("checked_on_linux", {}).get("mil_reference")
+    if mil:
+        return mil["label"], mil["stress"]
     st = a.get("checked_on_linux", {}).get("stress_estimate")
     return ("estimate", st) if st else None
 
@@ -89,7 +103,9 @@ def render_markdown(report: dict) -> str:
                      f"**{r['verdict']}** | {r['note']} |")
     lines += ["", "ΔWER: WER(artifact) − WER(float), percentage points against the references; a gain never fails. "
               "`needs-macos`: Core ML runs only on macOS; `needs-device`: an NPU artifact runs only on its phone; "
-              "nothing was executed and nothing is reported as passed."]
+              "nothing was executed and nothing is reported as passed. `mil-reference (Linux)`: a Core ML package's "
+              "own MIL program evaluated by Veil's numpy interpreter and gated (a failure fails); Core ML's kernels "
+              "and the Neural Engine's numerics still need a Mac."]
     stress = [(a, *stress_rows(a)) for a in report["artifacts"] if stress_rows(a)]
     if stress:
         cases = [c["case"] for c in stress[0][2]["cases"]]
@@ -238,8 +254,16 @@ def headline(report: dict, source: str | None = None) -> str:
         size = _num(a["size_bytes"] / 1e6 if a.get("size_bytes") else None)
         what = f"`{a['file']}` | {a['backend']} {a['recipe']} | {size}"
         label, st = stress_rows(a) or (None, None)
-        stress = (f"{'estimate ' if label == 'estimate' else ''}{_num(st['stress_snr_db'], '{:.1f}')} "
+        tag = {"estimate": "estimate ", "runtime": ""}.get(label, "mil-ref ")
+        stress = (f"{tag}{_num(st['stress_snr_db'], '{:.1f}')} "
                   f"({st['worst_case']})") if st else "–"
+        mil = a.get("checked_on_linux", {}).get("mil_reference")
+        if mil:
+            n, c = mil["numeric"], mil["cloud"]
+            lines.append(f"| {what} | mil-ref {_num(n['snr_db'], '{:.1f}')} | "
+                         f"mil-ref {_num(n['cosine_mean'], '{:.4f}')} | mil-ref {_num(c['dwer'], '{:+.2f}')} | "
+                         f"{stress} | {a['verdict']} |")
+            continue
         if "checked_on_linux" in a:
             est = a["checked_on_linux"]["fp16_estimate"]
             lines.append(f"| {what} | estimate {_num(est['numeric']['snr_db'], '{:.1f}')} | "
@@ -255,5 +279,6 @@ def headline(report: dict, source: str | None = None) -> str:
         f"as on a phone, against the float prefix (split after block {report['split_layer']}) of "
         f"`{report['checkpoint']['path']}`; platform {report['platform']}. Stress: the worst of the loud and hostile "
         f"chunks (full-scale tones and noise, clipped, near-silent and DC-offset speech) against the float prefix. "
-        f"Core ML runs only on macOS and an NPU artifact only on its phone: their rows are torch estimates, never a "
-        f"pass. " + made_by("export-prefix` / `veil parity", source) + "\n")
+        f"Core ML runs only on macOS: off macOS its rows are the package's own MIL program run by Veil's numpy "
+        f"interpreter (`mil-ref`), gated, still `needs-macos`; an NPU artifact runs only on its phone: its rows are "
+        f"torch estimates, never a pass. " + made_by("export-prefix` / `veil parity", source) + "\n")

@@ -1,5 +1,6 @@
 """The privacy job: `veil privacy` (speaker leakage per layer: the attacker suite, every attacker trained on what it
-attacks, the strongest of each task named), the GRL sweep (`veil sweep`) and the attempts log (`veil attempts`).
+attacks, the strongest of each task named). The research recipes built on it (the GRL sweep, the bottleneck
+frontier, the attempts log) live in ``experiments/``.
 
 Modules: ``leakage`` (the recipe, its settings, the attack material, attacking a checkpoint layer or an export),
 ``suite`` (the attackers by name, the strongest, the spread over seeds), the attackers' parts (``attackers``:

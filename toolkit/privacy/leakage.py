@@ -1,6 +1,6 @@
 """`veil privacy`: how much speaker identity leaks from a model's embeddings, per layer.
 
-For every requested layer and every attacked source (the anonymized checkpoint, or with ``--artifact`` each
+For every requested layer and every attacked source (the checkpoint, named by its file, or with ``--artifact`` each
 exported prefix run in its real runtime; and the baseline checkpoint when given) the attacker suite
 (:mod:`toolkit.privacy.suite`: attackers by name, each trained on *this source's* embeddings) runs:
 - closed set: attackers trained on 60 % of each eval speaker's utterances, tested on the other 40 %;
@@ -13,7 +13,7 @@ From Python (the material once, then any layer of a checkpoint or any export)::
 
     data = load_attack_data(Path("data/corpus"))          # eval speakers + every training utterance
     row = attack_checkpoint_layer(model_or_path, 4, data, SuiteOptions(attackers="fast"), seeds=[0])
-    row = attack_artifact(Path("exports/anonymized-k4"), data, SuiteOptions(), seeds=[0, 1, 2])
+    row = attack_artifact(Path("exports/k6-d16-n0.5-k6"), data, SuiteOptions(), seeds=[0, 1, 2])
     row["strongest"]["open"]            # {"attacker": "ecapa-plda", "eer": ..., ...} (first seed)
     row["spread"]["strongest"]["open"]  # over seeds: {"attacker", "mean", "sd", "values", "per_seed_best"}
 """
@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
@@ -37,8 +38,10 @@ from toolkit.errors import VeilError
 from toolkit.files import file_sha256
 from toolkit.headlines import refresh
 from toolkit.layer_range import parse_layer_range
+from toolkit.exporting.manifest import ExportManifest
+from toolkit.model.asr import split
 from toolkit.model.checkpoint import load_checkpoint
-from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, display_path
+from toolkit.paths import DEFAULT_MODEL, DEFAULT_CORPUS, display_path
 from toolkit.privacy.artifact import ExportedPrefix, load_runners, read_export
 from toolkit.privacy.attackers import open_set_attack, utterance_split
 from toolkit.privacy.ecapa import EcapaSettings
@@ -94,7 +97,7 @@ SWEEP_DEFAULTS = {"attackers": "legacy", "attacker_utts": 10}
 class PrivacyRequest:
     """One ``veil privacy`` run: attack ``checkpoint``'s layers (or, with ``artifact``, what an export folder's
     artifacts emit at their split layer), beside ``baseline`` when given."""
-    checkpoint: Path = DEFAULT_ANONYMIZED
+    checkpoint: Path = DEFAULT_MODEL
     baseline: Path | None = None
     corpus: Path = DEFAULT_CORPUS
     layers: str | None = None               # toolkit.layer_range syntax; default all (0 = log-mel)
@@ -103,6 +106,7 @@ class PrivacyRequest:
     attacker_seeds: int = 1                 # repeat the attacks with seeds seed, seed+1, ...: mean and sd
     artifact: Path | None = None            # an export folder
     backends: list[str] = field(default_factory=list)  # with artifact: only these backends
+    cloud_layers: str | None = None         # with artifact: also the suffix's own blocks on what the cloud receives
     progress: bool = True
     readme: Path | None = None              # also rewrite this README's privacy table (toolkit/headlines.py)
 
@@ -309,6 +313,29 @@ def prefix_embeddings(prefix: ExportedPrefix, runner, data: AttackData, progress
     return [prefix.received(x) for x in ev], [prefix.received(x) for x in tr]
 
 
+@torch.no_grad()
+def cloud_embeddings(model, split_layer: int, received: list[np.ndarray], layers: list[int],
+                     batch: int = 64) -> dict[int, list[np.ndarray]]:
+    """The suffix's own block outputs ``{k: [(T_i, d) per utterance]}`` for ``layers`` (> ``split_layer``), run
+    on what the cloud received (``received``: an artifact's output plus the phone's noise): the operator's view."""
+    suffix = split(model.eval(), split_layer)[1]
+    out = {k: [None] * len(received) for k in layers}
+    order = sorted(range(len(received)), key=lambda i: len(received[i]))
+    for start in range(0, len(order), batch):
+        idx = order[start:start + batch]
+        t = max(len(received[i]) for i in idx)
+        x = torch.zeros(len(idx), t, received[idx[0]].shape[1])
+        mask = torch.zeros(len(idx), t, dtype=torch.bool)
+        for j, i in enumerate(idx):
+            x[j, : len(received[i])] = torch.from_numpy(received[i])
+            mask[j, : len(received[i])] = True
+        _, kept = suffix.run(x, mask, keep=tuple(layers))
+        for k in layers:
+            for j, i in enumerate(idx):
+                out[k][i] = kept[k][j, : len(received[i])].numpy().astype(np.float32)
+    return out
+
+
 def attack_checkpoint_layer(model, layer: int, data: AttackData, options: SuiteOptions | None = None,
                             seeds: list[int] = (0,), log=None) -> dict:
     """The suite on one layer of a float model (a ``VeilModel`` or a checkpoint path): one results row."""
@@ -328,6 +355,13 @@ def attack_artifact(export_dir: Path, data: AttackData, options: SuiteOptions | 
 
 
 # ---- the recipe -------------------------------------------------------------------------------------------------
+
+def attacked_name(checkpoint: Path, taken) -> str:
+    """A checkpoint's name in the report: its file's stem (``normalized``), as it is, never a role it may not have;
+    ``(attacked)`` is added when the baseline already has that name."""
+    stem = Path(checkpoint).stem
+    return f"{stem} (attacked)" if stem in taken else stem
+
 
 def run_privacy(req: PrivacyRequest) -> dict:
     """Attack the request's sources; write privacy.json/.md/.png into ``req.out``; return the report."""
@@ -353,25 +387,31 @@ def _run_privacy(req: PrivacyRequest, options: SuiteOptions) -> dict:
         prefixes = read_export(Path(req.artifact), req.backends)
         k = prefixes[0].split_layer
         if req.layers not in (None, str(k)):
-            raise VeilError(f"--layers {req.layers}: an exported prefix emits only its split layer ({k})")
-        layers = [k]
+            raise VeilError(f"--layers {req.layers}: an exported prefix emits only its split layer ({k}); "
+                            f"--cloud-layers attacks the suffix's blocks on it")
+        cloud_layers, cloud_model = [], None
+        if req.cloud_layers:
+            cloud_model = ExportManifest.read(Path(req.artifact)).load_checkpoint()[0]  # sha256-checked
+            cloud_layers = parse_layer_range(req.cloud_layers, k + 1, cloud_model.cfg.total_blocks, "--cloud-layers")
+        layers = [k, *cloud_layers]
         for model in loaded.values():
             if not 1 <= k <= model.cfg.n_blocks:
                 raise VeilError(f"{baseline}: baseline has {model.cfg.n_blocks} blocks, the artifact's layer is {k}")
         runnable, skipped = load_runners(prefixes)
         for p, runner in runnable:
-            name = "anonymized" if len(runnable) == 1 else p.name
+            name = p.name  # backend/recipe: the report names what it attacked
             sources[name] = {"kind": "artifact", **p.describe(), "runtime": type(runner).__name__}
             loaded[name] = (p, runner)
     else:
         checkpoint = Path(req.checkpoint)
         model = load_checkpoint(checkpoint)[0]
         if baseline and loaded["baseline"].cfg.n_blocks != model.cfg.n_blocks:
-            raise VeilError(f"{checkpoint}: baseline and anonymized models have different depths "
+            raise VeilError(f"{checkpoint}: it and the baseline have different depths "
                             f"{sorted({loaded['baseline'].cfg.n_blocks, model.cfg.n_blocks})}")
-        layers = parse_layer_range(req.layers, 0, model.cfg.n_blocks)
-        loaded["anonymized"] = model
-        sources["anonymized"] = {"kind": "checkpoint", "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
+        layers = parse_layer_range(req.layers, 0, model.cfg.total_blocks)  # the cloud stack too: the operator holds it
+        name = attacked_name(checkpoint, loaded)
+        loaded[name] = model
+        sources[name] = {"kind": "checkpoint", "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
 
     data = load_attack_data(Path(req.corpus), attack.attacker_utts or None, attack.eval_limit, attack.seed,
                             req.progress)
@@ -393,6 +433,9 @@ def _run_privacy(req: PrivacyRequest, options: SuiteOptions) -> dict:
         if src["kind"] == "artifact":
             p, runner = obj
             emb_eval, emb_train = ({layers[0]: e} for e in prefix_embeddings(p, runner, data, req.progress))
+            for emb in (emb_eval, emb_train):
+                if cloud_layers:  # the operator runs its suffix on what it received
+                    emb.update(cloud_embeddings(cloud_model, p.split_layer, emb[layers[0]], cloud_layers))
             grl, split = None, p.split_layer
         else:
             emb_eval, emb_train = checkpoint_embeddings(obj, data, layers, req.progress)

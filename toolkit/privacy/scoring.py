@@ -145,6 +145,24 @@ def verification(scores: np.ndarray, speakers: list[str]) -> dict:
             "n_nontarget_trials": int((1 - same).sum()), "n_speakers": len(set(speakers))}
 
 
+def pooled_enrollment_verification(emb: np.ndarray, speakers: list[str], enroll: list[int], test: list[int]) -> dict:
+    """Open-set verification against speaker models pooled over many utterances: each speaker is enrolled with
+    the mean of its (unit-length) enrollment vectors, every test utterance is scored (cosine) against every
+    speaker model, and the EER is taken over these trials. Noise that varies from utterance to utterance
+    averages out of the speaker model, as it does for an operator who collects many sessions of one user."""
+    e = emb / (np.linalg.norm(emb, axis=1, keepdims=True) + 1e-12)
+    spk = np.asarray(speakers)
+    names = sorted(set(spk[enroll]))
+    models = np.stack([e[enroll][spk[enroll] == s].mean(0) for s in names])
+    models /= np.linalg.norm(models, axis=1, keepdims=True) + 1e-12
+    scores = (e[test] @ models.T).reshape(-1)
+    same = (spk[test][:, None] == np.asarray(names)[None, :]).reshape(-1).astype(int)
+    per_speaker = np.bincount(np.searchsorted(names, spk[enroll]), minlength=len(names))
+    return {"eer": eer(scores, same), "min_dcf": min_dcf(scores, same), "n_target_trials": int(same.sum()),
+            "n_nontarget_trials": int((1 - same).sum()), "n_speakers": len(names),
+            "enrollment_utterances_per_speaker": float(per_speaker.mean())}
+
+
 def cosine_verification(emb: np.ndarray, speakers: list[str]) -> dict:
     """Cosine trials among rows of ``emb`` (normalized here)."""
     e = emb / (np.linalg.norm(emb, axis=1, keepdims=True) + 1e-12)

@@ -22,7 +22,7 @@ Use from Python (one source, one layer; ``seeds`` repeats the seeded attackers):
     from toolkit.privacy.leakage import attack_artifact, attack_checkpoint_layer, load_attack_data
     data = load_attack_data(Path("data/corpus"))  # once: eval speakers + every training utterance
     row = attack_checkpoint_layer(model_or_checkpoint_path, 4, data, SuiteOptions(attackers="fast"), seeds=[0])
-    row = attack_artifact(Path("exports/anonymized-k4"), data, SuiteOptions(), seeds=[0, 1, 2], backend="executorch")
+    row = attack_artifact(Path("exports/k6-d16-n0.5-k6"), data, SuiteOptions(), seeds=[0, 1, 2], backend="executorch")
     row["strongest"]["open"]               # {"attacker": "allstats-plda", "eer": ..., ...} (first seed)
     row["spread"]["strongest"]["open"]     # best mean over seeds: {"attacker", "mean", "sd", "per_seed_best"}
     row["suite"]["ecapa"]["eer"]           # any attacker by name
@@ -43,7 +43,7 @@ from toolkit.privacy.attackers import fit_closed_set, open_set_attack, train_xve
 from toolkit.privacy.ecapa import EcapaSettings, train_ecapa
 from toolkit.privacy.framewise import FrameSettings, train_frame_classifier
 from toolkit.privacy.scoring import (PLDA, SpeakerProjection, VectorClassifier, centroid_accuracy, cosine_verification,
-                                     verification)
+                                     pooled_enrollment_verification, verification)
 from toolkit.privacy.statistics import FrameStatistics
 
 
@@ -206,6 +206,18 @@ def _stats_lda_closed(family: str):
     return run
 
 
+def _stats_pooled_enroll(family: str):
+    def run(ctx: AttackContext) -> dict:
+        z = ctx.projection(family)(ctx.features(family)[0])
+        return {**pooled_enrollment_verification(z, ctx.eval_spk, ctx.enroll, ctx.test), "n_train": len(ctx.train_spk)}
+    return run
+
+
+def _ecapa_pooled_enroll(ctx: AttackContext) -> dict:
+    e_eval, _ = ctx.ecapa_vectors()
+    return {**pooled_enrollment_verification(e_eval, ctx.eval_spk, ctx.enroll, ctx.test), "n_train": len(ctx.train_spk)}
+
+
 def _frame_net(ctx: AttackContext) -> dict:
     att = train_frame_classifier(ctx.sel(ctx.emb.eval, ctx.enroll), ctx.sel(ctx.eval_spk, ctx.enroll),
                                  ctx.options.frame, seed=ctx.seed)
@@ -261,6 +273,12 @@ ATTACKERS: dict[str, Attacker] = {a.name: a for a in [
     Attacker("allstats-plda", "open", "pooled statistics + dynamics", "informed", False, "fast",
              "all statistics, PCA + LDA, two-covariance PLDA learned on the training speakers",
              _stats_plda("allstats")),
+    Attacker("allstats-pooled-enroll", "open", "pooled statistics + dynamics", "informed", False, "fast",
+             "all statistics, PCA + LDA; each speaker enrolled with the mean of its enrollment utterances (60 %), "
+             "test utterances scored against every speaker model, cosine", _stats_pooled_enroll("allstats")),
+    Attacker("ecapa-pooled-enroll", "open", "sequence network (ECAPA)", "informed", True, "slow",
+             "the ECAPA's embeddings; each speaker enrolled with the mean of its enrollment utterances, test "
+             "utterances scored against every speaker model", _ecapa_pooled_enroll),
     Attacker("ecapa", "open", "sequence network (ECAPA)", "informed", True, "slow",
              "SE-Res2 blocks, attentive statistics pooling, AAM softmax, random crops, every training "
              "utterance; cosine", _ecapa_open),

@@ -4,6 +4,9 @@
   (HTTP 503 on the WebSocket upgrade, as the sherpa-onnx streaming server does, or ERROR 4503).
 - A connection authenticates with ``Authorization: Bearer`` on the upgrade/POST, or with the token in its
   HELLO. A wrong header token is refused at once (401); without a header the HELLO must carry a known token.
+- A connection without a header token holds no session slot until its HELLO names a known token: it waits in
+  the pre-auth pool (at most ``max_preauth`` connections, 503/4503 beyond; the HELLO deadline ends it), so a
+  flood of unauthenticated connections cannot take the slots of clients with tokens.
 - Per token: at most ``max_sessions_per_token`` open sessions (4430) and ``rate`` messages per second with
   bursts of ``burst`` (4429).
 Without auth (``--insecure-no-auth``) there are no tokens, so only the global limit applies.
@@ -25,6 +28,7 @@ class AdmissionLimits:
     max_sessions_per_token: int = 32
     rate_per_token: float = 50.0    # messages per second (a real-time phone sends 0.5 chunks/s)
     burst_per_token: float = 100.0
+    max_preauth: int = 32           # connections waiting for a HELLO token (no header token)
 
 
 class Admission:
@@ -32,6 +36,7 @@ class Admission:
         self.tokens = tokens  # None: auth disabled
         self.limits = limits
         self.open_sessions = 0
+        self.preauth = 0
         self.per_token: Counter[str] = Counter()
         self.rate = RateLimiter(limits.rate_per_token, limits.burst_per_token)
 
@@ -40,17 +45,28 @@ class Admission:
         return self.open_sessions >= self.limits.max_sessions
 
     def connect(self, header_token: str | None) -> "ConnectionGate":
-        """Admit one connection (a session) or raise: server_busy, unauthorized, token_busy. The returned gate
-        must be closed when the connection ends."""
-        if self.full:
-            raise ProtocolError("server_busy", f"server busy: {self.open_sessions} sessions open "
-                                               f"(--max-sessions {self.limits.max_sessions})")
+        """Admit one connection or raise: server_busy, unauthorized, token_busy. A connection with a header token
+        (or any, without auth) is a session at once; one without waits in the pre-auth pool until its HELLO.
+        The returned gate must be closed when the connection ends."""
+        if self.tokens is not None and header_token is None:
+            if self.preauth >= self.limits.max_preauth:
+                raise ProtocolError("server_busy", f"server busy: {self.preauth} connections wait for their HELLO "
+                                                   f"token (--max-preauth {self.limits.max_preauth}); send "
+                                                   f"Authorization: Bearer")
+            self.preauth += 1
+            return ConnectionGate(self, None, preauth=True)
+        self._take_session_slot()
         token_id = None
-        if self.tokens is not None and header_token is not None:
+        if self.tokens is not None:
             token_id = self._identify(header_token)
             self._take_token_slot(token_id)
         self.open_sessions += 1
         return ConnectionGate(self, token_id)
+
+    def _take_session_slot(self) -> None:
+        if self.full:
+            raise ProtocolError("server_busy", f"server busy: {self.open_sessions} sessions open "
+                                               f"(--max-sessions {self.limits.max_sessions})")
 
     def _identify(self, token: str) -> str:
         token_id = self.tokens.identify(token)
@@ -64,7 +80,10 @@ class Admission:
                                               f"(--max-sessions-per-token {self.limits.max_sessions_per_token})")
         self.per_token[token_id] += 1
 
-    def _release(self, token_id: str | None) -> None:
+    def _release(self, token_id: str | None, preauth: bool) -> None:
+        if preauth:
+            self.preauth -= 1
+            return
         self.open_sessions -= 1
         if token_id is not None:
             self.per_token[token_id] -= 1
@@ -73,9 +92,10 @@ class Admission:
 
 
 class ConnectionGate(Gate):
-    def __init__(self, admission: Admission, token_id: str | None):
+    def __init__(self, admission: Admission, token_id: str | None, preauth: bool = False):
         self.admission = admission
         self.token_id = token_id
+        self.preauth = preauth  # in the pre-auth pool: no session slot until the HELLO's token is known
         self.closed = False
 
     @property
@@ -87,9 +107,13 @@ class ConnectionGate(Gate):
             return
         if not hello.token:
             raise ProtocolError("unauthorized", "no bearer token (send Authorization: Bearer, or the token in HELLO)")
-        token_id = self.admission._identify(hello.token)
-        self.admission._take_token_slot(token_id)
-        self.token_id = token_id
+        a = self.admission
+        token_id = a._identify(hello.token)
+        a._take_session_slot()
+        a._take_token_slot(token_id)
+        a.preauth -= 1
+        a.open_sessions += 1
+        self.token_id, self.preauth = token_id, False
 
     def admit_message(self) -> None:
         if self.token_id is not None and not self.admission.rate.allow(self.token_id):
@@ -99,4 +123,4 @@ class ConnectionGate(Gate):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.admission._release(self.token_id)
+            self.admission._release(self.token_id, self.preauth)

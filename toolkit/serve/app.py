@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from starlette.websockets import WebSocketDisconnect
+from uvicorn.protocols.utils import ClientDisconnected
 
 from toolkit.exporting.manifest import PrefixIdentity
 from toolkit.serve import protocol as p
 from toolkit.serve.admission import Admission, AdmissionLimits, ConnectionGate
 from toolkit.serve.auth import TokenStore, bearer_token
 from toolkit.serve.batcher import BatchConfig, DynamicBatcher
+from toolkit.serve.connection import ConnectionGuard, ConnectionLimits
 from toolkit.serve.metrics import ServeMetrics
 from toolkit.serve.protocol import ProtocolError
 from toolkit.serve.session import Conversation, SessionLimits, Work
@@ -31,6 +33,12 @@ from toolkit.serve.suffix import ServedSuffix
 
 log = logging.getLogger("veil.serve")
 FRAME_MEDIA_TYPE = "application/octet-stream"
+# a client that went away mid-session: not the server's fault, counted as `disconnected`
+CLIENT_GONE = (WebSocketDisconnect, ClientDisconnected, ConnectionError)
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its request was read."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class ServiceConfig:
     admission: AdmissionLimits = AdmissionLimits()
     batch: BatchConfig = BatchConfig()
     shutdown_grace_seconds: float = 15.0
+    connection: ConnectionLimits = ConnectionLimits()
 
     def max_body_bytes(self, served: list[ServedSuffix]) -> int:
         """HTTP body limit: max message bytes for HELLO, END and every chunk of the longest utterance."""
@@ -57,6 +66,9 @@ class Service:
             lambda served: DynamicBatcher(served.labels, config.batch, self.metrics.observe_batch))
         self.admission = Admission(tokens, config.admission)
         self.metrics = ServeMetrics()
+        self.guard = ConnectionGuard(config.connection,
+                                     lambda status, reason: self.metrics.refusals.labels(str(status), reason).inc())
+        self.metrics.watch(self.admission, self.guard, lambda: self.shutting_down)
         self.batchers: dict[PrefixIdentity, DynamicBatcher] = {}  # one per served model (its own weights)
         self.shutting_down = False
         self.ready = False
@@ -97,13 +109,10 @@ class Service:
     def admit(self, header_token: str | None) -> ConnectionGate:
         if self.shutting_down:
             raise ProtocolError("shutting_down", "server is shutting down")
-        gate = self.admission.connect(header_token)
-        self.metrics.sessions_active.inc()
-        return gate
+        return self.admission.connect(header_token)
 
     def release(self, gate: ConnectionGate) -> None:
         gate.close()
-        self.metrics.sessions_active.dec()
 
     def conversation(self, gate: ConnectionGate) -> Conversation:
         return Conversation(self.models, self.config.session, lambda: os.urandom(16), gate)
@@ -172,15 +181,19 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
     service._stops.add(stop)
     stop_wait = asyncio.ensure_future(stop.wait())
     idle = service.config.session.idle_timeout_seconds
+    hello_wait = min(idle, service.config.connection.hello_timeout_seconds)
     try:
         await ws.accept()
         while True:
             receive = asyncio.ensure_future(ws.receive())
-            done, _ = await asyncio.wait({receive, stop_wait}, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
+            wait = hello_wait if conversation.session is None else idle
+            done, _ = await asyncio.wait({receive, stop_wait}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             if receive not in done:
                 receive.cancel()
                 if stop_wait in done:
                     raise ProtocolError("shutting_down", "server is shutting down")
+                if conversation.session is None:
+                    raise ProtocolError("idle_timeout", f"no HELLO within {wait:g} s of the upgrade", "hello_timeout")
                 raise ProtocolError("idle_timeout", f"no message for {idle:g} s")
             message = receive.result()
             if message["type"] == "websocket.disconnect":
@@ -211,9 +224,9 @@ async def stream_session(service: Service, ws: WebSocket) -> None:
     except ProtocolError as exc:
         outcome = "shutdown" if exc.error.name == "shutting_down" else "error"
         await send_error_and_close(ws, service.refusal(exc, sid, "ws"), exc)
-    except WebSocketDisconnect:
-        pass
-    except Exception as exc:  # a server bug or a broken socket: the session is lost, the server lives on
+    except CLIENT_GONE:
+        outcome = "disconnected"
+    except Exception as exc:  # a server bug: the session is lost, the server lives on
         outcome = "error"
         log.error("session %s ws internal error %s", sid, type(exc).__name__)
         log.debug("session %s traceback", sid, exc_info=True)
@@ -251,56 +264,110 @@ async def send_error_and_close(ws: WebSocket, frame: bytes, exc: ProtocolError) 
         pass
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The POST body, refused before reading when Content-Length exceeds ``limit``, else cut off at it."""
+def check_content_type(request: Request) -> None:
+    """The unary body is protocol frames: ``application/octet-stream``, or no Content-Type at all; anything
+    else (a form, JSON, text) is refused with 415 before the body is read."""
+    declared = request.headers.get("content-type")
+    if declared is not None and declared.split(";", 1)[0].strip().lower() != FRAME_MEDIA_TYPE:
+        raise ProtocolError("unsupported_codec", f"Content-Type {p.one_line(declared)[:80]!r} is not "
+                                                 f"{FRAME_MEDIA_TYPE}", "content_type")
+
+
+def check_content_length(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise ProtocolError("bad_frame", "Content-Length is not a number", "bad_length")
         if int(declared) > limit:
             raise ProtocolError("message_too_big", f"body of {declared} bytes exceeds {limit}")
-    parts, size = [], 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
+
+
+async def body_frames(request: Request, limit: int, limits: ConnectionLimits):
+    """The POST body's frames, each yielded as soon as it is whole (the HELLO authenticates before the rest is
+    read). Deadlines: the first frame within ``hello_timeout_seconds``; the whole body within
+    ``limits.body_deadline`` (a minimum rate); past either, 4408 (HTTP 408). More than ``limit`` bytes: 4413."""
+    started = time.monotonic()
+    buf, received, more, first = bytearray(), 0, True, True
+    while True:
+        while len(buf) >= p.FRAME_HEADER.size:
+            _, length = p.read_frame_header(buf)
+            end = p.FRAME_HEADER.size + length
+            if len(buf) < end:
+                break
+            frame = bytes(buf[:end])
+            del buf[:end]
+            first = False
+            yield frame
+        if not more:
+            break
+        deadline = limits.body_deadline(started, received)
+        if first:
+            deadline = min(deadline, started + limits.hello_timeout_seconds)
+        try:
+            message = await asyncio.wait_for(request.receive(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            what = "the HELLO frame" if first else "the body"
+            raise ProtocolError("idle_timeout", f"{what} did not arrive in time ({received} bytes in "
+                                                f"{time.monotonic() - started:.1f} s)",
+                                "hello_timeout" if first else "body_timeout") from None
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        part = message.get("body", b"")
+        received += len(part)
+        if received > limit:
             raise ProtocolError("message_too_big", f"body exceeds {limit} bytes")
-        parts.append(part)
-    return b"".join(parts)
+        buf += part
+        more = message.get("more_body", False)
+    if buf:
+        _, length = p.read_frame_header(buf)
+        raise ProtocolError("bad_frame", f"the last frame needs {length} body bytes, the body has "
+                                         f"{len(buf) - p.FRAME_HEADER.size}", "truncated")
 
 
 async def unary_session(service: Service, request: Request) -> Response:
-    """One utterance in one POST: the frames concatenated; 200 + FINAL, or the error's status + ERROR."""
+    """One utterance in one POST: the frames concatenated; 200 + FINAL, or the error's status + ERROR.
+
+    Admission comes first, from the headers (401/429/503 before any body byte is read; without a header token
+    the request waits in the pre-auth pool until its HELLO), then Content-Type (415) and Content-Length (413);
+    the body is read frame by frame under its deadlines."""
     started = time.perf_counter()
-    sid, outcome, gate = "-", "error", None
+    sid, outcome, gate, size = "-", "error", None, 0
     try:
-        body = await read_body(request, service.max_body_bytes)
         gate = service.admit(bearer_token(request.headers.get("authorization")))
+        check_content_type(request)
+        check_content_length(request, service.max_body_bytes)
         conversation = service.conversation(gate)
-        frames = p.split_frames(body)
-        final = None
-        for i, frame in enumerate(frames):
+        end = None
+        async for frame in body_frames(request, service.max_body_bytes, service.config.connection):
+            size += len(frame)
+            if end is not None:
+                raise ProtocolError("unexpected_message", "frames after END", "after_end")
             step = conversation.receive(frame)
             if conversation.session is not None and sid == "-":
                 sid = conversation.session.id.hex()[:16]
             if step.done:
-                if i != len(frames) - 1:
-                    raise ProtocolError("unexpected_message", f"{len(frames) - 1 - i} frames after END", "after_end")
-                final = await service.compute(conversation.session.served, step.work)
+                end = step
             elif step.reply is not None and isinstance(step.reply, p.Partial):
                 service.metrics.chunks.labels("duplicate").inc()
             elif step.work is not None:  # a new chunk: partials are not sent on this transport
                 service.metrics.chunks.labels("new").inc()
-        if final is None:
+        if end is None:
             raise ProtocolError("unexpected_message", "the body ended before END", "no_end")
+        final = await service.compute(conversation.session.served, end.work)
         outcome = "final"
         service.metrics.final_latency.observe(time.perf_counter() - started)
         log.info("session %s http final chunks=%d frames=%d bytes=%d ms=%.1f", sid, final.chunks, final.frames,
-                 len(body), 1000 * (time.perf_counter() - started))
+                 size, 1000 * (time.perf_counter() - started))
         return frame_response(p.encode_frame(final), 200)
     except ProtocolError as exc:
         return frame_response(service.refusal(exc, sid, "http"), exc.error.http)
+    except ClientGone:
+        outcome = "disconnected"
+        log.info("session %s http client disconnected after %d bytes", sid, size)
+        return Response(status_code=400)  # nobody reads it: the connection is gone
     except Exception as exc:
         log.error("session %s http internal error %s", sid, type(exc).__name__)
+        log.debug("session %s traceback", sid, exc_info=True)
         err = ProtocolError("internal_error", "internal error")
         return frame_response(service.refusal(err, sid, "http"), 500)
     finally:

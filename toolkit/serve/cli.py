@@ -16,11 +16,12 @@ from toolkit.errors import VeilError
 from toolkit.exporting.manifest import ExportManifest
 from toolkit.files import write_json
 from toolkit.model.checkpoint import read_config
-from toolkit.paths import DEFAULT_ANONYMIZED, NORMALIZED, TESTVECTORS_DIR, default_export_dir, display_path
+from toolkit.paths import DEFAULT_MODEL, NORMALIZED, TESTVECTORS_DIR, default_export_dir, display_path
 from toolkit.serve.admission import AdmissionLimits
 from toolkit.serve.app import Service, ServiceConfig
 from toolkit.serve.auth import TOKENS_ENV, TokenStore, hash_token, new_token
 from toolkit.serve.batcher import BatchConfig
+from toolkit.serve.connection import ConnectionLimits
 from toolkit.serve.client import PrefixRunner, read_token, stream_utterance
 from toolkit.serve.server import Listen, serve_forever
 from toolkit.serve.session import SessionLimits
@@ -39,7 +40,7 @@ def add_parser(sub) -> None:
     m = s.add_argument_group("models")
     m.add_argument("--checkpoint", action="append", default=[], metavar="PATH[:K]",
                    help="serve this checkpoint's suffix after block K (default K: its split layer); repeatable. "
-                        "Default: models/anonymized.safetensors")
+                        "Default: the default model, models/k6-d16-n0.5.safetensors")
     m.add_argument("--export", action="append", default=[], metavar="EXPORT_DIR",
                    help="serve the suffix matching this export's manifest.json (its checkpoint and split layer)")
     n = s.add_argument_group("network")
@@ -69,6 +70,19 @@ def add_parser(sub) -> None:
     lim.add_argument("--max-sessions-per-token", type=int, default=32, help="open sessions per token (4430)")
     lim.add_argument("--rate-limit", type=float, default=50.0, help="messages per second per token (0: none)")
     lim.add_argument("--rate-burst", type=float, default=100.0, help="burst of --rate-limit")
+    dl = s.add_argument_group("connection deadlines (below the protocol; docs/SERVE.md)")
+    dl.add_argument("--head-timeout-s", type=float, default=5.0,
+                    help="the request line and headers must arrive within this (408, or a plain close if nothing "
+                         "came)")
+    dl.add_argument("--body-timeout-s", type=float, default=10.0,
+                    help="a POST body must arrive within this, plus 1 s per --min-body-rate bytes received (4408)")
+    dl.add_argument("--min-body-rate", type=float, default=16384.0,
+                    help="bytes per second that extend --body-timeout-s (0: a fixed body deadline)")
+    dl.add_argument("--hello-timeout-s", type=float, default=5.0,
+                    help="the HELLO must arrive within this after the upgrade (or start the POST body) (4408)")
+    dl.add_argument("--max-preauth", type=int, default=32,
+                    help="connections without an Authorization header waiting for their HELLO token (503 / 4503 "
+                         "beyond); they hold no session slot")
     lim.add_argument("--shutdown-grace-s", type=float, default=15.0,
                      help="on SIGTERM, let open sessions finish this long, then end them (4502)")
     r = s.add_argument_group("scale-out")
@@ -86,7 +100,7 @@ def add_parser(sub) -> None:
                                                              f"{DEFAULT_SERVER})")
     st.add_argument("--export", default=None, metavar="EXPORT_DIR",
                     help="export folder (manifest.json + artifacts); default: export-prefix's folder for the "
-                         "shipped model, exports/anonymized-k4")
+                         "shipped model, exports/k6-d16-n0.5-k6")
     st.add_argument("--backend", default="executorch", choices=list(backends.BACKENDS),
                     help="which of the export's artifacts runs the prefix (coreml: macOS only)")
     st.add_argument("--codec", default=None, choices=["int8", "fp16", "fp32", "vq"],
@@ -110,6 +124,9 @@ def add_parser(sub) -> None:
                         "noise-free payload, so every language can replay it)")
     v.add_argument("--audio", default=None,
                    help="the PCM snippet (an audio file or raw .f32); default: the one committed in --out")
+    v.add_argument("--embeddings-from", default=None, metavar="VECTORS_DIR",
+                   help="reuse that vectors folder's prefix outputs instead of computing them: their last bits "
+                        "differ between CPUs, so a protocol change regenerated elsewhere keeps every other byte")
     v.set_defaults(func=run)
 
 
@@ -132,7 +149,7 @@ def load_models(args) -> list[ServedSuffix]:
     models = [ServedSuffix.load(*parse_checkpoint_arg(c)) for c in args.checkpoint]
     models += [ServedSuffix.for_export(ExportManifest.read(export_dir)) for export_dir in args.export]
     if not models:
-        models = [ServedSuffix.load(DEFAULT_ANONYMIZED)]
+        models = [ServedSuffix.load(DEFAULT_MODEL)]
     seen = {}
     for m in models:
         if m.identity in seen:
@@ -163,10 +180,14 @@ def run_serve(args) -> int:
     positive = {"--max-batch": args.max_batch, "--max-message-bytes": args.max_message_bytes,
                 "--max-sessions": args.max_sessions, "--max-sessions-per-token": args.max_sessions_per_token,
                 "--max-utterance-s": args.max_utterance_s, "--partial-window-s": args.partial_window_s,
-                "--idle-timeout-s": args.idle_timeout_s, "--max-batch-frames": args.max_batch_frames}
+                "--idle-timeout-s": args.idle_timeout_s, "--max-batch-frames": args.max_batch_frames,
+                "--head-timeout-s": args.head_timeout_s, "--body-timeout-s": args.body_timeout_s,
+                "--hello-timeout-s": args.hello_timeout_s, "--max-preauth": args.max_preauth}
     for flag, value in positive.items():
         if value <= 0:
             raise VeilError(f"{flag} must be positive, got {value}")
+    if args.min_body_rate < 0:
+        raise VeilError(f"--min-body-rate must be 0 or more, got {args.min_body_rate}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("veil.serve").setLevel(args.log_level.upper())
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # its INFO lines name client addresses
@@ -194,9 +215,12 @@ def run_serve(args) -> int:
     models = load_models(args)
     config = ServiceConfig(
         session=SessionLimits(args.max_message_bytes, args.max_utterance_s, args.partial_window_s, args.idle_timeout_s),
-        admission=AdmissionLimits(args.max_sessions, args.max_sessions_per_token, args.rate_limit, args.rate_burst),
+        admission=AdmissionLimits(args.max_sessions, args.max_sessions_per_token, args.rate_limit, args.rate_burst,
+                                  args.max_preauth),
         batch=BatchConfig(args.max_batch, args.max_wait_ms, args.max_batch_frames),
-        shutdown_grace_seconds=args.shutdown_grace_s)
+        shutdown_grace_seconds=args.shutdown_grace_s,
+        connection=ConnectionLimits(args.head_timeout_s, args.body_timeout_s, args.min_body_rate,
+                                    args.hello_timeout_s))
     service = Service(models, tokens, config)
     listen = Listen(args.host, args.port, args.tls_cert, args.tls_key)
 
@@ -231,7 +255,7 @@ def run_ray(args, tokens, token_note: str) -> int:
         raise VeilError("--engine ray: terminate TLS at the reverse proxy in front of Ray Serve (docs/SERVE.md)")
     if args.port == 0:
         raise VeilError("--engine ray needs a fixed --port (Ray Serve's proxy binds it)")
-    checkpoint, k = DEFAULT_ANONYMIZED, None
+    checkpoint, k = DEFAULT_MODEL, None
     if args.checkpoint:
         checkpoint, k = parse_checkpoint_arg(args.checkpoint[0])
     elif args.export:
@@ -267,7 +291,7 @@ def run_ray(args, tokens, token_note: str) -> int:
 
 def default_export() -> Path:
     """Where `export-prefix` writes the shipped model's prefix by default."""
-    return default_export_dir(DEFAULT_ANONYMIZED, int(read_config(DEFAULT_ANONYMIZED)["model"]["split_layer"]))
+    return default_export_dir(DEFAULT_MODEL, int(read_config(DEFAULT_MODEL)["model"]["split_layer"]))
 
 
 def run_stream(args) -> int:
@@ -297,7 +321,7 @@ def run_stream(args) -> int:
 # ---- veil protocol vectors ----------------------------------------------------------------------------------------
 
 def run_vectors(args) -> int:
-    index = write_vectors(args.out, args.checkpoint, args.audio)
+    index = write_vectors(args.out, args.checkpoint, args.audio, args.embeddings_from)
     files = sum(1 for f in Path(args.out).rglob("*") if f.is_file())
     print(f"wrote {args.out}/ ({files} files; {len(index['scenarios'])} scenarios, "
           f"{len(index['frames']['errors'])} malformed frames, {len(index['payload']['errors']['cases'])} "

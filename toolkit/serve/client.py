@@ -1,6 +1,6 @@
 """The reference client: what a phone does, in Python. The Android and iOS cores mirror it.
 
-    manifest = ExportManifest.read("exports/anonymized-k4", only=["executorch"])  # identity, geometry
+    manifest = ExportManifest.read("exports/k6-d16-n0.5-k6", only=["executorch"])  # identity, geometry
     prefix = PrefixRunner(manifest, backend="executorch")        # the artifact in its real runtime
     channel = PhoneChannel(manifest)                              # what may leave the phone: the manifest says
     with StreamClient("ws://127.0.0.1:8765", manifest, channel.codec, token) as stream:

@@ -1,4 +1,4 @@
-"""The load benchmark's report (``benchmarks/serve_load.py``, format ``veil-serve-load/1``): the Markdown page
+"""The load benchmark's report (``experiments/serve_load.py``, format ``veil-serve-load/1``): the Markdown page
 rendered from the result JSON, and the README's headline table. Both are made again from the JSON alone by
 ``veil render RESULT.json [--readme README.md]``.
 """

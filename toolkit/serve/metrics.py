@@ -14,7 +14,15 @@ class ServeMetrics:
     def __init__(self):
         r = self.registry = CollectorRegistry()
         self.sessions_active = Gauge("veil_sessions_active", "open sessions (WebSocket connections and HTTP "
-                                                              "requests)", registry=r)
+                                                              "requests holding a session slot)", registry=r)
+        self.connections = Gauge("veil_connections", "open connections past their request head, by phase: "
+                                                     "pre_auth (waiting for a HELLO token), session, draining "
+                                                     "(a session during shutdown)", ["phase"], registry=r)
+        self.open_sockets = Gauge("veil_open_sockets", "open TCP connections of the server, in any phase",
+                                  registry=r)
+        self.refusals = Counter("veil_connection_refusals", "connections ended below the protocol, by HTTP "
+                                                            "status (0: closed without an answer) and reason",
+                                ["status", "reason"], registry=r)
         self.sessions = Counter("veil_sessions", "ended sessions by outcome", ["transport", "outcome"], registry=r)
         self.chunks = Counter("veil_chunks", "CHUNK messages received", ["kind"], registry=r)
         self.payload_bytes = Counter("veil_payload_bytes", "payload bytes of new chunks", registry=r)
@@ -38,6 +46,15 @@ class ServeMetrics:
         self.suffix_seconds.observe(seconds)
         for w in waits:
             self.queue_seconds.observe(w)
+
+    def watch(self, admission, guard, draining) -> None:
+        """Gauges read when scraped: ``admission`` (open_sessions, preauth), ``guard`` (open_sockets),
+        ``draining()`` (whether the server is shutting down)."""
+        self.sessions_active.set_function(lambda: admission.open_sessions)
+        self.connections.labels("pre_auth").set_function(lambda: admission.preauth)
+        self.connections.labels("session").set_function(lambda: 0 if draining() else admission.open_sessions)
+        self.connections.labels("draining").set_function(lambda: admission.open_sessions if draining() else 0)
+        self.open_sockets.set_function(lambda: guard.open_sockets)
 
     def error(self, code: int, name: str) -> None:
         self.errors.labels(str(code), name).inc()

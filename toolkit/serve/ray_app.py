@@ -10,7 +10,7 @@ inside each replica (the same contract: a list of (T_i, d) embeddings in, their 
 (``target_ongoing_requests``), as Ray Serve's autoscaler does.
 
 Start it with one command, ``veil serve --engine ray`` (a local Ray, this machine's cores), or on a cluster
-with Ray's CLI: ``serve run toolkit.serve.ray_app:build_app checkpoint=models/anonymized.safetensors``.
+with Ray's CLI: ``serve run toolkit.serve.ray_app:build_app checkpoint=models/k6-d16-n0.5.safetensors``.
 Ray binds more than the HTTP port (GCS, raylets, object store): on a shared host run it inside a network
 namespace or on a private network (docs/SERVE.md).
 """
@@ -24,7 +24,7 @@ import ray
 import torch
 from ray import serve
 
-from toolkit.paths import DEFAULT_ANONYMIZED
+from toolkit.paths import DEFAULT_MODEL
 from toolkit.serve.app import Service, ServiceConfig, create_app
 from toolkit.serve.admission import AdmissionLimits
 from toolkit.serve.auth import TOKENS_ENV, TokenStore
@@ -87,7 +87,7 @@ def build_app(args: dict):
     Keys: checkpoint, split_layer, max_batch, max_wait_ms, max_replicas, insecure_no_auth, and the limits of
     ``veil serve`` (max_message_bytes, max_utterance_s, partial_window_s, idle_timeout_s, max_sessions,
     max_sessions_per_token, rate_limit, rate_burst). Token hashes come from $VEIL_SERVE_TOKENS."""
-    checkpoint = str(args.get("checkpoint", DEFAULT_ANONYMIZED))
+    checkpoint = str(args.get("checkpoint", DEFAULT_MODEL))
     split_layer = int(args["split_layer"]) if args.get("split_layer") not in (None, "") else None
     config = ServiceConfig(
         session=SessionLimits(int(args.get("max_message_bytes", 65536)), float(args.get("max_utterance_s", 60.0)),

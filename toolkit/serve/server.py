@@ -4,7 +4,9 @@ embedding the server in another process (tests, notebooks).
 
 The WebSocket layer (uvicorn's websockets-sansio protocol) enforces ``max_message_bytes`` from each frame's
 header, before reading its body, and closes with 1009; permessage-deflate is off (embeddings do not compress
-and inflating is a decompression-bomb risk).
+and inflating is a decompression-bomb risk). Below the protocol, uvicorn runs Veil's guarded protocol classes
+(``toolkit/serve/connection.py``): a deadline and size limits for every request head, an answer to every
+refused handshake, and a count of open sockets.
 """
 from __future__ import annotations
 
@@ -76,12 +78,18 @@ def bind(listen: Listen) -> socket.socket:
 
 
 class DenialLogFilter(logging.Filter):
-    """uvicorn 0.54's websockets-sansio protocol logs a spurious ERROR after a WebSocket denial response (an
-    upgrade refused with 401/429/503, which is how this service answers) because it never marks that handshake
-    complete. The refusal itself is logged by the service; drop the false alarm."""
+    """uvicorn 0.54's websockets-sansio protocol logs a spurious ERROR when the app returns before a handshake
+    completes: after a WebSocket denial response (an upgrade refused with 401/429/503, which is how this service
+    answers) and when a client closes mid-handshake. The service logs the refusal or the disconnect itself, so the
+    line is downgraded to DEBUG (shown with ``veil serve --log-level debug``), not an ERROR."""
+
+    MESSAGE = "ASGI callable returned without completing handshake."
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "ASGI callable returned without completing handshake."
+        if record.getMessage() != self.MESSAGE:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger("veil.serve").isEnabledFor(logging.DEBUG)
 
 
 logging.getLogger("uvicorn.error").addFilter(DenialLogFilter())
@@ -106,8 +114,10 @@ class VeilServer(uvicorn.Server):
 
 def make_server(service: Service, listen: Listen) -> VeilServer:
     limits = service.config.session
+    http_protocol, ws_protocol = service.guard.protocols()
     config = uvicorn.Config(
         create_app(service), host=listen.host, port=listen.port, log_config=None, access_log=False,
+        http=http_protocol, ws=ws_protocol,
         ws_max_size=limits.max_message_bytes, ws_per_message_deflate=False, ws_ping_interval=20.0,
         ws_ping_timeout=20.0, ssl_certfile=listen.tls_cert, ssl_keyfile=listen.tls_key,
         timeout_graceful_shutdown=5, lifespan="on", server_header=False, timeout_keep_alive=5)

@@ -10,7 +10,8 @@ agree with the Python reference byte for byte. Everything is generated here from
 - ``sessions/``: a whole real session per codec (the shipped model's prefix on the snippet): every client frame,
   the expected decoded embeddings of each chunk, every server reply;
 - ``scenarios/``: client frame sequences with the replies or error codes a server must give (the Python
-  server's tests replay them against a live server).
+  server's tests replay them against a live server);
+- ``lifecycle.json``: the phone apps' session lifecycle (toolkit/serve/lifecycle.py), transitions and scenarios.
 
 ``index.json`` lists every file with its meaning, shapes and expected values; ``README.md`` explains the layout.
 Binary conventions: ``.bin`` files are exact message bytes; ``.f32`` files are raw little-endian float32,
@@ -34,6 +35,7 @@ from toolkit.errors import VeilError
 from toolkit.files import file_sha256, replace_dir, temp_dir_beside
 from toolkit.model.asr import split
 from toolkit.model.checkpoint import load_checkpoint
+from toolkit.serve import lifecycle
 from toolkit.serve import protocol as p
 from toolkit.serve.admission import Admission, AdmissionLimits
 from toolkit.serve.auth import TokenStore
@@ -305,12 +307,25 @@ def frame_vectors(w: VectorWriter, sha: bytes) -> dict:
 
 # ---- sessions and scenarios ---------------------------------------------------------------------------------
 
-def session_vectors(w: VectorWriter, served: ServedSuffix, prefix, pcm: np.ndarray) -> tuple[list[dict], dict]:
+def prefix_outputs(prefix, pcm: np.ndarray, chunk_samples: int) -> list[np.ndarray]:
+    """The float prefix's output for each chunk of ``pcm``: (chunk_frames, d) float32 per chunk."""
+    with torch.no_grad():
+        return [prefix(torch.from_numpy(c)).numpy()[0] for c in chunk_pcm(pcm, chunk_samples)]
+
+
+def read_prefix_outputs(folder: Path, n: int) -> list[np.ndarray]:
+    """``sessions/prefix-N.f32`` of an existing vectors folder (index.json gives their shape)."""
+    index = json.loads((folder / "index.json").read_text())
+    item = next(c for c in index["sessions"][0]["client"] if "prefix_output" in c)["prefix_output"]
+    shape = item["shape"]
+    return [np.fromfile(folder / "sessions" / f"prefix-{i}.f32", dtype="<f4").reshape(shape) for i in range(n)]
+
+
+def session_vectors(w: VectorWriter, served: ServedSuffix, embeddings: list[np.ndarray],
+                    pcm: np.ndarray) -> tuple[list[dict], dict]:
     g = served.chunk
     chunks = chunk_pcm(pcm, g.chunk_samples)
     valid = g.valid_samples(len(pcm))
-    with torch.no_grad():
-        embeddings = [prefix(torch.from_numpy(c)).numpy()[0] for c in chunks]
     sessions, messages = [], {}
     for codec in SESSION_CODECS:
         hello = p.Hello(served.identity.raw_sha256, served.identity.split_layer, codec, g.sample_rate,
@@ -409,11 +424,16 @@ in `index.json` are hex strings (`*_bits`), exact where JSON numbers might not b
 | `frames/` | one frame of each message type (`hello.bin` ... `error.bin`) with its fields; `stream-hello-end.bin` (two frames concatenated); `errors/` malformed frames with their error code and reason | encode the fields and compare bytes; decode the bytes and compare fields; each error frame must be refused with its code |
 | `sessions/` | `prefix-N.f32`: the float prefix output of the vectors' model (`index.json` `model`) for chunk N of the snippet, (50, 144); per codec `<codec>/`: a whole real session, `cNN-*.bin` client frames in order (HELLO, CHUNK..., END), `cNN-decoded.f32` what the server decodes from each chunk (fp32: the prefix file itself), `sNN-*.bin` the server's replies (READY, PARTIAL..., FINAL) | encode the prefix outputs into CHUNK frames and compare bytes; parse the server frames |
 | `scenarios/<name>/` | client frames `cNN.bin` a server receives in order (a frame identical to a session frame is not repeated: the index names the session file); the index lists the replies it must send, ending with the ERROR code where the scenario is a refusal | a server implementation replays them (the Python server's tests do, over a live WebSocket) |
+| `lifecycle.json` | the phone apps' streaming-session lifecycle (`toolkit/serve/lifecycle.py`): every transition of every reachable (state, microphone held, socket held) with the shortest event path to it, the resources it acquires and releases in order; named failure paths with the states after each event | replay each path into your lifecycle, apply the event, compare the state and the releases; nothing may be held in a terminal state |
 """
 
 
-def write_vectors(out: str | Path, checkpoint: str | Path, audio: str | Path | None = None) -> dict:
-    """Write the whole folder atomically (temporary folder, then rename); returns the index."""
+def write_vectors(out: str | Path, checkpoint: str | Path, audio: str | Path | None = None,
+                  embeddings_from: str | Path | None = None) -> dict:
+    """Write the whole folder atomically (temporary folder, then rename); returns the index.
+    ``embeddings_from``: take the prefix outputs from that vectors folder instead of computing them. The float
+    prefix's last bits differ between CPUs (exports are byte-identical on one machine, not across machines), and
+    everything the protocol vectors pin down (frames, payload bytes, replies) is a function of those outputs."""
     out = Path(out)
     pcm, source = read_snippet(Path(audio) if audio else None, out)
     torch.set_num_threads(1)  # the same float sums on every run
@@ -438,9 +458,13 @@ def write_vectors(out: str | Path, checkpoint: str | Path, audio: str | Path | N
         index["payload"] = {"fp16": fp16_vectors(w), "int8": int8_vectors(w), "vq": vq_vectors(w),
                             "errors": payload_error_vectors(w)}
         index["frames"] = frame_vectors(w, served.identity.raw_sha256)
-        index["sessions"], messages = session_vectors(w, served, prefix, pcm)
+        n_chunks = len(chunk_pcm(pcm, served.chunk.chunk_samples))
+        embeddings = (read_prefix_outputs(Path(embeddings_from), n_chunks) if embeddings_from
+                      else prefix_outputs(prefix, pcm, served.chunk.chunk_samples))
+        index["sessions"], messages = session_vectors(w, served, embeddings, pcm)
         index["scenarios"] = scenario_vectors(w, served, messages)
         (tmp / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False) + "\n")
+        (tmp / "lifecycle.json").write_text(json.dumps(lifecycle.vectors(), indent=1) + "\n")
         (tmp / "README.md").write_text(README)
         replace_dir(tmp, out)
     except BaseException:

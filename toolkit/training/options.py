@@ -5,7 +5,7 @@ and help per field, ``toolkit/config_flags.py``), read from a config file, or bo
     veil train --config RUN.json --out RUN2 --steps 4000           a file, then flags on top
 
 ``RUN.json`` holds TrainConfig fields with the model's under ``"model"`` (``{"steps": 6000, "model":
-{"n_blocks": 6, ...}}``), or is a checkpoint's own ``.json`` (``models/anonymized.json``: its recorded
+{"n_blocks": 6, ...}}``), or is a checkpoint's own ``.json`` (``models/k6-d16-n0.5.json``: its recorded
 ``provenance.train_config`` and ``model``, without ``out``), so a shipped model's run is repeated from its file.
 A value comes from, in order: the dataclass default, the file, the flags. Fields added to either dataclass
 appear as flags and config keys without touching this module.

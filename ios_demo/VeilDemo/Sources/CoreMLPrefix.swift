@@ -27,18 +27,28 @@ enum ComputeUnitsChoice: String, CaseIterable, Identifiable {
  * The export's .mlpackage compiled to .mlmodelc once per artifact (keyed by its manifest SHA-256) and kept in
  * Application Support: compiling takes seconds and must not happen on the main thread, nor again at every start.
  * `MLModel.compileModel(at:)` writes to a temporary folder that the system may delete, so the result is moved.
+ * The folder is excluded from iCloud and device backups (it is derived data, rebuilt from the export). Compiles are
+ * serialized (one at a time, process-wide): two preparations of one artifact never race on its folder.
  */
 enum CompiledModelCache {
+    /** One compile at a time: a second caller waits, then finds the first one's result. */
+    private static let serial = NSLock()
+
     static func folder() throws -> URL {
         let base = try FileManager.default.url(for: .applicationSupportDirectory, in: .userDomainMask,
                                                appropriateFor: nil, create: true)
-        let dir = base.appendingPathComponent("VeilCompiledModels", isDirectory: true)
+        var dir = base.appendingPathComponent("VeilCompiledModels", isDirectory: true)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var values = URLResourceValues()
+        values.isExcludedFromBackup = true
+        try dir.setResourceValues(values)
         return dir
     }
 
     /** The compiled model of `artifact` (at `package`), compiling it if the cache has none; and the compile time in ms (0 when cached). Blocking: call off the main thread. */
     static func compiled(_ artifact: ArtifactEntry, _ package: URL) throws -> (URL, Double) {
+        serial.lock()
+        defer { serial.unlock() }
         let target = try folder().appendingPathComponent("\(artifact.sha256).mlmodelc", isDirectory: true)
         if FileManager.default.fileExists(atPath: target.path) { return (target, 0) }
         let started = DispatchTime.now().uptimeNanoseconds
@@ -56,8 +66,12 @@ enum CompiledModelCache {
             throw PrefixLoadException("compile_failed", "\(package.lastPathComponent): Core ML could not compile it (\(error.localizedDescription))")
         }
         let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
-        try? FileManager.default.removeItem(at: target)
-        try FileManager.default.moveItem(at: temporary, to: target)
+        // nothing else writes the target while the lock is held; replaceItemAt swaps atomically where one exists
+        if FileManager.default.fileExists(atPath: target.path) {
+            _ = try FileManager.default.replaceItemAt(target, withItemAt: temporary)
+        } else {
+            try FileManager.default.moveItem(at: temporary, to: target)
+        }
         return (target, ms)
     }
 }

@@ -27,9 +27,10 @@ final class SessionModel: ObservableObject {
     @Published private(set) var isFinal = false
     @Published private(set) var chunkLines: [String] = []
 
-    private var session: StreamingSession?
-    private var prepared: PreparedPrefix?
-    private let work = DispatchQueue(label: "veil-prepare")
+    private var session: StreamingPipeline?
+    /** Prepares one prefix at a time; a Start during the start-up preparation waits for it (no second compile). */
+    private let preparer = Preparer()
+    private let work = DispatchQueue(label: "veil-start")
 
     var selectedExport: URL? { exports.indices.contains(exportIndex) ? exports[exportIndex] : nil }
 
@@ -53,14 +54,14 @@ final class SessionModel: ObservableObject {
         showCodecs()
         guard let dir = selectedExport, !running else { return }
         let choice = computeUnits
+        let preparer = self.preparer
         status = "preparing \(dir.lastPathComponent) (\(choice.rawValue)): verify, compile, load, warm up ..."
         work.async {
-            let outcome = Result { try PreparedPrefix.prepare(dir, choice) }
-            Task { @MainActor in
+            let outcome = Result { try preparer.prepared(dir, choice) }
+            Task { @MainActor [weak self] in
+                guard let self = self else { return }
                 switch outcome {
                 case .success(let p):
-                    self.prepared?.runner.close()
-                    self.prepared = p
                     self.modelLine = String(format: "%@: compile %.0f ms, load %.0f ms, warm-up %.0f ms", p.runtime,
                                             p.compileMs, p.loadMs, p.warmupMs)
                     self.status = "ready"
@@ -73,7 +74,7 @@ final class SessionModel: ObservableObject {
     }
 
     func start() {
-        guard session == nil, let dir = selectedExport else { return }
+        guard session == nil, !running, let dir = selectedExport else { return }
         UserDefaults.standard.set(server, forKey: "server")
         running = true
         error = nil
@@ -81,23 +82,28 @@ final class SessionModel: ObservableObject {
         isFinal = false
         chunkLines = []
         status = "asking for the microphone ..."
-        AVAudioApplication.requestRecordPermission { granted in
-            Task { @MainActor in
-                guard granted else {
-                    self.fail("microphone access was denied (Settings > Privacy > Microphone)")
-                    return
-                }
-                do {
-                    let s = try StreamingSession(dir, self.computeUnits, self.prepared, self.codec, self.server,
-                                                 self.token.isEmpty ? nil : self.token) { event in
-                        Task { @MainActor in self.onEvent(event) }
-                    }
-                    self.session = s
-                    try s.start()
-                    self.status = "listening ..."
-                } catch {
-                    self.fail((error as? VeilException)?.message ?? error.localizedDescription)
-                }
+        let (choice, codec, server, token) = (computeUnits, self.codec, self.server, self.token)
+        let preparer = self.preparer
+        Task { @MainActor [weak self] in
+            // the async form: no completion handler that AVFAudio would call off the main actor
+            let granted = await AVAudioApplication.requestRecordPermission()
+            guard let self = self else { return }
+            guard granted else {
+                self.fail("microphone access was denied (Settings > Privacy > Microphone)")
+                return
+            }
+            // events come from the pipeline thread, URLSession's queue and the audio queue: a @Sendable closure
+            // that hops to the main actor, never a main-actor closure called from those threads
+            let events: @Sendable (SessionEvent) -> Void = { [weak self] event in
+                Task { @MainActor in self?.onEvent(event) }
+            }
+            do {
+                let s = try makeSession(dir, choice, preparer, codec, server, token.isEmpty ? nil : token, events)
+                self.session = s
+                s.start()
+                if self.running { self.status = "listening ..." }
+            } catch {
+                self.fail((error as? VeilException)?.message ?? error.localizedDescription)
             }
         }
     }
@@ -107,10 +113,15 @@ final class SessionModel: ObservableObject {
         status = "finishing ..."
     }
 
+    /** The scene left the foreground: end the session as interrupted (the microphone and the socket are released). */
+    func interrupt(_ why: String) {
+        session?.interrupt(why)
+    }
+
     private func fail(_ message: String) {
         error = message
         running = false
-        session?.cancel()
+        session?.interrupt("the session failed")
         session = nil
     }
 
@@ -118,16 +129,16 @@ final class SessionModel: ObservableObject {
         switch event {
         case .status(let text):
             status = text
-        case .modelReady(let runtime, let loadMs, let warmupMs):
-            modelLine = String(format: "%@: load %.0f ms, warm-up %.0f ms", runtime, loadMs, warmupMs)
+        case .modelLoaded(let runtime, _, _):
+            modelLine = "\(runtime): prepared; listening"
         case .ready(let sessionId):
             status = "streaming (session \(sessionId.prefix(8)))"
         case .chunkDone(let seq, let prefixMs, let rtf, let payloadBytes, let behindMs):
-            chunkLines.append(String(format: "chunk %d: prefix %.1f ms (RTF %.3f), %d B, %.0f ms behind live",
+            chunkLines.append(String(format: "chunk %ld: prefix %.1f ms (RTF %.3f), %ld B, %.0f ms behind live",
                                      seq, prefixMs, rtf, payloadBytes, behindMs))
         case .partial(let text, let seq, let roundTripMs):
             transcript = text
-            chunkLines.append(String(format: "partial %d: %.0f ms round trip", seq, roundTripMs))
+            chunkLines.append(String(format: "partial %ld: %.0f ms round trip", seq, roundTripMs))
         case .finished(let text, let roundTripMs):
             transcript = text
             isFinal = true
@@ -136,6 +147,10 @@ final class SessionModel: ObservableObject {
             session = nil
         case .failed(let reason, let message):
             fail("\(reason): \(message)")
+        case .interrupted(let message):
+            error = "interrupted: \(message)"
+            running = false
+            session = nil
         }
     }
 }

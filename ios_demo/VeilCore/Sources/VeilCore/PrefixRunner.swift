@@ -30,6 +30,16 @@ public protocol PrefixLoader: AnyObject {
      * with a message for a person when the runtime cannot be used (model does not compile, wrong signature...).
      */
     func load(_ artifact: ArtifactEntry, _ file: URL, _ threads: Int) throws -> PrefixRunner
+
+    /**
+     * Load the runtime itself before a timed `load`, so that `load` is the artifact's load alone. Idempotent; throws
+     * PrefixLoadException like `load`. Core ML has nothing to load first: the default does nothing.
+     */
+    func prepareRuntime() throws
+}
+
+extension PrefixLoader {
+    public func prepareRuntime() throws {}
 }
 
 /** The runtime could not load or run the artifact; `reason` says which way (compile_failed, signature...). */

@@ -60,8 +60,6 @@ public final class ProtocolClient {
     private let hello: Message.Hello
     /** The HELLO frame, encoded up front: a HELLO that cannot be encoded is refused by `init`. */
     private let helloFrame: [UInt8]
-    /** Bearer token, sent in the Authorization header (or in the HELLO if the HELLO already carries it). */
-    private let token: String?
     private let listener: SessionListener
     private let lock = NSLock()
     private var current = State.NEW
@@ -76,9 +74,15 @@ public final class ProtocolClient {
                 _ listener: SessionListener) throws {
         self.url = try ProtocolClient.websocketUrl(server)
         self.transport = transport
-        self.hello = hello
-        self.helloFrame = try VeilProtocol.encode(hello)
-        self.token = token
+        // the bearer token travels in the HELLO (unless it already carries one), never in a header: URLSession
+        // reserves `Authorization`, and the server takes the token from either
+        if let token = token, !token.isEmpty, hello.token.isEmpty {
+            self.hello = Message.Hello(hello.checkpointSha256, hello.splitLayer, hello.codec, hello.sampleRate,
+                                       hello.chunkSamples, hello.frameSamples, hello.dim, token)
+        } else {
+            self.hello = hello
+        }
+        self.helloFrame = try VeilProtocol.encode(self.hello)
         self.listener = listener
     }
 
@@ -98,9 +102,7 @@ public final class ProtocolClient {
         }
         current = .CONNECTING
         lock.unlock()
-        var headers: [String: String] = [:]
-        if let token = token, !token.isEmpty, hello.token.isEmpty { headers["Authorization"] = "Bearer \(token)" }
-        transport.connect(url, headers, Events(self))
+        transport.connect(url, [:], Events(self))
     }
 
     /** Queue chunk `seq` (0, 1, ... in order; resending an earlier seq with the same bytes is allowed). */
@@ -268,7 +270,10 @@ public final class ProtocolClient {
         func onOpen() {
             let c = client
             let error: SessionError? = c.locked {
-                if c.current != .CONNECTING { return nil }
+                if c.current != .CONNECTING {
+                    c.transport.cancel()  // cancelled while connecting: the socket that opened is not kept
+                    return nil
+                }
                 c.current = .OPEN
                 return c.transport.sendBinary(c.helloFrame) ? nil : c.fail(SessionError(SessionError.CONNECTION_LOST, "send_failed", "could not send HELLO"))
             }

@@ -2,7 +2,8 @@
 // and JdkWebSocketTransport.kt (the Kotlin tests) over Foundation's URLSessionWebSocketTask. On Linux URLSession
 // lives in FoundationNetworking; its WebSocket support needs a libcurl built with WebSockets (7.86+), which some
 // swift.org Linux toolchains lack (swift-corelibs-foundation issue 5431): the connection then fails with
-// onFailure, never silently.
+// onFailure, never silently. The completion-handler forms of send and receive are public in corelibs only from
+// Swift 6.1 (swift-corelibs-foundation #5030); older Linux toolchains build the async fallback below.
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -28,6 +29,9 @@ public final class URLSessionTransport: NSObject, Transport, URLSessionWebSocket
     private var open = false
     private var finished = false
     private var queuedBytes = 0
+    #if !(canImport(Darwin) || compiler(>=6.1))
+    private var lastSend: Task<Void, Never>?
+    #endif
 
     /** `timeoutSeconds`: how long the opening handshake may take. */
     public init(timeoutSeconds: Double = 10) {
@@ -65,14 +69,34 @@ public final class URLSessionTransport: NSObject, Transport, URLSessionWebSocket
         queuedBytes += bytes.count
         lock.unlock()
         let count = bytes.count
+        #if canImport(Darwin) || compiler(>=6.1)
         task.send(.data(Data(bytes))) { [weak self] _ in
             // a failed send ends the task: didCompleteWithError reports it
-            guard let self = self else { return }
-            self.lock.lock()
-            self.queuedBytes -= count
-            self.lock.unlock()
+            self?.sent(count)
         }
+        #else
+        // swift-corelibs-foundation before 6.1 keeps the completion-handler send private; its public async send
+        // runs in a Task, each one after the previous, so that frames leave in order
+        lock.lock()
+        let previous = lastSend
+        lastSend = Task { [weak self] in
+            await previous?.value
+            do {
+                try await task.send(.data(Data(bytes)))
+            } catch {
+                // a failed send ends the task: didCompleteWithError reports it
+            }
+            self?.sent(count)
+        }
+        lock.unlock()
+        #endif
         return true
+    }
+
+    private func sent(_ count: Int) {
+        lock.lock()
+        queuedBytes -= count
+        lock.unlock()
     }
 
     public func close(_ code: Int, _ reason: String) {
@@ -113,25 +137,46 @@ public final class URLSessionTransport: NSObject, Transport, URLSessionWebSocket
         return l
     }
 
+    private func deliver(_ message: URLSessionWebSocketTask.Message) {
+        switch message {
+        case .data(let data):
+            current()?.onBinary([UInt8](data))
+        case .string(let text):
+            current()?.onText(text)
+        @unknown default:
+            current()?.onText("")
+        }
+    }
+
     private func receiveNext(_ task: URLSessionWebSocketTask) {
+        #if canImport(Darwin) || compiler(>=6.1)
         task.receive { [weak self] result in
             guard let self = self else { return }
             switch result {
             case .success(let message):
-                switch message {
-                case .data(let data):
-                    self.current()?.onBinary([UInt8](data))
-                case .string(let text):
-                    self.current()?.onText(text)
-                @unknown default:
-                    self.current()?.onText("")
-                }
+                self.deliver(message)
                 self.receiveNext(task)
             case .failure:
                 // the end of the connection is reported once, by didCloseWith or didCompleteWithError
                 break
             }
         }
+        #else
+        // corelibs before 6.1: the public async receive, one message at a time, handed to the delegate queue so that
+        // messages and the close arrive in order, as the completion handlers do
+        Task { [weak self] in
+            while true {
+                let message: URLSessionWebSocketTask.Message
+                do {
+                    message = try await task.receive()
+                } catch {
+                    return  // the end is reported by didCloseWith or didCompleteWithError
+                }
+                guard let self = self, let queue = self.session?.delegateQueue else { return }
+                queue.addOperation { self.deliver(message) }
+            }
+        }
+        #endif
     }
 
     public func urlSession(_ session: URLSession, webSocketTask: URLSessionWebSocketTask,

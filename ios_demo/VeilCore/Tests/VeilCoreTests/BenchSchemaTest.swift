@@ -51,6 +51,10 @@ final class BenchSchemaTest: XCTestCase {
         XCTAssertEqual(10 + 50 * 4 + 50 * 144, try m.getInt("payload_bytes_per_chunk"))
         XCTAssertEqual(Double(10 + 50 * 4 + 50 * 144) / 2.0, try m.getDouble("payload_bytes_per_second"))
         XCTAssertEqual("int8", try doc.getJSONArray("artifacts").getJSONObject(0).getString("dtype"))
+        // the runtime is loaded before the timed load, and the load is recorded as warm
+        let runtime = try m.getJSONObject("runtime")
+        XCTAssertTrue(try runtime.getDouble("runtime_init_ms") >= 0.0)
+        XCTAssertEqual(BenchRunner.PAGE_CACHE, try runtime.getString("page_cache"))
     }
 
     func testThePythonValidatorAcceptsTheDocumentAndTheAppReaderTakesItsRows() throws {

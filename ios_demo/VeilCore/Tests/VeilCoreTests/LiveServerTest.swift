@@ -178,7 +178,7 @@ final class LiveServerTest: XCTestCase {
 
     func testRefusalsReachTheClientWithTheirTypedCodes() throws {
         let wrongToken = try stream(.int8, trimLast: false, bearer: "not-the-token")
-        XCTAssertEqual(4401, wrongToken.failed?.code)  // at the upgrade: HTTP 401 (with an ERROR frame as body)
+        XCTAssertEqual(4401, wrongToken.failed?.code)  // the token travels in the HELLO: an ERROR frame
         let other = Message.Hello("035f61751056807040465decd0c5696d02388d160327c6d509c76f0ff7c6ad76", 4, .int8,
                                   16000, 32000, 640, 144)
         let unknown = try stream(.int8, trimLast: false, hello: other)
@@ -270,8 +270,15 @@ final class LiveServerTest: XCTestCase {
             for (r, e) in zip(replies, want) {
                 switch r {
                 case let m as Message.Error:
-                    XCTAssertEqual(try e.getInt("code"), m.code, name)
-                    XCTAssertEqual(try e.getInt("code"), close, name)
+                    let code = try e.getInt("code")
+                    XCTAssertEqual(code, m.code, name)
+                    #if canImport(Darwin)
+                    XCTAssertEqual(code, close, name)
+                    #else
+                    // corelibs reports every close code it has no case for (all 44xx) as 1003 (.unsupportedData):
+                    // on Linux the ERROR frame above carries the code
+                    XCTAssertTrue(close == code || close == 1003, "\(name): close \(String(describing: close))")
+                    #endif
                 case let m as Message.Partial:
                     XCTAssertEqual(try e.getString("text"), m.text, name)
                     XCTAssertEqual(try e.getInt("flags"), m.flags, name)

@@ -1,5 +1,6 @@
 // Mirrors android_demo/core/src/test/kotlin/veil/core/TestFiles.kt
 import Foundation
+import VeilCore
 import XCTest
 
 /** Paths the tests share: the repository root (VEIL_REPO, else found from this file) and the shared test resources. */

@@ -10,6 +10,7 @@ import android.util.Log
 import android.view.WindowManager
 import android.widget.TextView
 import java.io.File
+import java.io.IOException
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
 import java.text.SimpleDateFormat
@@ -30,13 +31,15 @@ import veil.core.VeilException
  * Benchmark mode (after ExecuTorch's minibench BenchmarkActivity and LiteRT's benchmark APK): started from the shell,
  *
  * ```
- * adb shell am start -W -S -n veil.demo/.BenchmarkActivity --es export anonymized-k4 --es backend executorch \
+ * adb shell am start -W -S -n veil.demo/.BenchmarkActivity --es export k6-d16-n0.5-k6 --es backend executorch \
  *     --es recipe int8-static --ei threads 2 --ei warmup 5 --ei iterations 50 \
  *     [--es input /sdcard/Android/data/veil.demo/files/veil-bench/input.f32] [--es run_id ID] \
  *     [--es npu_libs /sdcard/Android/data/veil.demo/files/npu-libs]
  * ```
+ * (only the shell can: the activity requires android.permission.DUMP, which adb's shell holds and no app can get)
  * it installs the export (checked against manifest.json), then on a background HandlerThread measures the artifact in
- * the real runtime as the app uses it (BenchRunner: load, first inference, warm-up, timed runs, peak RSS and PSS),
+ * the real runtime as the app uses it (BenchRunner: the runtime's native library loaded first and timed apart as `runtime_init_ms`, then a warm
+ * load, first inference, warm-up, timed runs, peak RSS and PSS),
  * and writes the `veil bench` JSON (veil-bench/1, BenchSchema) to files/veil-bench/ID.json and a copy to the external
  * files dir, which `veil bench --device android --app` reads back with adb (run-as works only for debuggable
  * packages, and a benchmark must not be one). A debuggable build is refused: it runs many times slower.
@@ -124,11 +127,21 @@ class BenchmarkActivity : Activity() {
             show("failed: ${e.javaClass.simpleName}: ${e.message}")
             BenchSchema.failure(runId, command(), createdAt, "${e.javaClass.simpleName}: ${e.message}", device, app)
         }
+        // a result that cannot be written (disk full, external storage gone) is said on screen and in logcat, where
+        // the host's poll reports it, instead of killing the process on this thread
         val internal = File(File(filesDir, RESULTS), "$runId.json")
-        BenchSchema.write(internal, doc)
-        val external = getExternalFilesDir(RESULTS)
-        if (external != null) BenchSchema.write(File(external, "$runId.json"), doc)
-        show("wrote $internal" + if (external != null) " and $external/$runId.json" else "")
+        val written = ArrayList<String>()
+        for (target in listOfNotNull(internal, getExternalFilesDir(RESULTS)?.let { File(it, "$runId.json") })) {
+            try {
+                BenchSchema.write(target, doc)
+                written.add(target.path)
+            } catch (e: IOException) {
+                show("failed: could not write $target: ${e.message}")
+            } catch (e: RuntimeException) {
+                show("failed: could not write $target: ${e.javaClass.simpleName}: ${e.message}")
+            }
+        }
+        if (written.isNotEmpty()) show("wrote ${written.joinToString(" and ")}")
         runOnUiThread { finish() }
     }
 
@@ -136,6 +149,8 @@ class BenchmarkActivity : Activity() {
      * The NPU libraries pushed by the host (`npu_libs` extra: a folder in the external files dir, where adb writes),
      * copied into the app's private files dir: the dynamic loader and the DSP load nothing from external storage.
      * Without the extra, what an earlier run installed (or nothing: an NPU artifact then fails to load, saying why).
+     * Only the shell may start this activity (the manifest guards it with android.permission.DUMP), so no other app
+     * can make veil.demo load libraries of its choosing; the copies are read-only.
      */
     private fun installNpuLibs(): File {
         val installed = File(filesDir, NPU_LIBS)
@@ -144,7 +159,11 @@ class BenchmarkActivity : Activity() {
         if (libs.isEmpty()) throw VeilException("npu_libs", "$pushed: no NPU libraries there (veil bench --npu-libs DIR)")
         installed.deleteRecursively()
         check(installed.mkdirs()) { "$installed: cannot create" }
-        for (lib in libs) lib.copyTo(File(installed, lib.name))
+        for (lib in libs) {
+            // read-only before anything loads it (Android 14+ refuses writable dynamically loaded code)
+            val copy = lib.copyTo(File(installed, lib.name))
+            if (!copy.setReadOnly()) throw VeilException("npu_libs", "$copy: cannot make it read-only")
+        }
         return installed
     }
 

@@ -6,6 +6,7 @@ import android.content.pm.PackageManager
 import android.graphics.Color
 import android.os.Bundle
 import android.view.View
+import android.view.WindowManager
 import android.widget.AdapterView
 import android.widget.ArrayAdapter
 import android.widget.Button
@@ -79,6 +80,17 @@ class MainActivity : ComponentActivity() {
         }
     }
 
+    /**
+     * Leaving the screen ends a running session as interrupted (the microphone and the socket are released): a
+     * background app records silence on Android 9+, and the demo has no microphone foreground service.
+     */
+    override fun onStop() {
+        super.onStop()
+        if (!isChangingConfigurations && model.state.value.running) {
+            model.interrupt("the app left the screen: Android gives a background app silence, not the microphone")
+        }
+    }
+
     private fun adapter(items: List<String>) =
         ArrayAdapter(this, android.R.layout.simple_spinner_dropdown_item, items)
 
@@ -122,6 +134,13 @@ class MainActivity : ComponentActivity() {
         }
         showCodecs(s)
         start.setText(if (s.running) R.string.stop else R.string.start)
+        // the screen stays on while a session runs: when it times out the app goes to the background, where
+        // Android 9+ hands AudioRecord silence and the cached-app freezer stalls the pipeline and the pings
+        if (s.running) {
+            window.addFlags(WindowManager.LayoutParams.FLAG_KEEP_SCREEN_ON)
+        } else {
+            window.clearFlags(WindowManager.LayoutParams.FLAG_KEEP_SCREEN_ON)
+        }
         findViewById<TextView>(R.id.status).text = if (s.exports.isEmpty()) getString(R.string.no_export) else s.status
         val error = findViewById<TextView>(R.id.error)
         error.visibility = if (s.error != null) View.VISIBLE else View.GONE

@@ -6,6 +6,7 @@ import androidx.annotation.RequiresPermission
 import androidx.lifecycle.AndroidViewModel
 import androidx.lifecycle.viewModelScope
 import java.io.File
+import java.io.IOException
 import java.util.Locale
 import java.util.concurrent.TimeUnit
 import kotlinx.coroutines.Dispatchers
@@ -15,6 +16,8 @@ import kotlinx.coroutines.flow.update
 import kotlinx.coroutines.launch
 import okhttp3.OkHttpClient
 import veil.core.Codec
+import veil.core.SessionEvent
+import veil.core.StreamingPipeline
 import veil.core.VeilException
 
 /** Everything the screen shows. */
@@ -54,7 +57,12 @@ class MainViewModel(application: Application) : AndroidViewModel(application) {
         .build()
     private val _state = MutableStateFlow(UiState())
     val state: StateFlow<UiState> = _state
-    private var session: StreamingSession? = null
+    // set on the IO dispatcher, read on main (Stop, onCleared) and by the pipeline's threads
+    @Volatile
+    private var session: StreamingPipeline? = null
+    /** Stop or leave pressed while the export was still installing: the session must not start. */
+    @Volatile
+    private var cancelled = false
 
     init {
         refreshExports()
@@ -68,32 +76,54 @@ class MainViewModel(application: Application) : AndroidViewModel(application) {
         }
     }
 
+    /**
+     * Install the export and start a session (StreamingPipeline: the microphone and the socket are released on every
+     * ending). What can fail before the session exists is caught here and shown: a bad export or manifest
+     * (VeilException), a disk that is full while installing (IOException), an unknown backend or recipe
+     * (IllegalArgumentException); anything else is an internal error, never a crash.
+     */
     @RequiresPermission(Manifest.permission.RECORD_AUDIO)
     fun start(settings: SessionSettings) {
-        if (session != null) return
+        if (session != null || _state.value.running) return
+        cancelled = false
         _state.update { it.copy(running = true, error = null, transcript = "", isFinal = false, chunkLines = emptyList(),
             status = "installing export ${settings.export} ...") }
         viewModelScope.launch(Dispatchers.IO) {
             try {
                 val export = store.open(settings.export)
                 val artifact = export.manifest.artifact(settings.backend)
-                val s = StreamingSession(export, artifact, loaderFor(artifact, npuLibs), settings.threads, settings.codec,
-                    settings.server, settings.token.ifEmpty { null }, http, ::onEvent)
+                val s = StreamingPipeline(export, artifact, loaderFor(artifact, npuLibs), settings.threads,
+                    settings.codec, settings.server, settings.token.ifEmpty { null }, { OkHttpTransport(http) },
+                    AudioCapture(), ::onEvent)
+                if (cancelled) {
+                    _state.update { it.copy(running = false, status = "stopped before the session started") }
+                    return@launch
+                }
                 session = s
                 s.start()
             } catch (e: VeilException) {
                 onEvent(SessionEvent.Failed(e.reason, e.message ?: e.reason))
-            } catch (e: SecurityException) {
-                onEvent(SessionEvent.Failed("permission", "microphone permission is missing"))
-            } catch (e: IllegalStateException) {
-                onEvent(SessionEvent.Failed("microphone", e.message ?: "microphone unavailable"))
+            } catch (e: IOException) {
+                onEvent(SessionEvent.Failed("install", "installing ${settings.export} failed: ${e.message}"))
+            } catch (e: IllegalArgumentException) {
+                onEvent(SessionEvent.Failed("bad_export", e.message ?: "the export cannot be used"))
+            } catch (e: RuntimeException) {
+                onEvent(SessionEvent.Failed("internal", "${e.javaClass.simpleName}: ${e.message}"))
             }
         }
     }
 
     fun stop() {
+        cancelled = true
         session?.stop()
         _state.update { it.copy(status = "stopping: the last chunk and the final transcript ...") }
+    }
+
+    /** End the session without a transcript (the app left the screen). */
+    fun interrupt(why: String) {
+        cancelled = true
+        val s = session
+        if (s != null) s.interrupt(why) else onEvent(SessionEvent.Interrupted(why))
     }
 
     private fun onEvent(event: SessionEvent) {
@@ -112,13 +142,17 @@ class MainViewModel(application: Application) : AndroidViewModel(application) {
                 is SessionEvent.Final -> s.copy(transcript = event.text, isFinal = true, running = false,
                     status = String.format(Locale.ROOT, "final after %.0f ms", event.roundTripMs))
                 is SessionEvent.Failed -> s.copy(error = "${event.reason}: ${event.message}", running = false)
+                is SessionEvent.Interrupted -> s.copy(error = "interrupted: ${event.message}", running = false)
             }
         }
-        if (event is SessionEvent.Final || event is SessionEvent.Failed) session = null
+        if (event is SessionEvent.Final || event is SessionEvent.Failed || event is SessionEvent.Interrupted) {
+            session = null
+        }
     }
 
     override fun onCleared() {
-        session?.cancel()
+        cancelled = true
+        session?.interrupt("the screen went away")
         session = null
     }
 

@@ -66,6 +66,12 @@ class ExecuTorchLoader : PrefixLoader {
     override val backend: String = "executorch"
     override val runtimeName: String = "ExecuTorch Android ${BuildConfig.EXECUTORCH_VERSION} (XNNPACK)"
 
+    /** Module's companion loads libexecutorch.so (NativeLoader) when the class initializes: do that untimed. */
+    override fun prepareRuntime() = nativeCall(runtimeName) {
+        Class.forName(Module::class.java.name, true, Module::class.java.classLoader)
+        Unit
+    }
+
     override fun load(artifact: ArtifactEntry, file: File, threads: Int): PrefixRunner = nativeCall(runtimeName) {
         val module = try {
             Module.load(file.absolutePath, Module.LOAD_MODE_MMAP, threads)
@@ -140,6 +146,12 @@ class LiteRtLoader(private val npu: NpuTarget? = null) : PrefixLoader {
     override val backend: String = "litert"
     override val runtimeName: String = "LiteRT ${BuildConfig.LITERT_VERSION} CompiledModel " +
         if (npu == null) "(CPU)" else "(NPU, compiled for ${npu.soc})"
+
+    /** CompiledModel's companion loads liblitert_jni.so (System.loadLibrary) when the class initializes. */
+    override fun prepareRuntime() = nativeCall(runtimeName) {
+        Class.forName(CompiledModel::class.java.name, true, CompiledModel::class.java.classLoader)
+        Unit
+    }
 
     override fun load(artifact: ArtifactEntry, file: File, threads: Int): PrefixRunner = nativeCall(runtimeName) {
         val options = if (npu == null) CompiledModel.Options(Accelerator.CPU)

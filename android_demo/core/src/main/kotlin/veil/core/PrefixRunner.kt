@@ -25,6 +25,13 @@ interface PrefixLoader {
     val runtimeName: String
 
     /**
+     * Load the runtime's classes and native library (what the first touch of ExecuTorch's `Module` or LiteRT's
+     * `CompiledModel` does), so that a timed [load] is the artifact's load alone. Idempotent; throws
+     * [PrefixLoadException] like [load]. Runtimes with nothing to load first keep this default.
+     */
+    fun prepareRuntime() {}
+
+    /**
      * Load `file` (memory-mapped where the runtime can) with `threads` CPU threads. Throws [PrefixLoadException]
      * with a message for a person when the runtime cannot be used (native library missing, wrong delegate...).
      */

@@ -40,14 +40,20 @@ class ProtocolClient(
     private val transport: Transport,
     /** ws(s)://host:port/v1/stream, or http(s)://host:port (the path is added). */
     server: String,
-    private val hello: Message.Hello,
-    /** Bearer token, sent in the Authorization header (or in the HELLO if the HELLO already carries it). */
-    private val token: String?,
+    hello: Message.Hello,
+    /**
+     * Bearer token, sent in the HELLO (unless the HELLO already carries one), never in a header: Apple's URLSession
+     * reserves `Authorization`, and the server takes the token from either.
+     */
+    token: String?,
     private val listener: SessionListener
 ) {
     enum class State { NEW, CONNECTING, OPEN, READY, ENDING, DONE, FAILED }
 
     val url: String = websocketUrl(server)
+    private val hello: Message.Hello = if (token == null || token.length == 0 || hello.token.length > 0) hello else
+        Message.Hello(hello.checkpointSha256, hello.splitLayer, hello.codec, hello.sampleRate, hello.chunkSamples,
+            hello.frameSamples, hello.dim, token)
     private val lock = Any()
     private var state = State.NEW
     private val pending = ArrayList<ByteArray>()
@@ -66,9 +72,7 @@ class ProtocolClient(
             check(state == State.NEW) { "session already started" }
             state = State.CONNECTING
         }
-        val headers = HashMap<String, String>()
-        if (token != null && token.isNotEmpty() && hello.token.length == 0) headers["Authorization"] = "Bearer $token"
-        transport.connect(url, headers, Events())
+        transport.connect(url, emptyMap(), Events())
     }
 
     /** Queue chunk `seq` (0, 1, ... in order; resending an earlier seq with the same bytes is allowed). */
@@ -204,6 +208,7 @@ class ProtocolClient(
         override fun onOpen() {
             val error = synchronized(lock) {
                 if (state != State.CONNECTING) {
+                    transport.cancel()  // cancelled while connecting: the socket that opened is not kept
                     null
                 } else {
                     state = State.OPEN

@@ -51,6 +51,10 @@ class BenchSchemaTest {
         assertEquals(10 + 50 * 4 + 50 * 144, m.getInt("payload_bytes_per_chunk"))
         assertEquals((10 + 50 * 4 + 50 * 144) / 2.0, m.getDouble("payload_bytes_per_second"))
         assertEquals("int8", doc.getJSONArray("artifacts").getJSONObject(0).getString("dtype"))
+        // the native library is loaded before the timed load, and the load is recorded as warm
+        val runtime = m.getJSONObject("runtime")
+        assertTrue(runtime.getDouble("runtime_init_ms") >= 0.0)
+        assertEquals(BenchRunner.PAGE_CACHE, runtime.getString("page_cache"))
     }
 
     @Test

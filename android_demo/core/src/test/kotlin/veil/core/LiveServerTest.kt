@@ -128,7 +128,7 @@ class LiveServerTest {
     @Test
     fun `refusals reach the client with their typed codes`() {
         val wrongToken = stream(Codec.INT8, false, bearer = "not-the-token")
-        assertEquals(4401, wrongToken.failed!!.code)  // at the upgrade: HTTP 401 with an ERROR frame as body
+        assertEquals(4401, wrongToken.failed!!.code)  // the token travels in the HELLO: an ERROR frame
         val other = Message.Hello("035f61751056807040465decd0c5696d02388d160327c6d509c76f0ff7c6ad76", 4, Codec.INT8,
             16000, 32000, 640, 144)
         val unknown = stream(Codec.INT8, false, hello = other)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Re-run the recorded benchmark of a shipped model in one command:
 
-    .venv/bin/python benchmarks/run_bench.py [--checkpoint models/anonymized.safetensors] [--sweep] [--quick]
-                                             [--readme README.md]
+    .venv/bin/python -m experiments.run_bench [--checkpoint models/k6-d16-n0.5.safetensors] [--sweep] [--quick]
+                                             [--readme docs/results.md]
 
 1. makes sure the export folders ``exports/<checkpoint>-k<K>[-fp32|-int8-dynamic]`` exist for this exact
    checkpoint (re-exported when their manifest does not check out or names another checkpoint sha256): the
@@ -31,7 +31,7 @@ from toolkit.exporting.manifest import ExportManifest  # noqa: E402
 from toolkit.exporting.prefix_export import ExportRequest, export_prefix  # noqa: E402
 from toolkit.files import file_sha256  # noqa: E402
 from toolkit.model.checkpoint import read_config  # noqa: E402
-from toolkit.paths import DEFAULT_ANONYMIZED, default_export_dir  # noqa: E402
+from toolkit.paths import DEFAULT_MODEL, default_export_dir  # noqa: E402
 
 EXPORT_SETS = {  # folder variant -> (target, recipes)
     "": ("all", []),
@@ -58,13 +58,13 @@ def ensure_export(checkpoint: Path, split_layer: int, variant: str, target: str,
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default=str(DEFAULT_ANONYMIZED))
+    p.add_argument("--checkpoint", default=str(DEFAULT_MODEL))
     p.add_argument("--sweep", action="store_true", help="also run the cut-point sweep")
     p.add_argument("--quick", action="store_true", help="smoke run (5 timed runs, matmul-only ceiling)")
     p.add_argument("--rounds", type=int, default=2, help="round-robin passes (veil bench --rounds)")
     p.add_argument("--ceiling", default="matmul", choices=["full", "matmul", "none"],
                    help="machine ceiling; 'full' adds ExecuTorch/LiteRT Linear kernels (4 more exports)")
-    p.add_argument("--readme", default=None, metavar="README", help="also rewrite this README's benchmark table")
+    p.add_argument("--readme", default=None, metavar="PAGE", help="also rewrite this page's benchmark table (docs/results.md)")
     args = p.parse_args(argv)
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():

@@ -2,7 +2,7 @@
 """Load benchmark of `veil serve` on loopback: how many real-time phone streams one core holds, with dynamic
 batching on and off in the same run, and what the service costs over the plain torch suffix.
 
-    nice -n 5 .venv/bin/python benchmarks/serve_load.py --export exports/anonymized-k4-fp32
+    nice -n 5 .venv/bin/python -m experiments.serve_load --export exports/k6-d16-n0.5-k6-fp32
 
 - The server (`veil serve`, the shipped model, 1 torch thread) runs pinned to core 0 (`taskset -c 0`); this
   generator pins itself to core 1.
@@ -18,7 +18,7 @@ batching on and off in the same run, and what the service costs over the plain t
   at batch 1 and at the batched run's mean batch size: the cost the service adds is visible.
 - ``--time-cap`` bounds the whole run. JSON first (benchmarks/results/serve-load-<date>.json), Markdown
   rendered from it (toolkit/serve/load_report.py; again from the JSON: ``veil render RESULT.json``); with
-  ``--readme README.md`` the README's load table too.
+  ``--readme docs/results.md`` the README's load table too.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ from toolkit.errors import read_json  # noqa: E402
 from toolkit.files import write_json, write_text  # noqa: E402
 from toolkit.headlines import refresh  # noqa: E402
 from toolkit.model.checkpoint import read_config  # noqa: E402
-from toolkit.paths import DEFAULT_ANONYMIZED, DEFAULT_CORPUS, RESULTS_DIR, default_export_dir, display_path  # noqa: E402
+from toolkit.paths import DEFAULT_MODEL, DEFAULT_CORPUS, RESULTS_DIR, default_export_dir, display_path  # noqa: E402
 from toolkit.serve import protocol as p  # noqa: E402
 from toolkit.serve.auth import hash_token, new_token  # noqa: E402
 from toolkit.serve.client import PrefixRunner, hello_for  # noqa: E402
@@ -297,10 +297,10 @@ def holds(step: dict, p99_ms: float) -> bool:
     return not step["errors"] and q is not None and q <= p99_ms
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    shipped_k = int(read_config(DEFAULT_ANONYMIZED)["model"]["split_layer"])
-    ap.add_argument("--export", default=str(default_export_dir(DEFAULT_ANONYMIZED, shipped_k)),
+    shipped_k = int(read_config(DEFAULT_MODEL)["model"]["split_layer"])
+    ap.add_argument("--export", default=str(default_export_dir(DEFAULT_MODEL, shipped_k)),
                     help="export of the shipped model")
     ap.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     ap.add_argument("--utterances", type=int, default=32)
@@ -314,11 +314,15 @@ def main() -> int:
                     help="unpaced sessions for the saturated-throughput step of each config (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(RESULTS_DIR))
-    ap.add_argument("--readme", metavar="README", help="also rewrite the load table in this README")
+    ap.add_argument("--readme", metavar="PAGE", help="also rewrite the load table in this page (docs/results.md)")
     ap.add_argument("--rebaseline", metavar="JSON",
                     help="measure only the torch baseline again, into this recorded result (the service runs stay "
                          "as recorded); re-render any result with `veil render JSON`")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     if args.rebaseline:
         result = read_json(args.rebaseline, f"{args.rebaseline}: result not found")
         os.sched_setaffinity(0, {CLIENT_CORE})
@@ -395,7 +399,7 @@ def main() -> int:
                                    saturation["batch-1"]["audio_seconds_per_wall_second"] else None)}
     result = {"format": LOAD_FORMAT, "date": datetime.date.today().isoformat(), "host": platform.node(),
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-              "command": ".venv/bin/python " + " ".join(["benchmarks/serve_load.py", *sys.argv[1:]]),
+              "command": ".venv/bin/python -m experiments.serve_load " + " ".join(sys.argv[1:]),
               "artifact": artifact, "utterances": len(utts),
               "audio_seconds_per_utterance": round(float(np.mean([u["seconds"] for u in utts])), 2),
               "warmup_s": args.warmup, "measure_s": args.measure, "p99_goal_ms": args.p99_ms,

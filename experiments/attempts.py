@@ -39,7 +39,8 @@ def entry_from_privacy(privacy_json: Path, name: str, tried: str, verdict: str, 
     """One attempts-log entry from a `veil privacy` report (and optional `veil evaluate --json` files).
     ``baseline_privacy``: take the baseline's attack results at that layer from another report (one run of
     `--baseline --layers all` serves every attempt) when the report has no baseline of its own; ``baseline_model``
-    is the baseline's name in that report (a checkpoint attacked alone is named ``anonymized``)."""
+    is the baseline's name in that report (a checkpoint attacked alone is named by its file's stem; before
+    2026-12 it was ``anonymized``)."""
     report = _read_json(privacy_json, "privacy result")
     try:
         models = report["models"]

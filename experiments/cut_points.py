@@ -34,7 +34,7 @@ from toolkit.files import file_sha256
 from toolkit.layer_range import parse_layer_range
 from toolkit.model.asr import split
 from toolkit.model.checkpoint import load_checkpoint, tokenizer_from
-from toolkit.paths import DEFAULT_ANONYMIZED, export_dir_name
+from toolkit.paths import DEFAULT_MODEL, export_dir_name
 
 CUT_POINTS_FORMAT = "veil-bench-sweep/1"
 
@@ -100,7 +100,7 @@ def run_cut_point_sweep(req: BenchRequest) -> dict:
     if not req.recipe:
         raise VeilError("--sweep-split needs --recipe (e.g. --recipe int8-static)")
     sweep_target(req.recipe)
-    checkpoint = Path(req.checkpoint or DEFAULT_ANONYMIZED)
+    checkpoint = Path(req.checkpoint or DEFAULT_MODEL)
     model, config = load_checkpoint(checkpoint)
     cfg = model.cfg
     layers = parse_layer_range(req.sweep, 1, cfg.n_blocks, "--sweep-split")
