@@ -5,6 +5,7 @@ test writes (no download). Exports run in the real runtimes on the tiny synthesi
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -146,3 +147,55 @@ def test_any_module_exports_with_model_and_cut(tmp_path, tiny_corpus, monkeypatc
     assert manifest["artifacts"][0]["check"]["snr_db"] > 60
     assert export_cli.main(["--model", "myasr:nothing", "--out", str(tmp_path / "x")]) == 2
     assert "myasr has no function nothing" in capsys.readouterr().err
+
+
+def test_conformer_loads_a_nemo_state_dict_and_its_rel_shift_is_relative(tmp_path):
+    from safetensors.torch import save_file
+
+    from toolkit.adapters.conformer import ConformerCTC, ConformerConfig, RelPositionMultiHeadAttention, rel_positions
+    cfg = ConformerConfig(n_layers=2, d_model=32, n_heads=2, subsampling_conv_channels=16, vocab_size=28)
+    torch.manual_seed(5)
+    state = {k: v for k, v in ConformerCTC(cfg).state_dict().items()}
+    assert "encoder.layers.0.self_attn.linear_pos.weight" in state and "decoder.decoder_layers.0.weight" in state
+    state["preprocessor.featurizer.fb"] = torch.zeros(1, 80, 257)  # NeMo's own buffers: recomputed, ignored
+    save_file(state, str(tmp_path / "model_weights.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({"encoder": {"n_layers": 2, "d_model": 32, "n_heads": 2,
+                                                                  "subsampling_conv_channels": 16},
+                                                      "labels": list(" abcdefghijklmnopqrstuvwxyz'")}))
+    adapter = open_adapter(adapter="conformer", config=str(tmp_path / "config.json"),
+                           weights=tmp_path / "model_weights.safetensors")
+    assert torch.equal(adapter.model.encoder.layers[1].self_attn.pos_bias_u, state["encoder.layers.1.self_attn.pos_bias_u"])
+    with torch.no_grad():
+        emb = adapter.prefix(1)(torch.randn(1, 32000) * 0.1)
+        log_probs = adapter.suffix(1)(emb)
+    assert emb.shape == (1, 50, 32) and log_probs.shape == (1, 50, 29)
+    assert isinstance(adapter.tokenizer().decode([1, 2, 0, 3]), str)
+    # Transformer-XL's rel_shift: the positional score of query i and key j uses the encoding of i - j
+    att, t = RelPositionMultiHeadAttention(8, 1).eval(), 5
+    x, pos = torch.randn(1, t, 8), rel_positions(t, 8)
+    with torch.no_grad():
+        q, p = att.linear_q(x)[0] + att.pos_bias_v[0], att.linear_pos(pos)[0]
+        k, v = att.linear_k(x)[0] + 0, att.linear_v(x)[0]
+        scores = torch.stack([torch.stack([(q[i] - att.pos_bias_v[0] + att.pos_bias_u[0]) @ k[j] + q[i] @ p[t - 1 - (i - j)]
+                                           for j in range(t)]) for i in range(t)]) / math.sqrt(8)
+        want = att.linear_out(torch.softmax(scores, dim=-1) @ v)
+        assert torch.allclose(att(x, pos)[0], want, atol=1e-5)
+
+
+@pytest.mark.parametrize("adapter, cut, pte_recipe", [("hf-whisper", 2, "8da4w"), ("conformer", 2, "int8-static")])
+def test_whisper_and_conformer_export_android_and_pass_parity(tmp_path, tiny_corpus, capsys, adapter, cut, pte_recipe):
+    out = tmp_path / adapter
+    rc = export_cli.main(["--adapter", adapter, "--config", "tiny", "--cut", str(cut), "--target", "android",
+                          "--corpus", str(tiny_corpus), "--calibration-utts", "4", "--parity-utts", "2",
+                          "--out", str(out), "--no-bundle"])
+    assert rc == 0, capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {a["backend"]: a["recipe"] for a in manifest["artifacts"]}["executorch"] == pte_recipe
+    assert manifest["adapter"]["phone_input"]["frontend"]
+    for entry in manifest["artifacts"]:  # every op XNNPACK left out is named with a reason
+        for op in (entry.get("delegation") or {}).get("not_delegated") or {}:
+            assert manifest["adapter"]["not_delegated"][entry["file"]][op]["why"]
+    parity = json.loads((out / "parity.json").read_text())
+    for a in parity["artifacts"]:
+        assert a["numeric"]["snr_db"] >= 20.0, (a["file"], a["numeric"]["snr_db"])
+    assert (parity["float"].get("status") == "no-suffix") == (adapter == "hf-whisper")
