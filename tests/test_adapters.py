@@ -152,7 +152,8 @@ def test_any_module_exports_with_model_and_cut(tmp_path, tiny_corpus, monkeypatc
 def test_conformer_loads_a_nemo_state_dict_and_its_rel_shift_is_relative(tmp_path):
     from safetensors.torch import save_file
 
-    from toolkit.adapters.conformer import ConformerCTC, ConformerConfig, RelPositionMultiHeadAttention, rel_positions
+    from toolkit.adapters.conformer import (ConformerCTC, ConformerConfig, RelPositionMultiHeadAttention, rel_positions,
+                                            rel_shift_matrix)
     cfg = ConformerConfig(n_layers=2, d_model=32, n_heads=2, subsampling_conv_channels=16, vocab_size=28)
     torch.manual_seed(5)
     state = {k: v for k, v in ConformerCTC(cfg).state_dict().items()}
@@ -180,9 +181,10 @@ def test_conformer_loads_a_nemo_state_dict_and_its_rel_shift_is_relative(tmp_pat
                                            for j in range(t)]) for i in range(t)]) / math.sqrt(8)
         want = att.linear_out(torch.softmax(scores, dim=-1) @ v)
         assert torch.allclose(att(x, pos)[0], want, atol=1e-5)
+        assert torch.allclose(att(x, pos, None, rel_shift_matrix(t)), att(x, pos), atol=1e-6)  # the export's form
 
 
-@pytest.mark.parametrize("adapter, cut, pte_recipe", [("hf-whisper", 2, "8da4w"), ("conformer", 2, "int8-static")])
+@pytest.mark.parametrize("adapter, cut, pte_recipe", [("hf-whisper", 2, "8da4w"), ("conformer", 2, "8da4w")])
 def test_whisper_and_conformer_export_android_and_pass_parity(tmp_path, tiny_corpus, capsys, adapter, cut, pte_recipe):
     out = tmp_path / adapter
     rc = export_cli.main(["--adapter", adapter, "--config", "tiny", "--cut", str(cut), "--target", "android",

@@ -52,6 +52,11 @@ def add_parser(sub) -> None:
     pv.add_argument("--cloud-layers", default=None, metavar="LAYERS",
                     help="with --artifact: also attack the suffix's own blocks (e.g. '7..8') run on what the cloud "
                          "received, the operator's view (the export's checkpoint, sha256-checked)")
+    pv.add_argument("--adapter", default=None, help="attack another encoder's layers through its adapter "
+                                                    "(docs/ADAPTERS.md), with --config and --weights")
+    pv.add_argument("--config", default=None, help="with --adapter: a preset ('tiny') or the model's config.json")
+    pv.add_argument("--weights", default=None, help="with --adapter or --model: the weights file")
+    pv.add_argument("--model", default=None, metavar="MODULE:FUNCTION", help="any nn.Module (docs/ADAPTERS.md)")
     pv.add_argument("--out", default="privacy")
     pv.add_argument("--attacker-seeds", type=int, default=1, metavar="N",
                     help="repeat the suite with N attacker seeds (seed, seed+1, ...): mean and sd per attacker and "
@@ -72,6 +77,8 @@ def privacy(args) -> int:
                                corpus=Path(args.corpus), layers=args.layers, out=Path(args.out),
                                attack=attack_settings(args), attacker_seeds=args.attacker_seeds,
                                artifact=Path(args.artifact) if args.artifact else None, backends=args.backend, cloud_layers=args.cloud_layers,
-                               readme=Path(args.readme) if args.readme else None))
+                               readme=Path(args.readme) if args.readme else None,
+                               adapter=({"adapter": args.adapter, "config": args.config, "weights": args.weights,
+                                         "model": args.model} if args.adapter or args.model else None)))
     print(f"wrote {args.out}/privacy.json, privacy.md, privacy.png")
     return 0

@@ -109,6 +109,7 @@ class PrivacyRequest:
     cloud_layers: str | None = None         # with artifact: also the suffix's own blocks on what the cloud receives
     progress: bool = True
     readme: Path | None = None              # also rewrite this README's privacy table (toolkit/headlines.py)
+    adapter: dict | None = None             # another encoder (toolkit/adapters.open_adapter's arguments)
 
 
 def _select(frames, idx):
@@ -298,6 +299,12 @@ def _add_relative_changes(report: dict) -> None:
 
 # ---- one source, one layer ------------------------------------------------------------------------------------
 
+def adapter_embeddings(adapter, k: int, data: AudioSet, progress: bool = False) -> list[np.ndarray]:
+    """(T_i, d) per utterance: the adapter's float prefix cut after block ``k``, chunk by chunk."""
+    from toolkit.chunking import torch_runner
+    return artifact_embeddings(torch_runner(adapter.prefix(k)), data, adapter.chunk, progress, desc=f"block {k}")
+
+
 def checkpoint_embeddings(model, data: AttackData, layers: list[int], progress: bool = False) -> tuple[dict, dict]:
     """({layer: eval-speaker frames}, {layer: attacker-training-speaker frames}) of a float model."""
     return (layer_embeddings(model, data.eval_data, layers, progress=progress),
@@ -402,6 +409,16 @@ def _run_privacy(req: PrivacyRequest, options: SuiteOptions) -> dict:
             name = p.name  # backend/recipe: the report names what it attacked
             sources[name] = {"kind": "artifact", **p.describe(), "runtime": type(runner).__name__}
             loaded[name] = (p, runner)
+    elif req.adapter:  # another encoder: its per-layer embeddings, each cut run chunk by chunk as a phone would
+        from toolkit.adapters import open_adapter
+        if baseline:
+            raise VeilError("--baseline goes with a Veil checkpoint, not with --adapter/--model")
+        adapter = open_adapter(**req.adapter)
+        layers = parse_layer_range(req.layers, 1, adapter.n_blocks)
+        loaded[adapter.name] = adapter
+        sources[adapter.name] = {"kind": "adapter", **adapter.source(), "checkpoint": adapter.source().get("weights") or
+                                 f"{adapter.name} {adapter.source().get('config') or adapter.source().get('model')}",
+                                 "sha256": adapter.identity_sha256()}
     else:
         checkpoint = Path(req.checkpoint)
         model = load_checkpoint(checkpoint)[0]
@@ -437,6 +454,10 @@ def _run_privacy(req: PrivacyRequest, options: SuiteOptions) -> dict:
                 if cloud_layers:  # the operator runs its suffix on what it received
                     emb.update(cloud_embeddings(cloud_model, p.split_layer, emb[layers[0]], cloud_layers))
             grl, split = None, p.split_layer
+        elif src["kind"] == "adapter":
+            emb_eval, emb_train = ({k: adapter_embeddings(obj, k, d, req.progress) for k in layers}
+                                   for d in (data.eval_data, data.train_data))
+            grl, split = None, None
         else:
             emb_eval, emb_train = checkpoint_embeddings(obj, data, layers, req.progress)
             grl, split = obj.cfg.grl_layers, obj.cfg.split_layer
