@@ -278,6 +278,7 @@ class ConformerAdapter(ModelAdapter):
     # Measured at cut 2 of the tiny preset on real audio: ExecuTorch int8-static 13.0 dB SNR (fp32: 107 dB, so the
     # loss is quantization, not lowering), 8da4w 21.5 dB; LiteRT int8-static 25.9 dB.
     default_recipes = {"executorch": "8da4w"}
+    float_modules = ("frontend", "pre_encode")
     phone_input = {"kind": "pcm", "frontend": "nemo-log-mel (AudioToMelSpectrogramPreprocessor's computation as a "
                                               "DFT convolution and matmuls in the graph, per-chunk normalization, float32)"}
 

@@ -8,17 +8,23 @@ from toolkit.adapters.base import ModelAdapter
 from toolkit.exporting.manifest import INPUT_NAME, OUTPUT_NAME, io_description
 
 # why ExecuTorch 1.5.1's XnnpackPartitioner leaves an op out of the XNNPACK graph (measured on these adapters)
-NOT_DELEGATED_WHY = {
-    "aten.gelu.default": "XNNPACK in ExecuTorch 1.5 lowers GELU only in fp32; the int8 graph runs it in the "
-                         "portable kernel between two XNNPACK subgraphs (dequantize, float GELU, quantize)",
-    "aten.native_group_norm.default": "no XNNPACK group norm; runs as a portable float32 kernel",
-    "aten.convolution.default": "a grouped 1-D convolution (positional conv) whose group count XNNPACK's "
-                                "int8 convolution does not take; runs as a portable float32 kernel",
-    "aten.amax.default": "no XNNPACK max-reduction; the log-mel frontend's dynamic-range clamp runs as a "
-                         "portable float32 kernel (the frontend is float32 in every recipe)",
-    "aten.log10.default": "no XNNPACK log; part of the float32 log-mel frontend",
-    "aten.log.default": "no XNNPACK log; part of the float32 log-mel frontend",
-    "aten.maximum.default": "XNNPACK maximum takes no broadcast scalar operand here; part of the float32 frontend",
+_NOT_DECOMPOSED = ("the 8da4w recipe's program is lowered without export/xnnpack_decompositions.py (torchao's tensor "
+                   "subclasses would be decomposed into wrong numbers), so ")
+NOT_DELEGATED_WHY = {  # op names as ExecuTorch's delegation summary writes them
+    "aten_native_layer_norm_default": _NOT_DECOMPOSED + "layer norm, which XNNPACK (ExecuTorch 1.5.1) lacks, runs "
+                                      "as a portable float32 kernel",
+    "aten_expand_copy_default": _NOT_DECOMPOSED + "the expands of 3-D/4-D matmuls stay portable float32 copies",
+    "aten_unsqueeze_copy_default": _NOT_DECOMPOSED + "unsqueeze stays a portable float32 copy",
+    "aten_squeeze_copy_dims": _NOT_DECOMPOSED + "squeeze stays a portable float32 copy",
+    "aten_mean_dim": "XNNPACK's mean is 4-D global average pooling only; the frontend's per-feature mean runs as a "
+                     "portable float32 kernel (the frontend is float32 in every recipe)",
+    "aten_sum_dim_int_list": "no XNNPACK sum; the frontend's per-feature variance runs as a portable float32 kernel",
+    "aten_full_default": "a constant tensor (the frontend's zero padding) made by a portable kernel",
+    "aten_amax_default": "no XNNPACK max-reduction; the log-mel frontend's dynamic-range clamp runs as a portable "
+                         "float32 kernel (the frontend is float32 in every recipe)",
+    "aten_log_default": "no XNNPACK log; part of the float32 log-mel frontend",
+    "aten_gelu_default": "no int8 GELU in XNNPACK (ExecuTorch 1.5.1); runs as a portable float32 kernel",
+    "dim_order_ops__to_dim_order_copy_default": "a memory-layout copy ExecuTorch inserts between portable kernels",
 }
 
 

@@ -113,7 +113,7 @@ def run_parity(req: ParityRequest) -> dict:
                   "chunks": sum(map(len, chunk_lists)), "chunk_samples": chunk.chunk_samples,
                   "frame_samples": chunk.frame_samples, "utterance_ids": [u.utt_id for u in utts]},
         "float": (metrics.transcript_error_rates(ref.log_probs, ref.texts, ref.tokenizer) if suffix else
-                  {"status": "no-suffix", "detail": f"the {adapter.name} model has no CTC head and decoder here: "
+                  {"wer": float("nan"), "cer": float("nan"), "status": "no-suffix", "detail": f"the {adapter.name} model has no CTC head and decoder here: "
                                                     f"no transcripts, no ΔWER"}),
         "adapter": manifest.section("adapter"),
         "gates": req.gates,

@@ -180,11 +180,13 @@ def plots(report: dict) -> list[tuple[str, str]]:
                         label="gate", zorder=3)
         axes[0].set_ylabel("SNR dB (capped at 150)")
         axes[0].legend(fontsize=7)
-        axes[1].bar(names, [a["cloud"]["dwer"] for a in ran], color=colors)
-        axes[1].scatter(names, [a["gate"].get("dwer", float("nan")) for a in ran], marker="_", s=400, color="k",
-                        zorder=3)
+        dwer = [a["cloud"]["dwer"] for a in ran]
+        axes[1].bar(names, [v if v == v else 0.0 for v in dwer], color=colors)
+        dwer_gates = [a["gate"].get("dwer", float("nan")) for a in ran]
+        if any(g == g for g in dwer_gates):  # none: a model without a suffix, no ΔWER measured
+            axes[1].scatter(names, dwer_gates, marker="_", s=400, color="k", zorder=3)
         axes[1].axhline(0, color="grey", lw=0.8)
-        axes[1].set_ylabel("ΔWER pp (artifact − float)")
+        axes[1].set_ylabel("ΔWER pp (artifact − float)" if any(v == v for v in dwer) else "ΔWER: not measured (no suffix)")
         for ax in axes:
             ax.tick_params(axis="x", labelsize=7)
         out.append(("SNR and ΔWER per artifact", _png(fig)))
