@@ -19,7 +19,15 @@ for m in "$DEFAULT" normalized baseline; do
   $VEIL evaluate --checkpoint "models/$m.safetensors" --split test --split eval-speakers --limit 200
 done
 echo "== exporting the default prefix for Android and iOS (exports/$DEFAULT-k*), with parity in the real runtimes"
-.venv/bin/export-prefix --checkpoint "models/$DEFAULT.safetensors" --target all
+# exit 1 = a parity gate failed, artifacts kept: the int8 artifacts still miss the loud-audio (stress) gates on a
+# full-scale 7 kHz tone or full-scale noise (models/README.md); the demo says so and streams speech with them
+rc=0
+.venv/bin/export-prefix --checkpoint "models/$DEFAULT.safetensors" --target all || rc=$?
+if (( rc == 1 )); then
+  echo "   a parity gate failed (exports/$DEFAULT-k*/parity.md); the artifacts are kept and the demo goes on with speech"
+elif (( rc != 0 )); then
+  exit "$rc"
+fi
 echo "== the split system: the exported prefix (ExecuTorch, as on a phone, adding its noise) streams to a local veil serve"
 serve_log=$(mktemp)
 $VEIL serve --port 0 >"$serve_log" 2>&1 &

@@ -37,3 +37,12 @@ def test_every_result_table_is_in_the_results_page_not_the_readme():
 def test_the_export_readme_is_a_reference():
     size = len((ROOT / "export" / "README.md").read_bytes())
     assert size <= 12_000, f"export/README.md is {size} bytes (at most 12 kB: research notes go to docs/)"
+
+
+def test_the_readmes_models_table_is_the_model_cards_table():
+    """One table of the shipped models, in models/README.md, repeated on the README's first screen."""
+    def table(path: Path) -> str:
+        return path.read_text().split("<!-- veil:models -->")[1].split("<!-- /veil:models -->")[0].strip()
+    assert table(README) == table(ROOT / "models" / "README.md")
+    shipped = {p.stem for p in (ROOT / "models").glob("*.safetensors")}
+    assert {row.split("`")[1] for row in table(README).splitlines() if row.startswith("| `")} == shipped

@@ -81,3 +81,18 @@ def test_render_refuses_what_it_cannot_render(tmp_path, capsys):
     readme.write_text(f"{end}\n")
     with pytest.raises(VeilError, match="only one of the markers"):
         refresh(readme, "x", "table", "X")
+
+
+def test_a_service_load_result_without_the_batch_1_config_renders():
+    """`serve_load --configs batching` measures one config: its report says '—' for the other, not a KeyError."""
+    from toolkit.serve import load_report
+    root = Path(__file__).resolve().parents[1]
+    result = json.loads((root / "benchmarks" / "results" / "serve-load-2026-11-26.json").read_text())
+
+    def without_batch_1(o):
+        if isinstance(o, dict):
+            return {k: without_batch_1(v) for k, v in o.items() if k != "batch-1"}
+        return [without_batch_1(x) for x in o] if isinstance(o, list) else o
+    one = without_batch_1(result)
+    assert "batch size 1 **—**" in load_report.render_markdown(one)
+    assert "batch size 1" not in load_report.headline(one).split("\n\n")[0]

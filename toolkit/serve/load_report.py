@@ -45,11 +45,11 @@ def render_markdown(result: dict) -> str:
                          f"{st['batches']['mean']} | {c['p50']} / {c['p99']} | {st['server_cpu_share']} |")
     b = result["torch_baseline"]
     lines += ["", "**Summary**", "",
-              f"- Largest N holding p99 chunk->partial <= {result['p99_goal_ms']:g} ms: batching **{s['max_streams']['batching']}**, "
-              f"batch size 1 **{s['max_streams']['batch-1']}** (goal >= 100 with batching)."
-              + ("" if s["ceiling_reached"]["batching"] else " (batching held at the last N tried: the limit is higher)"),
-              f"- Sustained audio seconds decoded per wall second at those N: batching {s['throughput']['batching']}, "
-              f"batch 1 {s['throughput']['batch-1']}: **{s['throughput_ratio']}x** (goal >= 3x).",
+              f"- Largest N holding p99 chunk->partial <= {result['p99_goal_ms']:g} ms: batching **{s['max_streams'].get('batching', '—')}**, "
+              f"batch size 1 **{s['max_streams'].get('batch-1', '—')}** (goal >= 100 with batching)."
+              + ("" if s["ceiling_reached"].get("batching", True) else " (batching held at the last N tried: the limit is higher)"),
+              f"- Sustained audio seconds decoded per wall second at those N: batching {s['throughput'].get('batching', '—')}, "
+              f"batch 1 {s['throughput'].get('batch-1', '—')}: **{s.get('throughput_ratio', '—')}x** (goal >= 3x).",
               f"- Saturated (unpaced) throughput, audio seconds per wall second: batching "
               f"{s['saturated_audio_s_per_s'].get('batching')}, batch 1 {s['saturated_audio_s_per_s'].get('batch-1')}: "
               f"**{s['saturated_ratio']}x**; per second of server CPU (the server got only part of its core on "
