@@ -201,3 +201,14 @@ def test_whisper_and_conformer_export_android_and_pass_parity(tmp_path, tiny_cor
     for a in parity["artifacts"]:
         assert a["numeric"]["snr_db"] >= 20.0, (a["file"], a["numeric"]["snr_db"])
     assert (parity["float"].get("status") == "no-suffix") == (adapter == "hf-whisper")
+
+
+def test_privacy_attacks_another_encoders_layers(tmp_path, tiny_corpus):
+    from toolkit import cli
+    out = tmp_path / "privacy"
+    assert cli.main(["privacy", "--adapter", "hf-wav2vec2", "--config", "tiny", "--layers", "1,3", "--corpus",
+                     str(tiny_corpus), "--out", str(out), "--attackers", "legacy"]) == 0
+    report = json.loads((out / "privacy.json").read_text())
+    model = report["models"]["hf-wav2vec2"]
+    assert model["kind"] == "adapter" and model["config"] == "tiny" and sorted(model["layers"]) == ["1", "3"]
+    assert model["sha256"] == open_adapter(adapter="hf-wav2vec2", config="tiny").identity_sha256()
