@@ -9,6 +9,8 @@ import importlib
 from pathlib import Path
 
 from toolkit.adapters.base import ModelAdapter
+from toolkit.adapters.module import ModuleAdapter
+from toolkit.adapters.veil import VeilAdapter
 from toolkit.errors import VeilError
 
 ADAPTERS = {  # --adapter NAME -> (module, class)
@@ -27,12 +29,10 @@ def open_adapter(*, adapter: str | None = None, config: str | None = None, weigh
     if model:
         if adapter not in (None, "module"):
             raise VeilError(f"--model and --adapter {adapter} exclude each other (--model is the 'module' adapter)")
-        from toolkit.adapters.module import ModuleAdapter
         return ModuleAdapter(model, weights, cut)
     if adapter in (None, "veil"):
         if config or weights:
             raise VeilError("--config and --weights go with --adapter (a Veil checkpoint is --checkpoint)")
-        from toolkit.adapters.veil import VeilAdapter
         return VeilAdapter(checkpoint, cut)
     if adapter == "module":
         raise VeilError("--adapter module needs --model MODULE:FUNCTION")

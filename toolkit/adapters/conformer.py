@@ -35,6 +35,7 @@ from torch.nn import functional as F
 from toolkit.adapters.base import ModelAdapter, fit_state, read_state, state_sha256
 from toolkit.chunking import ChunkSpec
 from toolkit.errors import VeilError
+from toolkit.files import file_sha256
 from toolkit.text.tokenizer import CharTokenizer
 
 SAMPLE_RATE, HOP, WIN, N_FFT = 16000, 160, 400, 512
@@ -331,5 +332,4 @@ class ConformerAdapter(ModelAdapter):
         return {"name": self.name, "config": self.config_arg, "weights": str(self.weights) if self.weights else None}
 
     def identity_sha256(self) -> str:
-        from toolkit.files import file_sha256
         return file_sha256(self.weights) if self.weights else state_sha256(self.model)

@@ -32,6 +32,7 @@ from torch import nn
 from toolkit.adapters.base import ModelAdapter, load_weights, state_sha256
 from toolkit.chunking import ChunkSpec
 from toolkit.errors import VeilError
+from toolkit.files import file_sha256
 from toolkit.text.tokenizer import CharTokenizer
 
 CHUNK_SECONDS = 2.0
@@ -258,7 +259,6 @@ class HFWav2Vec2Adapter(ModelAdapter):
         return {"name": self.name, "config": self.config_arg, "weights": str(self.weights) if self.weights else None}
 
     def identity_sha256(self) -> str:
-        from toolkit.files import file_sha256
         return file_sha256(self.weights) if self.weights else state_sha256(self.model)
 
     not_delegated_why = {}

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from toolkit.adapters.base import ModelAdapter, fit_state, read_state, state_sha256
 from toolkit.chunking import ChunkSpec
 from toolkit.errors import VeilError
+from toolkit.files import file_sha256
 
 N_FFT, HOP, SAMPLE_RATE = 400, 160, 16000
 CHUNK_SECONDS = 2.0
@@ -147,5 +148,4 @@ class HFWhisperAdapter(ModelAdapter):
         return {"name": self.name, "config": self.config_arg, "weights": str(self.weights) if self.weights else None}
 
     def identity_sha256(self) -> str:
-        from toolkit.files import file_sha256
         return file_sha256(self.weights) if self.weights else state_sha256(self.model)

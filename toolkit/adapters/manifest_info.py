@@ -4,8 +4,12 @@ the XNNPACK graph with the reason). Veil's own adapter keeps the manifest exactl
 (:func:`toolkit.exporting.manifest.io_description`, no ``adapter`` section)."""
 from __future__ import annotations
 
+import datetime
+
+from toolkit import __version__
 from toolkit.adapters.base import ModelAdapter
-from toolkit.exporting.manifest import INPUT_NAME, OUTPUT_NAME, io_description
+from toolkit.exporting.manifest import (INPUT_NAME, MANIFEST_FORMAT, OUTPUT_NAME, ExportManifest, io_description,
+                                       write_bottleneck)
 
 # why ExecuTorch 1.5.1's XnnpackPartitioner leaves an op out of the XNNPACK graph (measured on these adapters)
 _NOT_DECOMPOSED = ("the 8da4w recipe's program is lowered without export/xnnpack_decompositions.py (torchao's tensor "
@@ -63,10 +67,6 @@ def new_manifest(adapter: ModelAdapter, export_dir, *, split_layer: int, recipes
                  libraries: dict, artifacts: list[dict], tmp):
     """The export's :class:`ExportManifest`: Veil's exactly as before, any other adapter's with the same fields
     (``checkpoint`` is the weights file, or the weights' own sha256 for a preset) plus the ``adapter`` section."""
-    import datetime
-
-    from toolkit import __version__
-    from toolkit.exporting.manifest import MANIFEST_FORMAT, ExportManifest, write_bottleneck
 
     if adapter.name == "veil":
         return ExportManifest.new(export_dir, checkpoint=adapter.checkpoint, config=adapter.config,

@@ -21,6 +21,7 @@ from torch import nn
 from toolkit.adapters.base import ModelAdapter, state_sha256
 from toolkit.chunking import ChunkSpec
 from toolkit.errors import VeilError
+from toolkit.files import file_sha256
 
 REQUIRED = ("prefix", "n_blocks", "chunk_samples", "frame_samples")
 
@@ -82,7 +83,6 @@ class ModuleAdapter(ModelAdapter):
         return {"name": self.name, "model": self.spec, "weights": str(self.weights) if self.weights else None}
 
     def identity_sha256(self) -> str:
-        from toolkit.files import file_sha256
         if self.weights:
             return file_sha256(self.weights)
         return state_sha256(self.built["prefix"](self.n_blocks))

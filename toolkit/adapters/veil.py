@@ -9,6 +9,7 @@ from torch import nn
 
 from toolkit.adapters.base import ModelAdapter
 from toolkit.errors import VeilError
+from toolkit.files import file_sha256
 from toolkit.model.asr import split
 from toolkit.model.checkpoint import load_checkpoint, tokenizer_from
 
@@ -57,7 +58,6 @@ class VeilAdapter(ModelAdapter):
         return {"name": self.name, "checkpoint": str(self.checkpoint)}
 
     def identity_sha256(self) -> str:
-        from toolkit.files import file_sha256
         return file_sha256(self.checkpoint)
 
     def describe(self, k: int) -> str:

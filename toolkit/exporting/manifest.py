@@ -26,6 +26,8 @@ import numpy as np
 
 import export as backends
 from toolkit import __version__
+from toolkit.adapters import from_source
+from toolkit.adapters.veil import VeilAdapter
 from toolkit.chunking import ChunkSpec
 from toolkit.errors import VeilError, read_json
 from toolkit.files import atomic_write_bytes, file_sha256, write_json
@@ -333,8 +335,6 @@ class ExportManifest:
         """The float model this export was cut from, as its adapter (``toolkit/adapters``): another encoder's
         is rebuilt from the manifest's ``adapter`` section and checked to be the same weights (sha256); Veil's
         own comes from :meth:`load_checkpoint`."""
-        from toolkit.adapters import from_source
-        from toolkit.adapters.veil import VeilAdapter
         source = self.section("adapter")
         if not source or source.get("name") == "veil":
             model, config = self.load_checkpoint(checkpoint)

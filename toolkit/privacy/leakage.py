@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from toolkit.adapters import open_adapter
+from toolkit.chunking import torch_runner
 from toolkit.data.dataset import AudioSet
 from toolkit.data.librispeech import read_librispeech
 from toolkit.errors import VeilError
@@ -301,7 +303,6 @@ def _add_relative_changes(report: dict) -> None:
 
 def adapter_embeddings(adapter, k: int, data: AudioSet, progress: bool = False) -> list[np.ndarray]:
     """(T_i, d) per utterance: the adapter's float prefix cut after block ``k``, chunk by chunk."""
-    from toolkit.chunking import torch_runner
     return artifact_embeddings(torch_runner(adapter.prefix(k)), data, adapter.chunk, progress, desc=f"block {k}")
 
 
@@ -410,7 +411,6 @@ def _run_privacy(req: PrivacyRequest, options: SuiteOptions) -> dict:
             sources[name] = {"kind": "artifact", **p.describe(), "runtime": type(runner).__name__}
             loaded[name] = (p, runner)
     elif req.adapter:  # another encoder: its per-layer embeddings, each cut run chunk by chunk as a phone would
-        from toolkit.adapters import open_adapter
         if baseline:
             raise VeilError("--baseline goes with a Veil checkpoint, not with --adapter/--model")
         adapter = open_adapter(**req.adapter)
