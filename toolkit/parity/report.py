@@ -101,11 +101,13 @@ def render_markdown(report: dict) -> str:
                      f"{_num(r['cos_mean'], '{:.5f}')} | {_num(r['cos_min'], '{:.4f}')} | {_num(r['dwer'], '{:+.2f}')} | "
                      f"{_num(r['kl'], '{:.2e}')} | {_num(r['identical'], '{:.0f}')} | {_gate_text(r['gate'])} | "
                      f"**{r['verdict']}** | {r['note']} |")
+    mil = any("mil-reference" in str(r.get("note", "")) for r in rows(report))
     lines += ["", "ΔWER: WER(artifact) − WER(float), percentage points against the references; a gain never fails. "
               "`needs-macos`: Core ML runs only on macOS; `needs-device`: an NPU artifact runs only on its phone; "
-              "nothing was executed and nothing is reported as passed. `mil-reference (Linux)`: a Core ML package's "
-              "own MIL program evaluated by Veil's numpy interpreter and gated (a failure fails); Core ML's kernels "
-              "and the Neural Engine's numerics still need a Mac."]
+              "nothing was executed and nothing is reported as passed."
+              + (" `mil-reference (Linux)`: a Core ML package's own MIL program evaluated by Veil's numpy interpreter "
+                 "and gated (a failure fails); Core ML's kernels and the Neural Engine's numerics still need a Mac."
+                 if mil else "")]
     stress = [(a, *stress_rows(a)) for a in report["artifacts"] if stress_rows(a)]
     if stress:
         cases = [c["case"] for c in stress[0][2]["cases"]]
