@@ -380,56 +380,95 @@ def run_privacy(req: PrivacyRequest) -> dict:
         return _run_privacy(req, options)
 
 
-def _run_privacy(req: PrivacyRequest, options: SuiteOptions) -> dict:
-    log = print if req.progress else (lambda *a, **k: None)
-    attack = req.attack
-    started = time.time()
-    sources: dict[str, dict] = {}  # name -> {"kind": "checkpoint"|"artifact", ...}
-    loaded = {}
-    skipped: list[dict] = []
+@dataclass
+class _Sources:
+    """What one `veil privacy` run attacks: ``loaded[name]`` (a model, an adapter or an artifact's prefix and
+    runner), ``described[name]`` (the report's record of it), the layers, and the operator's suffix for
+    ``--cloud-layers``."""
+    loaded: dict = field(default_factory=dict)
+    described: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
+    layers: list = field(default_factory=list)
+    cloud_layers: list = field(default_factory=list)
+    cloud_model: object = None
+
+
+def _artifact_sources(req: PrivacyRequest, src: _Sources) -> None:
+    prefixes = read_export(Path(req.artifact), req.backends)
+    k = prefixes[0].split_layer
+    if req.layers not in (None, str(k)):
+        raise VeilError(f"--layers {req.layers}: an exported prefix emits only its split layer ({k}); "
+                        f"--cloud-layers attacks the suffix's blocks on it")
+    if req.cloud_layers:
+        src.cloud_model = ExportManifest.read(Path(req.artifact)).load_checkpoint()[0]  # sha256-checked
+        src.cloud_layers = parse_layer_range(req.cloud_layers, k + 1, src.cloud_model.cfg.total_blocks, "--cloud-layers")
+    src.layers = [k, *src.cloud_layers]
+    for model in src.loaded.values():
+        if not 1 <= k <= model.cfg.n_blocks:
+            raise VeilError(f"{req.baseline}: baseline has {model.cfg.n_blocks} blocks, the artifact's layer is {k}")
+    runnable, src.skipped = load_runners(prefixes)
+    for p, runner in runnable:
+        name = p.name  # backend/recipe: the report names what it attacked
+        src.described[name] = {"kind": "artifact", **p.describe(), "runtime": type(runner).__name__}
+        src.loaded[name] = (p, runner)
+
+
+def _sources(req: PrivacyRequest) -> _Sources:
+    """Load what ``req`` attacks (checkpoint, export folder or adapter, and the baseline), checked at the boundary."""
+    src = _Sources()
     baseline = req.baseline
     if baseline:
-        loaded["baseline"] = load_checkpoint(baseline)[0]
-        sources["baseline"] = {"kind": "checkpoint", "checkpoint": str(baseline), "sha256": file_sha256(baseline)}
+        src.loaded["baseline"] = load_checkpoint(baseline)[0]
+        src.described["baseline"] = {"kind": "checkpoint", "checkpoint": str(baseline), "sha256": file_sha256(baseline)}
     if req.artifact is not None:
-        prefixes = read_export(Path(req.artifact), req.backends)
-        k = prefixes[0].split_layer
-        if req.layers not in (None, str(k)):
-            raise VeilError(f"--layers {req.layers}: an exported prefix emits only its split layer ({k}); "
-                            f"--cloud-layers attacks the suffix's blocks on it")
-        cloud_layers, cloud_model = [], None
-        if req.cloud_layers:
-            cloud_model = ExportManifest.read(Path(req.artifact)).load_checkpoint()[0]  # sha256-checked
-            cloud_layers = parse_layer_range(req.cloud_layers, k + 1, cloud_model.cfg.total_blocks, "--cloud-layers")
-        layers = [k, *cloud_layers]
-        for model in loaded.values():
-            if not 1 <= k <= model.cfg.n_blocks:
-                raise VeilError(f"{baseline}: baseline has {model.cfg.n_blocks} blocks, the artifact's layer is {k}")
-        runnable, skipped = load_runners(prefixes)
-        for p, runner in runnable:
-            name = p.name  # backend/recipe: the report names what it attacked
-            sources[name] = {"kind": "artifact", **p.describe(), "runtime": type(runner).__name__}
-            loaded[name] = (p, runner)
+        _artifact_sources(req, src)
     elif req.adapter:  # another encoder: its per-layer embeddings, each cut run chunk by chunk as a phone would
         if baseline:
             raise VeilError("--baseline goes with a Veil checkpoint, not with --adapter/--model")
         adapter = open_adapter(**req.adapter)
-        layers = parse_layer_range(req.layers, 1, adapter.n_blocks)
-        loaded[adapter.name] = adapter
-        sources[adapter.name] = {"kind": "adapter", **adapter.source(), "checkpoint": adapter.source().get("weights") or
-                                 f"{adapter.name} {adapter.source().get('config') or adapter.source().get('model')}",
-                                 "sha256": adapter.identity_sha256()}
+        src.layers = parse_layer_range(req.layers, 1, adapter.n_blocks)
+        src.loaded[adapter.name] = adapter
+        src.described[adapter.name] = {
+            "kind": "adapter", **adapter.source(), "sha256": adapter.identity_sha256(),
+            "checkpoint": adapter.source().get("weights") or
+            f"{adapter.name} {adapter.source().get('config') or adapter.source().get('model')}"}
     else:
         checkpoint = Path(req.checkpoint)
         model = load_checkpoint(checkpoint)[0]
-        if baseline and loaded["baseline"].cfg.n_blocks != model.cfg.n_blocks:
+        if baseline and src.loaded["baseline"].cfg.n_blocks != model.cfg.n_blocks:
             raise VeilError(f"{checkpoint}: it and the baseline have different depths "
-                            f"{sorted({loaded['baseline'].cfg.n_blocks, model.cfg.n_blocks})}")
-        layers = parse_layer_range(req.layers, 0, model.cfg.total_blocks)  # the cloud stack too: the operator holds it
-        name = attacked_name(checkpoint, loaded)
-        loaded[name] = model
-        sources[name] = {"kind": "checkpoint", "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
+                            f"{sorted({src.loaded['baseline'].cfg.n_blocks, model.cfg.n_blocks})}")
+        src.layers = parse_layer_range(req.layers, 0, model.cfg.total_blocks)  # the cloud stack too: the operator's
+        name = attacked_name(checkpoint, src.loaded)
+        src.loaded[name] = model
+        src.described[name] = {"kind": "checkpoint", "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
+    return src
 
+
+def _embeddings(src: _Sources, kind: str, obj, data, progress: bool) -> tuple[dict, dict, object, object]:
+    """(eval, attacker-training) frames per layer of one source, its GRL layers and split layer."""
+    layers = src.layers
+    if kind == "artifact":
+        p, runner = obj
+        emb_eval, emb_train = ({layers[0]: e} for e in prefix_embeddings(p, runner, data, progress))
+        for emb in (emb_eval, emb_train):
+            if src.cloud_layers:  # the operator runs its suffix on what it received
+                emb.update(cloud_embeddings(src.cloud_model, p.split_layer, emb[layers[0]], src.cloud_layers))
+        return emb_eval, emb_train, None, p.split_layer
+    if kind == "adapter":
+        emb_eval, emb_train = ({k: adapter_embeddings(obj, k, d, progress) for k in layers}
+                               for d in (data.eval_data, data.train_data))
+        return emb_eval, emb_train, None, None
+    emb_eval, emb_train = checkpoint_embeddings(obj, data, layers, progress)
+    return emb_eval, emb_train, obj.cfg.grl_layers, obj.cfg.split_layer
+
+
+def _run_privacy(req: PrivacyRequest, options: SuiteOptions) -> dict:
+    log = print if req.progress else (lambda *a, **k: None)
+    attack = req.attack
+    started = time.time()
+    src = _sources(req)
+    sources, loaded, layers, baseline = src.described, src.loaded, src.layers, req.baseline
     data = load_attack_data(Path(req.corpus), attack.attacker_utts or None, attack.eval_limit, attack.seed,
                             req.progress)
     seeds = list(range(attack.seed, attack.seed + req.attacker_seeds))
@@ -441,31 +480,18 @@ def _run_privacy(req: PrivacyRequest, options: SuiteOptions) -> dict:
     if req.artifact is not None:
         report["artifact"] = {"export_dir": str(req.artifact),
                               "attacked": [s for s in sources.values() if s["kind"] == "artifact"],
-                              "not_run": skipped}
+                              "not_run": src.skipped}
     embs, fitted = {}, {}
     for name, obj in loaded.items():
         t0 = time.time()
-        src = sources[name]
-        log(f"{name}: {src['path'] if src['kind'] == 'artifact' else src['checkpoint']}")
-        if src["kind"] == "artifact":
-            p, runner = obj
-            emb_eval, emb_train = ({layers[0]: e} for e in prefix_embeddings(p, runner, data, req.progress))
-            for emb in (emb_eval, emb_train):
-                if cloud_layers:  # the operator runs its suffix on what it received
-                    emb.update(cloud_embeddings(cloud_model, p.split_layer, emb[layers[0]], cloud_layers))
-            grl, split = None, p.split_layer
-        elif src["kind"] == "adapter":
-            emb_eval, emb_train = ({k: adapter_embeddings(obj, k, d, req.progress) for k in layers}
-                                   for d in (data.eval_data, data.train_data))
-            grl, split = None, None
-        else:
-            emb_eval, emb_train = checkpoint_embeddings(obj, data, layers, req.progress)
-            grl, split = obj.cfg.grl_layers, obj.cfg.split_layer
+        described = sources[name]
+        log(f"{name}: {described['path'] if described['kind'] == 'artifact' else described['checkpoint']}")
+        emb_eval, emb_train, grl, split = _embeddings(src, described["kind"], obj, data, req.progress)
         t_emb = time.time() - t0
         log(f"  embeddings: {t_emb:.0f} s")
         res, fit = attack_model(emb_eval, emb_train, data, layers, options, seeds, log)
         embs[name], fitted[name] = emb_eval, fit
-        report["models"][name] = {**src, "grl_layers": grl, "split_layer": split,
+        report["models"][name] = {**described, "grl_layers": grl, "split_layer": split,
                                   "embedding_seconds": round(t_emb, 1), "seconds": round(time.time() - t0, 1),
                                   "layers": {str(k): v for k, v in res.items()}}
     if baseline:
