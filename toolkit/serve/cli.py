@@ -33,6 +33,12 @@ TOKEN_ENV = "VEIL_TOKEN"
 
 
 def add_parser(sub) -> None:
+    _add_serve_parser(sub)
+    _add_stream_parser(sub)
+    _add_vectors_parser(sub)
+
+
+def _add_serve_parser(sub) -> None:
     s = sub.add_parser("serve", help="serve suffixes over the streaming protocol (WebSocket + HTTP, batched)",
                        description="The cloud half: sessions bound to a prefix identity, dynamic batching across "
                                    "sessions, bearer-token auth, limits, /metrics. Protocol: docs/PROTOCOL.md; "
@@ -70,6 +76,19 @@ def add_parser(sub) -> None:
     lim.add_argument("--max-sessions-per-token", type=int, default=32, help="open sessions per token (4430)")
     lim.add_argument("--rate-limit", type=float, default=50.0, help="messages per second per token (0: none)")
     lim.add_argument("--rate-burst", type=float, default=100.0, help="burst of --rate-limit")
+    lim.add_argument("--shutdown-grace-s", type=float, default=15.0,
+                     help="on SIGTERM, let open sessions finish this long, then end them (4502)")
+    _add_deadline_flags(s)
+    r = s.add_argument_group("scale-out")
+    r.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="ray: the suffix as an autoscaling Ray Serve deployment behind the same gateway "
+                        "(needs `pip install .[ray]`; Ray binds more ports than --port: docs/SERVE.md)")
+    r.add_argument("--max-replicas", type=int, default=4, help="--engine ray: autoscaling limit of suffix replicas")
+    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.set_defaults(func=run)
+
+
+def _add_deadline_flags(s) -> None:
     dl = s.add_argument_group("connection deadlines (below the protocol; docs/SERVE.md)")
     dl.add_argument("--head-timeout-s", type=float, default=5.0,
                     help="the request line and headers must arrive within this (408, or a plain close if nothing "
@@ -83,16 +102,9 @@ def add_parser(sub) -> None:
     dl.add_argument("--max-preauth", type=int, default=32,
                     help="connections without an Authorization header waiting for their HELLO token (503 / 4503 "
                          "beyond); they hold no session slot")
-    lim.add_argument("--shutdown-grace-s", type=float, default=15.0,
-                     help="on SIGTERM, let open sessions finish this long, then end them (4502)")
-    r = s.add_argument_group("scale-out")
-    r.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="ray: the suffix as an autoscaling Ray Serve deployment behind the same gateway "
-                        "(needs `pip install .[ray]`; Ray binds more ports than --port: docs/SERVE.md)")
-    r.add_argument("--max-replicas", type=int, default=4, help="--engine ray: autoscaling limit of suffix replicas")
-    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    s.set_defaults(func=run)
 
+
+def _add_stream_parser(sub) -> None:
     st = sub.add_parser("stream", help="stream audio through an exported prefix to a `veil serve` (the reference "
                                        "client)")
     st.add_argument("audio", nargs="+")
@@ -115,6 +127,8 @@ def add_parser(sub) -> None:
     st.add_argument("--json", help="also write the results (texts, timings) to this JSON file")
     st.set_defaults(func=run)
 
+
+def _add_vectors_parser(sub) -> None:
     pr = sub.add_parser("protocol", help="the streaming protocol: cross-language test vectors")
     psub = pr.add_subparsers(dest="protocol_command", metavar="ACTION", required=True)
     v = psub.add_parser("vectors", help="write the test vectors of docs/PROTOCOL.md (frames, payloads, a real session)")
