@@ -24,6 +24,7 @@ import re
 import sys
 from pathlib import Path
 
+from experiments.evaluate import payload_bytes_per_second
 from toolkit.files import write_json, write_text
 
 GOALS = {"eer_min": 40.0, "closed_max": 20.0, "wer_max": 35.0, "wer_moonshot": 29.1, "payload_max": 2000.0}
@@ -69,12 +70,19 @@ def read_point(name: str, folder: Path) -> dict:
                                      "open_attacker": v["strongest"]["open"]["attacker"]}
                                  for k, v in model["layers"].items()}
     manifest = folder / "export" / "manifest.json"
-    if manifest.exists():
+    if manifest.exists():  # one payload message per 2-s chunk
         m = json.loads(manifest.read_text())
-        point["payload"] = m.get("bottleneck") or {}
+        point["channel"] = m.get("bottleneck") or {}
+        out, inp = m["output"], m["input"]
+        point["payload_bytes_per_second"] = round(payload_bytes_per_second(
+            point["channel"].get("payload_codec", "int8"), out["embedding_dim"], 1, 0, out["frames_per_chunk"],
+            inp["chunk_seconds"]))
     bench = folder / "bench.json"
-    if bench.exists():
-        point["bench"] = json.loads(bench.read_text())
+    if bench.exists():  # `veil bench EXPORT --threads 1 --json`: the phone's MACs and p50 per 2-s chunk, 1 thread
+        doc = json.loads(bench.read_text())
+        point["bench"] = {"macs_per_chunk": doc["prefix"]["macs_per_chunk"], "command": doc["command"],
+                          "p50_ms_1_thread": {a["name"]: m["p50_ms"] for a in doc["artifacts"]
+                                              for m in a["measurements"] if m.get("threads") == 1 and "p50_ms" in m}}
     point["verdict"] = verdict(point)
     return point
 
@@ -111,14 +119,17 @@ def render_markdown(doc: dict) -> str:
              "(chance 3.1 %). WER: greedy CTC, `veil evaluate`. Goals: EER ≥ 40 % (mean − 1 sd), closed set ≤ 20 %, "
              "test WER ≤ 35 %.", "",
              "| point | test WER % | eval-speakers WER % | closed set % (attacker) | EER % (attacker) | "
-             "cloud's own layers: closed % / EER % | verdict |", "|---|---|---|---|---|---|---|"]
+             "cloud's own layers: closed % / EER % | payload B/s | phone M MACs / 2 s | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for p in doc["points"]:
         wer = p.get("wer", {})
         closed = f"{p['closed']['mean']:.1f} ± {p['closed']['sd']:.1f} ({p['closed']['attacker']})" if "closed" in p else "—"
         opn = f"{p['open']['mean']:.1f} ± {p['open']['sd']:.1f} ({p['open']['attacker']})" if "open" in p else "—"
         cloud = ", ".join(f"block {k}: {v['closed']:.1f} / {v['eer']:.1f}" for k, v in p.get("cloud_layers", {}).items())
+        payload = p.get("payload_bytes_per_second", "—")
+        macs = f"{p['bench']['macs_per_chunk'] / 1e6:.0f}" if "bench" in p else "—"
         lines.append(f"| {p['name']} | {wer.get('test', float('nan')):.2f} | {wer.get('eval-speakers', float('nan')):.2f} "
-                     f"| {closed} | {opn} | {cloud or '—'} | {p['verdict']} |")
+                     f"| {closed} | {opn} | {cloud or '—'} | {payload} | {macs} | {p['verdict']} |")
     lines += ["", "## The first frontier (split 4, frozen phone blocks, 2-block cloud; float model, `--attackers fast`)", "",
               "| point | test WER % | closed set % | EER % |", "|---|---|---|---|"]
     lines += [f"| {o['name']} | {o['wer']:.2f} | {o['closed']:.1f} | {o['eer']:.1f} |" for o in doc["old"]]
