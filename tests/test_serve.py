@@ -419,8 +419,9 @@ def test_ray_engine_refuses_loopback_with_other_interfaces_in_reach():
     assert ray_reach("10.0.0.5", ["lo", "eth0"]) == ["eth0"]
 
 
-def test_veil_serve_with_no_model_flag_serves_the_default_private_model():
-    """No --checkpoint and no --export: the default model, whose phone adds N(0, S^2) to a 16-dim payload."""
+def test_veil_serve_with_no_model_flag_serves_the_default_model():
+    """No --checkpoint and no --export: the default model, whose phone adds N(0, S^2) to a 16-dim payload after
+    block 6."""
     (served,) = load_models(Namespace(checkpoint=[], export=[]))
-    assert served.checkpoint == DEFAULT_MODEL and served.identity.split_layer == 4
+    assert served.checkpoint == DEFAULT_MODEL and served.identity.split_layer == 6
     assert served.dim == 16 and served.codebook is None

@@ -8,8 +8,7 @@ import datetime
 
 from toolkit import __version__
 from toolkit.adapters.base import ModelAdapter
-from toolkit.exporting.manifest import (INPUT_NAME, MANIFEST_FORMAT, OUTPUT_NAME, ExportManifest, io_description,
-                                       write_bottleneck)
+from toolkit.exporting.manifest import MANIFEST_FORMAT, ExportManifest, io_description, io_sections, write_bottleneck
 
 # why ExecuTorch 1.5.1's XnnpackPartitioner leaves an op out of the XNNPACK graph (measured on these adapters)
 _NOT_DECOMPOSED = ("the 8da4w recipe's program is lowered without export/xnnpack_decompositions.py (torchao's tensor "
@@ -35,17 +34,7 @@ NOT_DELEGATED_WHY = {  # op names as ExecuTorch's delegation summary writes them
 def io_for(adapter: ModelAdapter, k: int) -> dict:
     if adapter.name == "veil":
         return io_description(adapter.model.cfg, k)
-    chunk, dim = adapter.chunk, adapter.output_dim(k)
-    return {
-        "input": {"name": INPUT_NAME, "shape": [1, chunk.chunk_samples], "dtype": "float32",
-                  "sample_rate": chunk.sample_rate, "chunk_samples": chunk.chunk_samples,
-                  "chunk_seconds": chunk.chunk_seconds, "range": [-1.0, 1.0],
-                  "layout": "mono PCM; an utterance is cut into chunks, the last one zero-padded"},
-        "output": {"name": OUTPUT_NAME, "shape": [1, chunk.chunk_frames, dim], "dtype": "float32",
-                   "frames_per_chunk": chunk.chunk_frames, "frame_samples": chunk.frame_samples,
-                   "frame_rate_hz": chunk.frame_rate_hz, "embedding_dim": dim, "layer": k,
-                   "valid_frames": "ceil(utterance_samples / frame_samples) over the concatenated chunks"},
-    }
+    return io_sections(adapter.chunk, adapter.output_dim(k), k)
 
 
 def adapter_section(adapter: ModelAdapter, artifacts: list[dict]) -> dict:

@@ -72,8 +72,12 @@ class PrefixIdentity:
 def io_description(cfg, split_layer: int) -> dict:
     """The manifest's ``input`` and ``output`` sections for a prefix of model config ``cfg`` cut after
     ``split_layer``."""
-    chunk = cfg.chunk
-    dim = cfg.prefix_output_dim(split_layer)
+    return io_sections(cfg.chunk, cfg.prefix_output_dim(split_layer), split_layer)
+
+
+def io_sections(chunk, dim: int, split_layer: int) -> dict:
+    """The manifest's ``input`` (PCM chunks of ``chunk``) and ``output`` (``dim``-dim frames after block
+    ``split_layer``) sections of any prefix."""
     return {
         "input": {"name": INPUT_NAME, "shape": [1, chunk.chunk_samples], "dtype": "float32",
                   "sample_rate": chunk.sample_rate, "chunk_samples": chunk.chunk_samples,
