@@ -164,20 +164,7 @@ class ManifestTest {
     }
 
     /** An export folder whose manifest describes two small real files. */
-    private fun folder(): File {
-        val dir = TestFiles.tempDir("veil-export")
-        val o = JSONObject(text)
-        val list = o.getJSONArray("artifacts")
-        for (i in 0 until list.length()) {
-            val entry = list.getJSONObject(i)
-            val f = File(dir, entry.getString("file"))
-            f.writeBytes(ByteArray(1000 + i) { (it * 7 + i).toByte() })
-            entry.put("size_bytes", f.length())
-            entry.put("sha256", ExportFolder.sha256Hex(f))
-        }
-        File(dir, "manifest.json").writeText(o.toString(1))
-        return dir
-    }
+    private fun folder(): File = TestFiles.exportFolder(text)
 
     @Test
     fun `an export folder is verified by size and sha256 before use`() {

@@ -118,20 +118,7 @@ class StreamingPipelineTest {
     }
 
     /** An export folder of the vectors' model's manifest whose artifact files match their sizes and digests. */
-    private fun exportFolder(): File {
-        val dir = TestFiles.tempDir("veil-export")
-        val o = JSONObject(TestFiles.resourceText("export-manifest.json"))
-        val list = o.getJSONArray("artifacts")
-        for (i in 0 until list.length()) {
-            val entry = list.getJSONObject(i)
-            val f = File(dir, entry.getString("file"))
-            f.writeBytes(ByteArray(1000 + i) { (it * 7 + i).toByte() })
-            entry.put("size_bytes", f.length())
-            entry.put("sha256", ExportFolder.sha256Hex(f))
-        }
-        File(dir, "manifest.json").writeText(o.toString(1))
-        return dir
-    }
+    private fun exportFolder(): File = TestFiles.exportFolder(TestFiles.resourceText("export-manifest.json"))
 
     @Test
     fun `a stopped session gets its final, then the microphone and the socket are released`() {
